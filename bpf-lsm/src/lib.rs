@@ -1,0 +1,18 @@
+//! The kernel side of the enforcer: BPF programs written in C with CO-RE
+//! (under `bpf/`, compiled by `build.rs` and embedded here), the kernel/user
+//! ABI mirrored from `bpf/include/abi.h`, the aya loader, and the feature
+//! probes `enforcer doctor` reports.
+//!
+//! This crate knows nothing of policies or YAML: it takes typed map entries
+//! and hands back decoded kernel records.
+
+pub mod abi;
+pub mod events;
+pub mod loader;
+pub mod objects;
+pub mod path_hash;
+pub mod probe;
+
+pub use events::{decode, DecodeError, FileOpenEvent, KernelEvent, Verdict};
+pub use loader::{EventRing, FileOpenPlan, FileRule, LoadError, Loaded, Mode, ScopedCgroup};
+pub use probe::{probe_kernel, Check, CheckStatus, KernelReport};

@@ -1,0 +1,77 @@
+//! `enforcer`: the runtime security enforcer's daemon and CLI.
+
+mod cgroup;
+mod doctor;
+mod exit_code;
+mod run;
+mod verdict_log;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (doctor: BPF LSM enforcement available)
+  1  error
+  2  usage error
+  3  doctor: only a degraded mode is possible on this kernel
+  4  not root
+  5  bpffs is not mounted and cannot be mounted
+  6  the state directory is not writable
+  7  invalid policy or rule
+  8  the kernel refused a program (the verifier log is printed)";
+
+#[derive(Parser)]
+#[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe the running kernel: what the enforcer can use, and what it does
+    /// about what is missing.
+    Doctor {
+        /// Print the report as JSON (also usable as `policy compile --kernel`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load the kernel programs and report verdicts until SIGTERM/SIGINT.
+    Run(run::RunArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENFORCER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Doctor { json } => doctor::run(json).map_err(exit_code::Failure::from),
+        Command::Run(args) => run::run(args).map(|()| exit_code::OK),
+    };
+    match result {
+        Ok(code) => exit_code::to_exit_code(code),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            exit_code::to_exit_code(failure.code)
+        }
+    }
+}

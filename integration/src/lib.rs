@@ -1,0 +1,21 @@
+//! The project's development commands (`cargo xtask ...`) and the end-to-end suite that runs
+//! inside a VM.
+//!
+//! Host side: [`workspace`] builds the binaries, [`kernel_cache`] fetches Debian's kernels,
+//! [`guest_rootfs`] and [`guest_init`] assemble an [`initramfs`], [`qemu`] boots it and
+//! [`guest_report`] reads what the guest printed; [`suite`], [`vm_run`] and [`test_pipeline`] are
+//! the commands. Guest side: [`e2e`] is the test harness run by `/bin/enforcer-e2e`.
+
+pub mod apt_sources;
+pub mod e2e;
+pub mod guest_init;
+pub mod guest_report;
+pub mod guest_rootfs;
+pub mod initramfs;
+pub mod kernel_cache;
+pub mod prerequisites;
+pub mod qemu;
+pub mod suite;
+pub mod test_pipeline;
+pub mod vm_run;
+pub mod workspace;
