@@ -40,21 +40,33 @@ fn find_clang() -> String {
             return (*candidate).to_string();
         }
     }
-    fail(&format!("no clang found (tried {}): {INSTALL_HINT}", CLANG_CANDIDATES.join(", ")));
+    fail(&format!(
+        "no clang found (tried {}): {INSTALL_HINT}",
+        CLANG_CANDIDATES.join(", ")
+    ));
 }
 
 /// llvm-strip matching the clang, to drop DWARF while keeping .BTF/.BTF.ext
 /// (aya needs those for CO-RE). Optional: without it the objects are bigger.
 fn find_strip(clang: &str) -> Option<String> {
-    let versioned = clang.strip_prefix("clang").map(|v| format!("llvm-strip{v}"));
+    let versioned = clang
+        .strip_prefix("clang")
+        .map(|v| format!("llvm-strip{v}"));
     versioned
         .into_iter()
         .chain(["llvm-strip".to_string()])
-        .find(|s| Command::new(s).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|s| {
+            Command::new(s)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
 }
 
 fn libbpf_include() -> PathBuf {
-    let dir = env::var("LIBBPF_INCLUDE").map(PathBuf::from).unwrap_or_else(|_| "/usr/include".into());
+    let dir = env::var("LIBBPF_INCLUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| "/usr/include".into());
     if !dir.join("bpf/bpf_helpers.h").is_file() {
         fail(&format!(
             "libbpf headers not found (`{}` is missing): {INSTALL_HINT}",
@@ -97,7 +109,10 @@ fn main() {
     let mut consts = String::new();
     for src in &sources {
         println!("cargo:rerun-if-changed={}", src.display());
-        let file = src.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = src
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let stem = file.trim_end_matches(".bpf.c").to_string();
         let obj = out.join(format!("{stem}.bpf.o"));
         compile(&clang, &libbpf, &bpf_dir, src, &obj);
@@ -125,7 +140,15 @@ fn main() {
 
 fn compile(clang: &str, libbpf: &Path, bpf_dir: &Path, src: &Path, obj: &Path) {
     let output = Command::new(clang)
-        .args(["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror"])
+        .args([
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+        ])
         // The kernel's own headers are not wanted: vmlinux.h has every type.
         .arg("-nostdinc")
         .arg("-I")

@@ -121,7 +121,10 @@ mod tests {
             (
                 "enf_cgroup_scope",
                 size_of::<CgroupScope>(),
-                vec![("mode", offset_of!(CgroupScope, mode)), ("_pad", offset_of!(CgroupScope, _pad))],
+                vec![
+                    ("mode", offset_of!(CgroupScope, mode)),
+                    ("_pad", offset_of!(CgroupScope, _pad)),
+                ],
             ),
             (
                 "enf_path_rule",
@@ -147,8 +150,11 @@ mod tests {
                 .get(name)
                 .unwrap_or_else(|| panic!("struct {name} is in no object's BTF"));
             assert_eq!(btf.size as usize, size, "size of {name} (BTF of {object})");
-            let btf_fields: Vec<(&str, usize)> =
-                btf.members.iter().map(|(n, off)| (n.as_str(), *off as usize / 8)).collect();
+            let btf_fields: Vec<(&str, usize)> = btf
+                .members
+                .iter()
+                .map(|(n, off)| (n.as_str(), *off as usize / 8))
+                .collect();
             assert_eq!(btf_fields, fields, "fields of {name} (BTF of {object})");
         }
     }

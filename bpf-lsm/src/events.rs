@@ -102,7 +102,10 @@ fn decode_header(b: &[u8]) -> Result<(u16, Common), DecodeError> {
     }
     let version = u32_at(b, offset_of!(EventHeader, abi_version));
     if version != abi::ABI_VERSION {
-        return Err(DecodeError::AbiVersion { found: version, expected: abi::ABI_VERSION });
+        return Err(DecodeError::AbiVersion {
+            found: version,
+            expected: abi::ABI_VERSION,
+        });
     }
     let verdict = match u16_at(b, offset_of!(EventHeader, verdict)) {
         abi::VERDICT_ALLOW => Verdict::Allow,
@@ -112,7 +115,10 @@ fn decode_header(b: &[u8]) -> Result<(u16, Common), DecodeError> {
     };
     let comm_off = offset_of!(EventHeader, comm);
     let comm_bytes = &b[comm_off..comm_off + abi::COMM_LEN];
-    let comm_end = comm_bytes.iter().position(|&c| c == 0).unwrap_or(abi::COMM_LEN);
+    let comm_end = comm_bytes
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(abi::COMM_LEN);
     let common = Common {
         verdict,
         ktime_ns: u64_at(b, offset_of!(EventHeader, ktime_ns)),
@@ -135,7 +141,10 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         abi::EVENT_FILE_OPEN => {
             let need = abi::FILE_EVENT_PATH_OFFSET;
             if record.len() < need {
-                return Err(DecodeError::Short { len: record.len(), need });
+                return Err(DecodeError::Short {
+                    len: record.len(),
+                    need,
+                });
             }
             let claimed = u32_at(record, offset_of!(FileEvent, path_len)) as usize;
             let present = record.len() - need;
@@ -160,9 +169,15 @@ pub(crate) mod tests {
     /// Builds a file record the way the kernel lays it out.
     pub(crate) fn file_record(verdict: u16, path: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; abi::FILE_EVENT_PATH_OFFSET];
-        let put32 = |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-        put32(&mut b, offset_of!(EventHeader, abi_version), abi::ABI_VERSION);
-        b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&abi::EVENT_FILE_OPEN.to_ne_bytes());
+        let put32 =
+            |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        put32(
+            &mut b,
+            offset_of!(EventHeader, abi_version),
+            abi::ABI_VERSION,
+        );
+        b[offset_of!(EventHeader, kind)..][..2]
+            .copy_from_slice(&abi::EVENT_FILE_OPEN.to_ne_bytes());
         b[offset_of!(EventHeader, verdict)..][..2].copy_from_slice(&verdict.to_ne_bytes());
         b[offset_of!(EventHeader, ktime_ns)..][..8].copy_from_slice(&123u64.to_ne_bytes());
         b[offset_of!(EventHeader, cgroup_id)..][..8].copy_from_slice(&4242u64.to_ne_bytes());
@@ -202,7 +217,10 @@ pub(crate) mod tests {
     fn rejects_truncated_and_inconsistent_records() {
         let good = file_record(abi::VERDICT_DENY, b"/etc/shadow");
         for len in 0..abi::FILE_EVENT_PATH_OFFSET {
-            assert!(matches!(decode(&good[..len]), Err(DecodeError::Short { .. })), "len {len}");
+            assert!(
+                matches!(decode(&good[..len]), Err(DecodeError::Short { .. })),
+                "len {len}"
+            );
         }
         // Claims more path bytes than the record carries.
         let short = &good[..good.len() - 1];

@@ -58,7 +58,11 @@ pub enum LoadError {
     #[error("map `{map}` is missing or has the wrong type: {detail}")]
     Map { map: &'static str, detail: String },
     #[error("the kernel refused program `{program}`: {io_error}\nverifier log:\n{verifier_log}")]
-    Verifier { program: &'static str, io_error: std::io::Error, verifier_log: String },
+    Verifier {
+        program: &'static str,
+        io_error: std::io::Error,
+        verifier_log: String,
+    },
     #[error("program `{program}`: {source}")]
     Program {
         program: &'static str,
@@ -66,21 +70,33 @@ pub enum LoadError {
         source: ProgramError,
     },
     #[error("path `{path}` is {len} bytes long; the kernel resolves paths up to {max} bytes")]
-    PathTooLong { path: String, len: usize, max: usize },
+    PathTooLong {
+        path: String,
+        len: usize,
+        max: usize,
+    },
 }
 
 impl LoadError {
     fn program(program: &'static str, err: ProgramError) -> Self {
         match err {
-            ProgramError::LoadError { io_error, verifier_log } => {
-                LoadError::Verifier { program, io_error, verifier_log: verifier_log.to_string() }
-            }
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => LoadError::Verifier {
+                program,
+                io_error,
+                verifier_log: verifier_log.to_string(),
+            },
             source => LoadError::Program { program, source },
         }
     }
 
     fn map(map: &'static str, detail: impl std::fmt::Display) -> Self {
-        LoadError::Map { map, detail: detail.to_string() }
+        LoadError::Map {
+            map,
+            detail: detail.to_string(),
+        }
     }
 
     /// The errno behind the failure, where there is one (EPERM when the
@@ -127,7 +143,10 @@ impl Loaded {
             .map_max_entries("enf_file_exact", rules)
             .map_max_entries("enf_scoped_cgroups", cgroups)
             .load(bytes)
-            .map_err(|source| LoadError::Object { object: FILE_OPEN_OBJECT, source })?;
+            .map_err(|source| LoadError::Object {
+                object: FILE_OPEN_OBJECT,
+                source,
+            })?;
 
         {
             let map = ebpf
@@ -143,7 +162,10 @@ impl Loaded {
                         max: abi::PATH_MAX - 1,
                     });
                 }
-                let value = PathRule { rule_id: rule.rule_id, path_len: rule.path.len() as u32 };
+                let value = PathRule {
+                    rule_id: rule.rule_id,
+                    path_len: rule.path.len() as u32,
+                };
                 exact
                     .insert(path_hash(&rule.path), value, 0)
                     .map_err(|e| LoadError::map("enf_file_exact", e))?;
@@ -168,28 +190,42 @@ impl Loaded {
 
         let program: &mut Lsm = ebpf
             .program_mut(FILE_OPEN_PROGRAM)
-            .ok_or(LoadError::MissingProgram { program: FILE_OPEN_PROGRAM })?
+            .ok_or(LoadError::MissingProgram {
+                program: FILE_OPEN_PROGRAM,
+            })?
             .try_into()
             .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
-        program.load("file_open", &btf).map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
-        program.attach().map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
+        program
+            .load("file_open", &btf)
+            .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
+        program
+            .attach()
+            .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
         Ok(Loaded { ebpf })
     }
 
     /// Takes the ring buffer the programs report verdicts on. It can be
     /// taken once; the caller polls its fd (it implements `AsRawFd`).
     pub fn take_events(&mut self) -> Result<EventRing, LoadError> {
-        let map = self.ebpf.take_map("enf_events").ok_or(LoadError::map("enf_events", "already taken"))?;
+        let map = self
+            .ebpf
+            .take_map("enf_events")
+            .ok_or(LoadError::map("enf_events", "already taken"))?;
         RingBuf::try_from(map).map_err(|e| LoadError::map("enf_events", e))
     }
 
     /// Reads the kernel-side counters.
     pub fn stats(&self) -> Result<KernelStats, LoadError> {
-        let map = self.ebpf.map("enf_stats").ok_or(LoadError::map("enf_stats", "not in the object"))?;
+        let map = self
+            .ebpf
+            .map("enf_stats")
+            .ok_or(LoadError::map("enf_stats", "not in the object"))?;
         let stats: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| LoadError::map("enf_stats", e))?;
         let sum = |idx: u32| -> Result<u64, LoadError> {
-            let values = stats.get(&idx, 0).map_err(|e| LoadError::map("enf_stats", e))?;
+            let values = stats
+                .get(&idx, 0)
+                .map_err(|e| LoadError::map("enf_stats", e))?;
             Ok(values.iter().sum())
         };
         Ok(KernelStats {

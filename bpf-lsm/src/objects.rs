@@ -6,7 +6,9 @@ include!(concat!(env!("OUT_DIR"), "/objects.rs"));
 /// Looks an embedded object up by the stem of its source file
 /// (`file_open` for `bpf/file_open.bpf.c`).
 pub fn by_name(name: &str) -> Option<&'static [u8]> {
-    ALL.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    ALL.iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 #[cfg(test)]
@@ -19,7 +21,11 @@ mod tests {
         for (name, bytes) in ALL {
             assert_eq!(&bytes[..4], b"\x7fELF", "{name} is not ELF");
             // e_machine at offset 18: EM_BPF = 247.
-            assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 247, "{name} is not BPF");
+            assert_eq!(
+                u16::from_le_bytes([bytes[18], bytes[19]]),
+                247,
+                "{name} is not BPF"
+            );
         }
         assert!(by_name("file_open").is_some());
         assert!(by_name("probe").is_some());

@@ -7,7 +7,8 @@ const PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// Hash of a path as the kernel sees it (no trailing NUL).
 pub fn path_hash(path: &[u8]) -> u64 {
-    path.iter().fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+    path.iter()
+        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

@@ -67,7 +67,11 @@ impl KernelReport {
             Err(Probe::Missing(detail)) => (CheckStatus::Missing, detail, false),
             Err(Probe::Error(detail)) => (CheckStatus::Error, detail, false),
         };
-        self.checks.push(Check { name, status, detail });
+        self.checks.push(Check {
+            name,
+            status,
+            detail,
+        });
         ok
     }
 }
@@ -102,11 +106,16 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 fn mounts() -> Vec<Mount> {
-    fs::read_to_string("/proc/self/mountinfo").map(|t| parse_mountinfo(&t)).unwrap_or_default()
+    fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| parse_mountinfo(&t))
+        .unwrap_or_default()
 }
 
 fn errno_text(err: &std::io::Error) -> String {
@@ -145,7 +154,10 @@ fn probe_object() -> Result<(Ebpf, Btf), Probe> {
 
 fn load_error(err: aya::programs::ProgramError) -> Probe {
     match err {
-        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             let log = log.trim();
             if log.is_empty() {
@@ -186,7 +198,9 @@ fn try_lsm_cgroup(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, Probe> {
 fn try_kprobe(ebpf: &mut Ebpf) -> Result<String, Probe> {
     // Without CONFIG_KPROBES there is no kprobe PMU to attach through.
     if !Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        return Err(Probe::Missing("no kprobe PMU in sysfs: CONFIG_KPROBES is off".into()));
+        return Err(Probe::Missing(
+            "no kprobe PMU in sysfs: CONFIG_KPROBES is off".into(),
+        ));
     }
     let prog: &mut KProbe = ebpf
         .program_mut("enf_probe_kprobe")
@@ -212,7 +226,9 @@ fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, Probe> {
 fn supported(what: &str, r: Result<bool, impl std::fmt::Display>) -> Result<String, Probe> {
     match r {
         Ok(true) => Ok(format!("{what} supported")),
-        Ok(false) => Err(Probe::Missing(format!("{what} not supported by this kernel"))),
+        Ok(false) => Err(Probe::Missing(format!(
+            "{what} not supported by this kernel"
+        ))),
         Err(e) => Err(Probe::Error(format!("probing {what}: {e}"))),
     }
 }
@@ -226,10 +242,15 @@ fn try_override_return() -> Result<String, Probe> {
     )?;
     let kallsyms = fs::read_to_string("/proc/kallsyms")
         .map_err(|e| Probe::Error(format!("cannot read /proc/kallsyms: {e}")))?;
-    if kallsyms.lines().any(|l| l.ends_with(" within_error_injection_list")) {
+    if kallsyms
+        .lines()
+        .any(|l| l.ends_with(" within_error_injection_list"))
+    {
         Ok("helper present and error injection compiled in".into())
     } else {
-        Err(Probe::Missing("helper present but CONFIG_FUNCTION_ERROR_INJECTION is off".into()))
+        Err(Probe::Missing(
+            "helper present but CONFIG_FUNCTION_ERROR_INJECTION is off".into(),
+        ))
     }
 }
 
@@ -248,16 +269,24 @@ pub fn probe_kernel() -> KernelReport {
         if Path::new(VMLINUX_BTF).exists() {
             Ok(format!("{VMLINUX_BTF} present"))
         } else {
-            Err(Probe::Missing(format!("{VMLINUX_BTF} is missing (CONFIG_DEBUG_INFO_BTF)")))
+            Err(Probe::Missing(format!(
+                "{VMLINUX_BTF} is missing (CONFIG_DEBUG_INFO_BTF)"
+            )))
         },
     );
 
     let lsm = ensure_securityfs().map_err(Probe::Error).and_then(|()| {
-        fs::read_to_string(LSM_LIST).map_err(|e| Probe::Error(format!("cannot read {LSM_LIST}: {e}")))
+        fs::read_to_string(LSM_LIST)
+            .map_err(|e| Probe::Error(format!("cannot read {LSM_LIST}: {e}")))
     });
     let lsm_ok = match lsm {
         Ok(list) => {
-            r.lsm_active = list.trim().split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+            r.lsm_active = list
+                .trim()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
             let has_bpf = r.lsm_active.iter().any(|l| l == "bpf");
             r.record(
                 "lsm_list",
@@ -282,17 +311,21 @@ pub fn probe_kernel() -> KernelReport {
     };
     r.bpf_lsm = r.record("bpf_lsm_load", lsm_load) && lsm_ok && r.btf;
 
-    let with_object = |object: &mut Result<(Ebpf, Btf), Probe>,
-                       f: &dyn Fn(&mut Ebpf, &Btf) -> Result<String, Probe>| match object {
-        Ok((ebpf, btf)) => f(ebpf, btf),
-        Err(Probe::Error(e)) | Err(Probe::Missing(e)) => Err(Probe::Error(e.clone())),
-    };
+    let with_object =
+        |object: &mut Result<(Ebpf, Btf), Probe>,
+         f: &dyn Fn(&mut Ebpf, &Btf) -> Result<String, Probe>| match object {
+            Ok((ebpf, btf)) => f(ebpf, btf),
+            Err(Probe::Error(e)) | Err(Probe::Missing(e)) => Err(Probe::Error(e.clone())),
+        };
     r.lsm_cgroup = r.record("lsm_cgroup", with_object(&mut object, &try_lsm_cgroup));
     r.kprobes = r.record("kprobes", with_object(&mut object, &|e, _| try_kprobe(e)));
     r.tp_btf = r.record("tp_btf", with_object(&mut object, &try_tp_btf));
     r.tracepoints = r.record(
         "tracepoints",
-        supported("tracepoint programs", is_program_supported(ProgramType::TracePoint)),
+        supported(
+            "tracepoint programs",
+            is_program_supported(ProgramType::TracePoint),
+        ),
     );
     r.bpf_override_return = r.record("bpf_override_return", try_override_return());
     r.bpf_send_signal = r.record(
@@ -302,7 +335,10 @@ pub fn probe_kernel() -> KernelReport {
             is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_send_signal),
         ),
     );
-    r.ringbuf = r.record("ringbuf", supported("ring buffer maps", is_map_supported(MapType::RingBuf)));
+    r.ringbuf = r.record(
+        "ringbuf",
+        supported("ring buffer maps", is_map_supported(MapType::RingBuf)),
+    );
     r.cgroup_sock_addr = r.record(
         "cgroup_sock_addr",
         supported(
@@ -312,19 +348,28 @@ pub fn probe_kernel() -> KernelReport {
     );
 
     let mounts = mounts();
-    r.cgroup2_mount =
-        mounts.iter().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point.clone());
+    r.cgroup2_mount = mounts
+        .iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point.clone());
     r.cgroup_hybrid = mounts.iter().any(|m| m.fs_type == "cgroup");
     let cgroup2 = match &r.cgroup2_mount {
-        Some(at) if r.cgroup_hybrid => Ok(format!("cgroup2 at {at}, beside v1 controllers (hybrid)")),
+        Some(at) if r.cgroup_hybrid => {
+            Ok(format!("cgroup2 at {at}, beside v1 controllers (hybrid)"))
+        }
         Some(at) => Ok(format!("cgroup2 at {at} (unified)")),
         None => Err(Probe::Missing("no cgroup2 file system is mounted".into())),
     };
     r.record("cgroup2", cgroup2);
-    r.bpffs_mount = mounts.iter().find(|m| m.fs_type == "bpf").map(|m| m.mount_point.clone());
+    r.bpffs_mount = mounts
+        .iter()
+        .find(|m| m.fs_type == "bpf")
+        .map(|m| m.mount_point.clone());
     let bpffs = match &r.bpffs_mount {
         Some(at) => Ok(format!("bpffs at {at}")),
-        None => Err(Probe::Missing(format!("bpffs is not mounted (the daemon mounts it at {BPFFS})"))),
+        None => Err(Probe::Missing(format!(
+            "bpffs is not mounted (the daemon mounts it at {BPFFS})"
+        ))),
     };
     r.record("bpffs", bpffs);
     r
@@ -346,7 +391,13 @@ garbage line
 ";
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 5);
-        assert_eq!(m[1], Mount { mount_point: "/sys/fs/cgroup/unified".into(), fs_type: "cgroup2".into() });
+        assert_eq!(
+            m[1],
+            Mount {
+                mount_point: "/sys/fs/cgroup/unified".into(),
+                fs_type: "cgroup2".into()
+            }
+        );
         assert_eq!(m[2].fs_type, "cgroup");
         assert_eq!(m[3].fs_type, "bpf");
         assert_eq!(m[4].mount_point, "/mnt/with space");

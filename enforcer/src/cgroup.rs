@@ -10,7 +10,8 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 /// Where cgroup2 is mounted: /sys/fs/cgroup on unified hosts,
 /// /sys/fs/cgroup/unified on hybrid ones.
 pub fn cgroup2_root() -> Result<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let text =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     bpf_lsm::probe::parse_mountinfo(&text)
         .into_iter()
         .find(|m| m.fs_type == "cgroup2")
@@ -49,5 +50,8 @@ pub fn resolve(spec: &str) -> Result<Cgroup> {
             path.display()
         );
     }
-    Ok(Cgroup { id: meta.ino(), path })
+    Ok(Cgroup {
+        id: meta.ino(),
+        path,
+    })
 }

@@ -48,7 +48,9 @@ fn consequence(check: &str) -> &'static str {
              kernel with BPF LSM with `cargo xtask vm run`"
         }
         "lsm_cgroup" => "none: scoping uses the cgroup-id map, which every kernel here supports",
-        "kprobes" => "rules that need a kernel function without an LSM hook or tracepoint are refused",
+        "kprobes" => {
+            "rules that need a kernel function without an LSM hook or tracepoint are refused"
+        }
         "tp_btf" => "the process tree uses raw tracepoints instead",
         "tracepoints" => "no process tree from the kernel: enrichment relies on /proc scans",
         "bpf_override_return" => "none: denials go through LSM hooks, not return overrides",
@@ -90,10 +92,18 @@ pub fn run(json: bool) -> anyhow::Result<u8> {
             .iter()
             .map(|c| JsonCheck {
                 check: c,
-                consequence: if c.status == CheckStatus::Ok { "" } else { consequence(c.name) },
+                consequence: if c.status == CheckStatus::Ok {
+                    ""
+                } else {
+                    consequence(c.name)
+                },
             })
             .collect();
-        let out = JsonReport { enforcement, report: &report, checks };
+        let out = JsonReport {
+            enforcement,
+            report: &report,
+            checks,
+        };
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{}", render(&report, enforcement));
@@ -117,12 +127,16 @@ pub fn render(report: &KernelReport, enforcement: Enforcement) -> String {
         }
     }
     let verdict = match enforcement {
-        Enforcement::BpfLsm => "BPF LSM enforcement available: every rule class is enforced in the kernel",
+        Enforcement::BpfLsm => {
+            "BPF LSM enforcement available: every rule class is enforced in the kernel"
+        }
         Enforcement::Degraded => {
             "degraded: BPF LSM programs cannot be used on this kernel; network rules are enforced \
              through cgroup hooks, exec denies through SIGKILL at exec, the rest is audit-only"
         }
-        Enforcement::Unavailable => "unavailable: the enforcer cannot run on this kernel (see above)",
+        Enforcement::Unavailable => {
+            "unavailable: the enforcer cannot run on this kernel (see above)"
+        }
     };
     let _ = writeln!(out, "enforcement: {verdict}");
     out
@@ -147,7 +161,10 @@ mod tests {
     fn classifies_kernels() {
         assert_eq!(Enforcement::of(&report(true, true)), Enforcement::BpfLsm);
         assert_eq!(Enforcement::of(&report(false, true)), Enforcement::Degraded);
-        assert_eq!(Enforcement::of(&report(false, false)), Enforcement::Unavailable);
+        assert_eq!(
+            Enforcement::of(&report(false, false)),
+            Enforcement::Unavailable
+        );
         let mut no_cgroup = report(true, true);
         no_cgroup.cgroup2_mount = None;
         assert_eq!(Enforcement::of(&no_cgroup), Enforcement::Unavailable);
@@ -163,8 +180,19 @@ mod tests {
     #[test]
     fn every_missing_check_says_what_happens() {
         for name in [
-            "btf", "lsm_list", "bpf_lsm_load", "lsm_cgroup", "kprobes", "tp_btf", "tracepoints",
-            "bpf_override_return", "bpf_send_signal", "ringbuf", "cgroup_sock_addr", "cgroup2", "bpffs",
+            "btf",
+            "lsm_list",
+            "bpf_lsm_load",
+            "lsm_cgroup",
+            "kprobes",
+            "tp_btf",
+            "tracepoints",
+            "bpf_override_return",
+            "bpf_send_signal",
+            "ringbuf",
+            "cgroup_sock_addr",
+            "cgroup2",
+            "bpffs",
         ] {
             assert!(!consequence(name).is_empty(), "{name}");
         }

@@ -32,13 +32,19 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(code: u8, error: impl Into<anyhow::Error>) -> Self {
-        Failure { code, error: error.into() }
+        Failure {
+            code,
+            error: error.into(),
+        }
     }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
-        Failure { code: ERROR, error: error.into() }
+        Failure {
+            code: ERROR,
+            error: error.into(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::cgroup;
 use crate::exit_code::{self, Failure};
-use crate::verdict_log::{VerdictLog, VerdictRecord};
+use crate::verdict_log::{self, Clock, VerdictLog};
 use anyhow::Context;
 use bpf_lsm::{FileOpenPlan, FileRule, LoadError, Loaded, Mode, ScopedCgroup};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,12 @@ impl From<ModeArg> for Mode {
     }
 }
 
+/// What every event is stamped with.
+struct Stamp {
+    host: String,
+    clock: Clock,
+}
+
 /// The rules given on the command line, with what the kernel needs.
 struct Rules {
     plan: FileOpenPlan,
@@ -61,7 +67,10 @@ fn build_rules(args: &RunArgs) -> Result<Rules, Failure> {
     for path in &args.deny_open {
         let resolved = resolve_file(path).map_err(|e| Failure::new(exit_code::POLICY, e))?;
         let rule_id = u32::try_from(names.len()).map_err(|e| Failure::new(exit_code::POLICY, e))?;
-        plan.rules.push(FileRule { rule_id, path: resolved.as_os_str().as_encoded_bytes().to_vec() });
+        plan.rules.push(FileRule {
+            rule_id,
+            path: resolved.as_os_str().as_encoded_bytes().to_vec(),
+        });
         names.push(format!("deny-open {}", path.display()));
     }
     if !plan.rules.is_empty() && plan.cgroups.is_empty() {
@@ -95,7 +104,10 @@ fn ensure_state_dir(dir: &Path) -> Result<(), Failure> {
 
 fn ensure_bpffs() -> Result<(), Failure> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
-    if bpf_lsm::probe::parse_mountinfo(&text).iter().any(|m| m.fs_type == "bpf") {
+    if bpf_lsm::probe::parse_mountinfo(&text)
+        .iter()
+        .any(|m| m.fs_type == "bpf")
+    {
         return Ok(());
     }
     nix::mount::mount(
@@ -105,7 +117,12 @@ fn ensure_bpffs() -> Result<(), Failure> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .with_context(|| format!("bpffs is not mounted and mounting it at {} failed", bpf_lsm::probe::BPFFS))
+    .with_context(|| {
+        format!(
+            "bpffs is not mounted and mounting it at {} failed",
+            bpf_lsm::probe::BPFFS
+        )
+    })
     .map_err(|e| Failure::new(exit_code::BPFFS, e))
 }
 
@@ -146,7 +163,9 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
                 );
                 None
             }
-            Err(e @ LoadError::Verifier { .. }) => return Err(Failure::new(exit_code::KERNEL_LOAD, e)),
+            Err(e @ LoadError::Verifier { .. }) => {
+                return Err(Failure::new(exit_code::KERNEL_LOAD, e))
+            }
             Err(e) => return Err(Failure::new(exit_code::KERNEL_LOAD, e)),
         }
     };
@@ -167,6 +186,12 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
         return Ok(());
     };
 
+    let ctx = Stamp {
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        clock: Clock::now()?,
+    };
     let ring = loaded.take_events()?;
     // SAFETY: the ring buffer owns its map fd and returns that same fd from
     // as_raw_fd() until it is dropped, which is after the AsyncFd.
@@ -177,7 +202,7 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &rules, &mut log, &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = sigterm.recv() => break,
@@ -185,7 +210,7 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
         }
     }
     // Stop reading only after what the kernel already reported is recorded.
-    drain(ring.get_mut(), &rules, &mut log, &mut decode_errors)?;
+    drain(ring.get_mut(), &rules, &ctx, &mut log, &mut decode_errors)?;
     log.flush()?;
     let stats = loaded.stats()?;
     tracing::info!(
@@ -200,16 +225,21 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
 fn drain(
     ring: &mut bpf_lsm::EventRing,
     rules: &Rules,
+    ctx: &Stamp,
     log: &mut VerdictLog,
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
     while let Some(item) = ring.next() {
-        match bpf_lsm::decode(&*item) {
+        match bpf_lsm::decode(&item) {
             Ok(event) => {
-                let rule = rules.names.get(event.common().rule_id as usize).map(String::as_str);
-                let record = VerdictRecord::from_kernel(&event, rule);
-                println!("{}", record.human());
-                log.append(&record)?;
+                let rule = rules
+                    .names
+                    .get(event.common().rule_id as usize)
+                    .map(String::as_str);
+                println!("{}", verdict_log::human(&event, rule));
+                log.append(&verdict_log::security_event(
+                    &event, rule, &ctx.host, &ctx.clock,
+                ))?;
             }
             Err(e) => {
                 *decode_errors += 1;

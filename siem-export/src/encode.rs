@@ -100,7 +100,12 @@ pub trait Encoder: Send + Sync {
     /// Appends `events` to `out` in `framing`. An event that fails to encode
     /// is left out of the payload (and reported at its index), so one bad
     /// event never holds back the rest of the batch.
-    fn encode_batch(&self, events: &[SecurityEvent], framing: Framing, out: &mut Vec<u8>) -> RecordResults {
+    fn encode_batch(
+        &self,
+        events: &[SecurityEvent],
+        framing: Framing,
+        out: &mut Vec<u8>,
+    ) -> RecordResults {
         let kind = self.record_kind();
         if !framing.accepts(kind) {
             return events
@@ -235,8 +240,12 @@ mod tests {
             enc.encode_batch(&ops(input), Framing::JsonArray, &mut out);
             assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
         }
-        let res = Picky(RecordKind::Text).encode_batch(&ops(&["a"]), Framing::JsonArray, &mut Vec::new());
-        assert!(matches!(res[0], Err(EncodeError::UnsupportedFraming { .. })));
+        let res =
+            Picky(RecordKind::Text).encode_batch(&ops(&["a"]), Framing::JsonArray, &mut Vec::new());
+        assert!(matches!(
+            res[0],
+            Err(EncodeError::UnsupportedFraming { .. })
+        ));
     }
 
     #[test]
@@ -255,7 +264,10 @@ mod tests {
         let mut out = Vec::new();
         let res = NativeJson.encode_batch(&evs, Framing::Lines, &mut out);
         assert!(res.iter().all(Result::is_ok));
-        let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let lines: Vec<&[u8]> = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         assert_eq!(lines.len(), 2);
         for (line, ev) in lines.iter().zip(&evs) {
             assert_eq!(&SecurityEvent::from_json(line).unwrap(), ev);
@@ -265,6 +277,9 @@ mod tests {
         NativeJson.encode_batch(&evs, Framing::JsonArray, &mut out);
         let back: Vec<SecurityEvent> = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, evs);
-        assert_eq!(NativeJson.content_type(Framing::Lines), "application/x-ndjson");
+        assert_eq!(
+            NativeJson.content_type(Framing::Lines),
+            "application/x-ndjson"
+        );
     }
 }

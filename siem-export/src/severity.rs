@@ -219,7 +219,10 @@ mod tests {
         for sev in Severity::ALL {
             let m = sev.mapping();
             assert!((0.0..=100.0).contains(&m.ecs_risk_score));
-            assert!((1..=5).contains(&m.ocsf_severity_id), "OCSF 1..5 are the named levels");
+            assert!(
+                (1..=5).contains(&m.ocsf_severity_id),
+                "OCSF 1..5 are the named levels"
+            );
             assert!(m.cef_severity <= 10);
             assert!(m.syslog_severity <= 7);
         }

