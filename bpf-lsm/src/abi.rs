@@ -85,8 +85,10 @@ mod tests {
     use core::mem::{offset_of, size_of};
     use std::collections::HashMap;
 
-    /// (struct name, size, [(field, offset)]) of every ABI struct.
-    fn rust_layouts() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+    /// (struct name, size, [(field, offset)]) of one ABI struct.
+    type Layout = (&'static str, usize, Vec<(&'static str, usize)>);
+
+    fn rust_layouts() -> Vec<Layout> {
         vec![
             (
                 "enf_event_header",

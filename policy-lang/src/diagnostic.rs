@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 pub type FileId = u32;
 
 /// A region of a source file. Lines and columns are 1-based; columns count characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Span {
     pub file: FileId,
     pub line: u32,
