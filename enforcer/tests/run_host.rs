@@ -2,6 +2,8 @@
 //! plainly what it cannot do, keep running, and stop cleanly on SIGTERM; and
 //! bad input must fail with the documented exit codes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
