@@ -39,7 +39,9 @@ fn finish() -> String {
 
 /// Runs the whole end-to-end suite (optionally filtered by test name).
 pub fn suite_script(filter: Option<&str>) -> String {
-    let filter = filter.map(|f| format!(" {}", shell_quote(f))).unwrap_or_default();
+    let filter = filter
+        .map(|f| format!(" {}", shell_quote(f)))
+        .unwrap_or_default();
     format!(
         "{PRELUDE}{GUEST_E2E}{filter}\necho \"{STATUS_PREFIX}e2e-exit=$?\"\n{}",
         finish()

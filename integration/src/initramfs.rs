@@ -85,8 +85,8 @@ impl Initramfs {
     /// Copies a host file or directory tree (files keep their permission bits, symbolic links
     /// are kept as links).
     pub fn add_host_tree(&mut self, guest_path: &str, host: &Path) -> Result<()> {
-        let metadata = fs::symlink_metadata(host)
-            .with_context(|| format!("reading {}", host.display()))?;
+        let metadata =
+            fs::symlink_metadata(host).with_context(|| format!("reading {}", host.display()))?;
         if metadata.file_type().is_symlink() {
             let target =
                 fs::read_link(host).with_context(|| format!("reading {}", host.display()))?;
@@ -229,7 +229,9 @@ mod tests {
     #[test]
     fn writes_the_newc_layout() {
         let mut initramfs = Initramfs::new();
-        initramfs.add_bytes("/init", b"#!/bin/sh\n".to_vec(), 0o755).unwrap();
+        initramfs
+            .add_bytes("/init", b"#!/bin/sh\n".to_vec(), 0o755)
+            .unwrap();
         let bytes = archive(&initramfs);
         let fields = [
             1,        // ino
@@ -239,10 +241,7 @@ mod tests {
             1,        // nlink
             0,        // mtime
             10,       // file size
-            0,
-            0,
-            0,
-            0, // devices
+            0, 0, 0, 0, // devices
             5, // name size with NUL
             0, // check
         ];

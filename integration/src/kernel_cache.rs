@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::apt_sources::{PrivateApt, BACKPORTS_SUITE};
 
 /// The kernel lines the VM tests run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelSeries {
     #[value(name = "6.1")]
     V6_1,
@@ -119,7 +119,10 @@ impl KernelCache {
     /// Asks apt (with the private sources, refreshed) which package the meta-package depends on.
     fn resolve(&self, series: KernelSeries) -> Result<String> {
         let apt = PrivateApt::prepare(&self.dir.join("apt"))?;
-        run_checked(apt.command("apt-get").args(["-q", "update"]), "apt-get update")?;
+        run_checked(
+            apt.command("apt-get").args(["-q", "update"]),
+            "apt-get update",
+        )?;
         let meta = series.meta_package();
         let output = run_checked(
             apt.command("apt-cache").args(["depends", &meta]),
@@ -175,7 +178,10 @@ impl KernelCache {
             .with_context(|| format!("apt-get download left no .deb in {}", download.display()))?;
         let files = root.join("files");
         run_checked(
-            std::process::Command::new("dpkg").arg("-x").arg(&deb).arg(&files),
+            std::process::Command::new("dpkg")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&files),
             &format!("dpkg -x {}", deb.display()),
         )?;
         // Only vmlinuz is used; the .deb is not needed any more.

@@ -20,17 +20,32 @@ const fn package(name: &'static str, purpose: &'static str) -> Package {
 pub const ALL: &[Package] = &[
     package("clang-19", "clang 19 (compiles the BPF programs)"),
     package("llvm-19", "LLVM 19 tools (llvm-strip, llvm-objdump)"),
-    package("libbpf-dev", "libbpf headers 1.1+ (bpf_helpers.h, bpf_core_read.h)"),
+    package(
+        "libbpf-dev",
+        "libbpf headers 1.1+ (bpf_helpers.h, bpf_core_read.h)",
+    ),
     package("bpftool", "bpftool (generates vmlinux.h)"),
-    package("qemu-system-x86", "qemu-system-x86_64 (boots the test kernels)"),
-    package("busybox-static", "a statically linked busybox (the guest's userland)"),
+    package(
+        "qemu-system-x86",
+        "qemu-system-x86_64 (boots the test kernels)",
+    ),
+    package(
+        "busybox-static",
+        "a statically linked busybox (the guest's userland)",
+    ),
     package("cpio", "cpio (initramfs tooling)"),
 ];
 
 /// What booting a test VM needs.
 pub const VM: &[Package] = &[
-    package("qemu-system-x86", "qemu-system-x86_64 (boots the test kernels)"),
-    package("busybox-static", "a statically linked busybox (the guest's userland)"),
+    package(
+        "qemu-system-x86",
+        "qemu-system-x86_64 (boots the test kernels)",
+    ),
+    package(
+        "busybox-static",
+        "a statically linked busybox (the guest's userland)",
+    ),
 ];
 
 /// Installs the missing packages (`apt-get update` first, only when something is missing).
@@ -97,7 +112,10 @@ fn is_installed(package: &str) -> Result<bool> {
         .output()
         .context("running dpkg-query")?;
     // Unknown packages make dpkg-query fail; removed ones stay listed as "deinstall ... config-files".
-    Ok(output.status.success() && String::from_utf8_lossy(&output.stdout) == "install ok installed")
+    Ok(
+        output.status.success()
+            && String::from_utf8_lossy(&output.stdout) == "install ok installed",
+    )
 }
 
 fn apt_get(args: &[&str]) -> Result<()> {

@@ -176,9 +176,13 @@ mod tests {
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("10.0.0.1/8").unwrap_err().contains("`10.0.0.0/8`"));
+        assert!(Cidr::parse("10.0.0.1/8")
+            .unwrap_err()
+            .contains("`10.0.0.0/8`"));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
         let mapped = Cidr::parse("::ffff:192.168.0.0/112").unwrap();
         assert_eq!(mapped, Cidr::parse("192.168.0.0/16").unwrap());
         assert!(Cidr::parse("0.0.0.0/0").unwrap().covers(&c));

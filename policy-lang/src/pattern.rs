@@ -55,7 +55,10 @@ impl PathPattern {
         }
         if text.len() > PATH_MAX {
             return Err(err(
-                format!("path pattern is {} bytes, longer than PATH_MAX ({PATH_MAX})", text.len()),
+                format!(
+                    "path pattern is {} bytes, longer than PATH_MAX ({PATH_MAX})",
+                    text.len()
+                ),
                 None,
             ));
         }
@@ -67,7 +70,9 @@ impl PathPattern {
         } else {
             return Err(err(
                 format!("path pattern `{text}` is not absolute"),
-                Some("paths are matched after the kernel resolves them; start the pattern with `/`"),
+                Some(
+                    "paths are matched after the kernel resolves them; start the pattern with `/`",
+                ),
             ));
         };
         if body.ends_with('/') {
@@ -83,35 +88,37 @@ impl PathPattern {
         let count = parts.len();
         for (i, part) in parts.into_iter().enumerate() {
             let last = i + 1 == count;
-            let seg = match part {
-                "" => {
-                    return Err(err(
-                        format!("path pattern `{text}` has an empty component (`//`)"),
-                        Some("resolved paths never contain `//`; remove the extra `/`"),
-                    ))
-                }
-                "." | ".." => {
-                    return Err(err(
+            let seg =
+                match part {
+                    "" => {
+                        return Err(err(
+                            format!("path pattern `{text}` has an empty component (`//`)"),
+                            Some("resolved paths never contain `//`; remove the extra `/`"),
+                        ))
+                    }
+                    "." | ".." => return Err(err(
                         format!("path pattern `{text}` contains `{part}`"),
                         Some("the kernel matches resolved paths, which never contain `.` or `..`"),
-                    ))
-                }
-                "**" => Segment::AnyDepth,
-                "*" => Segment::Star,
-                p if p.len() > NAME_MAX => {
-                    return Err(err(
-                        format!("path component is {} bytes, longer than NAME_MAX ({NAME_MAX})", p.len()),
-                        None,
-                    ))
-                }
-                p if !has_glob_chars(p) => Segment::Literal(p.to_owned()),
-                p => match p.strip_prefix('*') {
-                    Some(ext) if last && ext.starts_with('.') && !has_glob_chars(ext) => {
-                        Segment::Suffix(ext.to_owned())
+                    )),
+                    "**" => Segment::AnyDepth,
+                    "*" => Segment::Star,
+                    p if p.len() > NAME_MAX => {
+                        return Err(err(
+                            format!(
+                                "path component is {} bytes, longer than NAME_MAX ({NAME_MAX})",
+                                p.len()
+                            ),
+                            None,
+                        ))
                     }
-                    _ => Segment::Glob(p.to_owned()),
-                },
-            };
+                    p if !has_glob_chars(p) => Segment::Literal(p.to_owned()),
+                    p => match p.strip_prefix('*') {
+                        Some(ext) if last && ext.starts_with('.') && !has_glob_chars(ext) => {
+                            Segment::Suffix(ext.to_owned())
+                        }
+                        _ => Segment::Glob(p.to_owned()),
+                    },
+                };
             // `**/**` is the same as `**`.
             if seg == Segment::AnyDepth && segments.last() == Some(&Segment::AnyDepth) {
                 continue;
@@ -138,9 +145,15 @@ impl PathPattern {
 
     /// Matches a resolved absolute path. Used for user-space evaluation only; the kernel
     /// plan has its own matcher (see `matcher.rs`), and tests check that the two agree.
+    ///
+    /// A set-of-positions simulation: linear in path length times pattern length, however
+    /// many `**` the pattern has, and allocation-free for patterns under 128 components.
     pub fn matches(&self, path: &str) -> bool {
-        let comps: Vec<&str> = components(path).collect();
-        match_from(&self.segments, &comps)
+        if self.segments.len() < 128 {
+            simulate::<u128>(&self.segments, path)
+        } else {
+            simulate::<Vec<bool>>(&self.segments, path)
+        }
     }
 
     /// Conservatively: does every path matched by `other` also match `self`?
@@ -167,17 +180,79 @@ pub fn components(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|c| !c.is_empty())
 }
 
-fn match_from(segs: &[Segment], comps: &[&str]) -> bool {
-    match segs.split_first() {
-        None => comps.is_empty(),
-        Some((Segment::AnyDepth, rest)) => {
-            (0..=comps.len()).any(|skip| match_from(rest, &comps[skip..]))
-        }
-        Some((seg, rest)) => match comps.split_first() {
-            None => false,
-            Some((c, crest)) => segment_matches(seg, c) && match_from(rest, crest),
-        },
+/// A set of pattern positions.
+trait Positions: Clone {
+    fn empty(len: usize) -> Self;
+    fn has(&self, i: usize) -> bool;
+    fn add(&mut self, i: usize);
+    fn none(&self) -> bool;
+}
+
+impl Positions for u128 {
+    fn empty(_: usize) -> Self {
+        0
     }
+    fn has(&self, i: usize) -> bool {
+        self & (1u128 << i) != 0
+    }
+    fn add(&mut self, i: usize) {
+        *self |= 1u128 << i;
+    }
+    fn none(&self) -> bool {
+        *self == 0
+    }
+}
+
+impl Positions for Vec<bool> {
+    fn empty(len: usize) -> Self {
+        vec![false; len + 1]
+    }
+    fn has(&self, i: usize) -> bool {
+        self.get(i).copied().unwrap_or(false)
+    }
+    fn add(&mut self, i: usize) {
+        if let Some(b) = self.get_mut(i) {
+            *b = true;
+        }
+    }
+    fn none(&self) -> bool {
+        !self.iter().any(|b| *b)
+    }
+}
+
+/// Adds the positions reachable by letting `**` match nothing.
+fn close<P: Positions>(segs: &[Segment], p: &mut P) {
+    for (i, s) in segs.iter().enumerate() {
+        if p.has(i) && *s == Segment::AnyDepth {
+            p.add(i + 1);
+        }
+    }
+}
+
+fn simulate<P: Positions>(segs: &[Segment], path: &str) -> bool {
+    let n = segs.len();
+    let mut cur = P::empty(n);
+    cur.add(0);
+    close(segs, &mut cur);
+    for comp in components(path) {
+        let mut next = P::empty(n);
+        for (i, s) in segs.iter().enumerate() {
+            if !cur.has(i) {
+                continue;
+            }
+            match s {
+                Segment::AnyDepth => next.add(i),
+                s if segment_matches(s, comp) => next.add(i + 1),
+                _ => {}
+            }
+        }
+        close(segs, &mut next);
+        if next.none() {
+            return false;
+        }
+        cur = next;
+    }
+    cur.has(n)
 }
 
 fn segment_matches(seg: &Segment, comp: &str) -> bool {
@@ -306,6 +381,14 @@ mod tests {
         assert!(p("/home/*/.ssh/id_*").matches("/home/bob/.ssh/id_rsa"));
         assert!(p("/dev/tty[0-9]").matches("/dev/tty3"));
         assert!(!p("/dev/tty[!0-9]").matches("/dev/tty3"));
+    }
+
+    #[test]
+    fn long_patterns_use_the_unbounded_set() {
+        let pat = format!("/{}/**/x", vec!["d"; 200].join("/"));
+        let path = format!("/{}/a/b/x", vec!["d"; 200].join("/"));
+        assert!(p(&pat).matches(&path));
+        assert!(!p(&pat).matches(&format!("{path}/y")));
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeKind {
     /// Every scalar is kept as text; the checker decides what type it should be.
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -73,7 +76,13 @@ enum Frame {
 /// Parses one YAML document into a node tree. An empty document yields an empty mapping.
 pub fn parse(file: FileId, text: &str) -> Result<Node, Diagnostics> {
     let lines: Vec<&str> = text.lines().collect();
-    let span_of = |s: &YSpan| to_span(file, s, lines.get(s.start.line().saturating_sub(1)).copied());
+    let span_of = |s: &YSpan| {
+        to_span(
+            file,
+            s,
+            lines.get(s.start.line().saturating_sub(1)).copied(),
+        )
+    };
     let mut diags = Diagnostics::default();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
@@ -219,7 +228,10 @@ mod tests {
         let NodeKind::Seq(xs) = &seq.kind else {
             panic!("not a seq")
         };
-        assert_eq!((xs[1].span.line, xs[1].span.col, xs[1].span.len), (2, 10, 3));
+        assert_eq!(
+            (xs[1].span.line, xs[1].span.col, xs[1].span.len),
+            (2, 10, 3)
+        );
     }
 
     #[test]

@@ -7,7 +7,10 @@ use clap::Parser;
 use integration::e2e;
 
 #[derive(Parser)]
-#[command(name = "enforcer-e2e", about = "End-to-end tests; run inside the test VM as root")]
+#[command(
+    name = "enforcer-e2e",
+    about = "End-to-end tests; run inside the test VM as root"
+)]
 struct Cli {
     /// Only the tests whose name contains this.
     filter: Option<String>,

@@ -10,12 +10,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 use integration::guest_report::counts_line;
 use integration::kernel_cache::KernelSeries;
 use integration::suite::{self, SuiteOptions};
+use integration::test_pipeline;
 use integration::vm_run::{self, Mode, RunOptions, INFRASTRUCTURE_FAILURE};
 use integration::workspace::{EnforcerBinary, Workspace};
-use integration::test_pipeline;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Development commands of the enforcer workspace")]
+#[command(
+    name = "cargo xtask",
+    about = "Development commands of the enforcer workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Top,

@@ -1,0 +1,155 @@
+//! The enforcer daemon in the background of a test: `/bin/enforcer run`, ready when its log has
+//! a line containing `enforcer ready`, stopped with SIGTERM.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::guest_rootfs::GUEST_ENFORCER;
+
+/// The line (part) the enforcer prints once its programs are attached and it enforces.
+pub const READY_TEXT: &str = "enforcer ready";
+/// Generous for TCG emulation: loading and verifying BPF programs is slow there.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the enforcer has to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running enforcer, killed if dropped without [`Enforcer::stop`].
+#[derive(Debug)]
+pub struct Enforcer {
+    child: Option<Child>,
+    state_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Enforcer {
+    /// Starts `/bin/enforcer run --state-dir <fresh dir> <args>` and waits until it is ready.
+    pub fn start(args: &[&str]) -> Result<Self> {
+        Self::start_with_timeout(args, DEFAULT_READY_TIMEOUT)
+    }
+
+    pub fn start_with_timeout(args: &[&str], ready_timeout: Duration) -> Result<Self> {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        let dir = PathBuf::from(format!("/tmp/e2e-enforcer-{}-{run}", std::process::id()));
+        let state_dir = dir.join("state");
+        fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        let log = dir.join("enforcer.log");
+        let log_file =
+            fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(GUEST_ENFORCER)
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().context("duplicating the log file")?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {GUEST_ENFORCER} (is it in the guest?)"))?;
+        let mut enforcer = Self {
+            child: Some(child),
+            state_dir,
+            log,
+        };
+        enforcer.wait_ready(ready_timeout)?;
+        Ok(enforcer)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log()?.lines().any(|line| line.contains(READY_TEXT)) {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child_mut()?
+                .try_wait()
+                .context("polling the enforcer")?
+            {
+                bail!(
+                    "the enforcer exited ({status}) before it was ready; its log:\n{}",
+                    self.log()?
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the enforcer did not print `{READY_TEXT}` within {} s; its log:\n{}",
+                    timeout.as_secs(),
+                    self.log()?
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn child_mut(&mut self) -> Result<&mut Child> {
+        self.child
+            .as_mut()
+            .context("the enforcer was already stopped")
+    }
+
+    /// Its stdout and stderr so far.
+    pub fn log(&self) -> Result<String> {
+        fs::read_to_string(&self.log).with_context(|| format!("reading {}", self.log.display()))
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Whether it is still running (it should be, until stopped).
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self
+            .child_mut()?
+            .try_wait()
+            .context("polling the enforcer")?
+            .is_none())
+    }
+
+    /// SIGTERM, then waits up to [`STOP_TIMEOUT`]; an enforcer that does not exit by then is
+    /// killed and that is an error.
+    pub fn stop(mut self) -> Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the enforcer was already stopped")?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+        if let Some(status) = child.try_wait().context("polling the enforcer")? {
+            bail!(
+                "the enforcer had already exited ({status}); its log:\n{}",
+                self.log()?
+            );
+        }
+        kill(pid, Signal::SIGTERM).context("sending SIGTERM to the enforcer")?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().context("waiting for the enforcer")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "the enforcer did not exit within {} s of SIGTERM and was killed",
+            STOP_TIMEOUT.as_secs()
+        )
+    }
+}
+
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

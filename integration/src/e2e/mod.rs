@@ -1,0 +1,243 @@
+//! The end-to-end suite that `/bin/enforcer-e2e` runs inside the VM, as root, on a real kernel
+//! with BPF LSM.
+//!
+//! # Adding a test
+//! Write a `fn() -> anyhow::Result<()>` in the module of its area and list it in that module's
+//! `TESTS` (`Test::new("name", function)`, or `.with_timeout(secs)` for a slow one). A new module
+//! is added to [`GROUPS`]. Tests are named `<module>::<name>` on the console; they run one after
+//! the other, each on its own thread with a timeout and with panics caught, so one failing test
+//! never hides another. Helpers: [`command`] (run and capture), [`cgroup`] (a cgroup2 child to
+//! run processes in, its id), [`enforcer_process`] (start `/bin/enforcer run`, wait until it is
+//! ready, stop it).
+//!
+//! Guest facts: busybox provides the usual commands on `PATH`; proc, sysfs, devtmpfs,
+//! securityfs, bpffs, cgroup2 (at `/sys/fs/cgroup`) and tracefs are mounted; `lo` is up and there
+//! is no other network; `/tmp` is writable (the root file system is in RAM).
+
+pub mod cgroup;
+pub mod command;
+pub mod doctor;
+pub mod enforcer_process;
+pub mod file_open;
+pub mod guest;
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{mpsc, Once};
+use std::time::Duration;
+
+use crate::guest_report::{summary_line, test_line, Outcome};
+
+/// A test body: `Err` (or a panic) fails the test with that reason.
+pub type TestFn = fn() -> anyhow::Result<()>;
+
+/// One registered test.
+#[derive(Debug, Clone, Copy)]
+pub struct Test {
+    pub name: &'static str,
+    pub run: TestFn,
+    pub timeout: Duration,
+}
+
+/// Generous for TCG emulation, where the guest runs several times slower than the host.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Test {
+    pub const fn new(name: &'static str, run: TestFn) -> Self {
+        Self {
+            name,
+            run,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    pub const fn with_timeout(self, secs: u64) -> Self {
+        Self {
+            timeout: Duration::from_secs(secs),
+            ..self
+        }
+    }
+}
+
+/// Every test module and its tests.
+pub const GROUPS: &[(&str, &[Test])] = &[
+    ("guest", guest::TESTS),
+    ("file_open", file_open::TESTS),
+    ("doctor", doctor::TESTS),
+];
+
+/// `(full name, test)` for every test whose full name contains `filter`.
+pub fn selected(filter: Option<&str>) -> Vec<(String, Test)> {
+    GROUPS
+        .iter()
+        .flat_map(|(group, tests)| {
+            tests
+                .iter()
+                .map(move |t| (format!("{group}::{}", t.name), *t))
+        })
+        .filter(|(name, _)| filter.is_none_or(|f| name.contains(f)))
+        .collect()
+}
+
+thread_local! {
+    /// Where and why the current test thread panicked, recorded by the panic hook; `None` on
+    /// threads that are not running a test.
+    static PANIC_REPORT: RefCell<Option<Option<String>>> = const { RefCell::new(None) };
+}
+
+/// Test threads get their panic (with its location, which the payload alone lacks) into their
+/// result line instead of a multi-line message in the middle of the console; other threads keep
+/// the default behaviour.
+fn install_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let default_hook = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let recorded = PANIC_REPORT.with(|r| match r.borrow_mut().as_mut() {
+                Some(report) => {
+                    *report = Some(info.to_string().replace('\n', " "));
+                    true
+                }
+                None => false,
+            });
+            if !recorded {
+                default_hook(info);
+            }
+        }));
+    });
+}
+
+/// Runs the tests in order and prints one result line each, then the summary line. Returns
+/// (passed, failed).
+pub fn run(tests: &[(String, Test)], out: &mut impl Write) -> (usize, usize) {
+    install_panic_hook();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        // Written before the test runs so that a hanging test is visible on the console.
+        let _ = writeln!(out, "e2e: start {name}");
+        let _ = out.flush();
+        let outcome = run_one(name, *test);
+        match outcome {
+            Outcome::Passed => passed += 1,
+            Outcome::Failed(_) => failed += 1,
+        }
+        let _ = writeln!(out, "{}", test_line(name, &outcome));
+        let _ = out.flush();
+    }
+    let _ = writeln!(out, "{}", summary_line(passed, failed));
+    let _ = out.flush();
+    (passed, failed)
+}
+
+fn run_one(name: &str, test: Test) -> Outcome {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            PANIC_REPORT.with(|r| *r.borrow_mut() = Some(None));
+            let result = panic::catch_unwind(AssertUnwindSafe(test.run));
+            let outcome = match result {
+                Ok(Ok(())) => Outcome::Passed,
+                Ok(Err(error)) => Outcome::Failed(format!("{error:#}")),
+                Err(_) => Outcome::Failed(
+                    PANIC_REPORT
+                        .with(|r| r.borrow_mut().take().flatten())
+                        .unwrap_or_else(|| "panicked".to_string()),
+                ),
+            };
+            // The receiver is gone only after a timeout, which was already reported.
+            let _ = tx.send(outcome);
+        });
+    if let Err(error) = spawned {
+        return Outcome::Failed(format!("could not start the test thread: {error}"));
+    }
+    rx.recv_timeout(test.timeout).unwrap_or_else(|_| {
+        // A thread cannot be killed: it is left behind. The helpers' handles (cgroups, the
+        // enforcer) clean up only when dropped, so later tests may see its leftovers.
+        Outcome::Failed(format!(
+            "timed out after {} s (the test thread is left running)",
+            test.timeout.as_secs()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn passes() -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn fails() -> anyhow::Result<()> {
+        anyhow::bail!("expected EPERM,\ngot success")
+    }
+    fn panics() -> anyhow::Result<()> {
+        let v: Vec<u8> = Vec::new();
+        assert_eq!(v.len(), 1, "vector is empty");
+        Ok(())
+    }
+    fn hangs() -> anyhow::Result<()> {
+        std::thread::sleep(Duration::from_secs(5));
+        Ok(())
+    }
+
+    #[test]
+    fn each_test_passes_or_fails_on_its_own() {
+        let tests = [
+            ("t::passes".to_string(), Test::new("passes", passes)),
+            ("t::fails".to_string(), Test::new("fails", fails)),
+            ("t::panics".to_string(), Test::new("panics", panics)),
+            (
+                "t::hangs".to_string(),
+                Test::new("hangs", hangs).with_timeout(0),
+            ),
+            ("t::after".to_string(), Test::new("after", passes)),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(run(&tests, &mut out), (2, 3));
+        let out = String::from_utf8(out).unwrap();
+        let results: Vec<&str> = out
+            .lines()
+            .filter(|l| !l.starts_with("e2e: start "))
+            .collect();
+        assert_eq!(results[0], "e2e: test t::passes ... ok");
+        assert_eq!(
+            results[1],
+            "e2e: test t::fails ... FAILED: expected EPERM, | got success"
+        );
+        assert!(
+            results[2].starts_with("e2e: test t::panics ... FAILED: panicked at ")
+                && results[2].contains("vector is empty"),
+            "{}",
+            results[2]
+        );
+        assert_eq!(
+            results[3],
+            "e2e: test t::hangs ... FAILED: timed out after 0 s (the test thread is left running)"
+        );
+        assert_eq!(results[4], "e2e: test t::after ... ok");
+        assert_eq!(results[5], "e2e: 2 passed, 3 failed");
+    }
+
+    #[test]
+    fn test_names_are_unique_and_parseable() {
+        let all = selected(None);
+        let names: HashSet<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), all.len(), "duplicate test names");
+        for name in names {
+            assert!(
+                !name.contains(char::is_whitespace) && !name.contains(" ... "),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_by_name() {
+        let guest = selected(Some("guest::"));
+        assert!(!guest.is_empty());
+        assert!(guest.iter().all(|(n, _)| n.starts_with("guest::")));
+    }
+}

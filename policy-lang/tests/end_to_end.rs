@@ -1,0 +1,249 @@
+//! Whole pipeline: load -> check -> compile -> `tests:` through the reference evaluator.
+
+// Test helpers may unwrap: a panic is a failing test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use policy_lang::{compile, load_sources, run_tests, KernelFeatures, Verdict};
+
+const WEB: &str = r#"
+lists:
+  shells: [/bin/sh, /bin/bash, /usr/bin/dash]
+macros:
+  from_web: proc.ancestors contains nginx
+policies:
+  - name: web
+    description: hardening for the web tier
+    select:
+      namespaces: [prod]
+      labels: {app: web}
+      exclude:
+        namespaces: [kube-system]
+    mode: enforce
+    defaults: {network: deny}
+    rules:
+      - name: no-shells
+        message: shell spawned in a web pod
+        severity: high
+        tags: [T1059]
+        action: deny
+        exec:
+          path: $shells
+      - name: shadow-only-sshd
+        action: deny
+        file:
+          path: /etc/shadow
+          ops: [read, write]
+          except_from: [/usr/sbin/sshd]
+      - name: no-ssh-keys
+        action: kill
+        file:
+          path: /home/**/.ssh/id_rsa
+      - name: dns
+        action: allow
+        network:
+          ops: [connect, send]
+          cidr: [10.96.0.10]
+          ports: [53]
+      - name: backend
+        action: allow
+        network:
+          ops: [connect]
+          protocol: tcp
+          cidr: [10.0.0.0/8, "fd00::/8"]
+          ports: [8000-8999]
+      - name: metadata
+        action: deny
+        network:
+          cidr: [169.254.169.254]
+      - name: no-mounts
+        action: deny
+        kernel:
+          ops: [mount, umount, module_load]
+          capabilities: [CAP_SYS_ADMIN]
+      - name: shell-from-web
+        action: alert
+        condition: proc.exe in $shells and from_web
+  - name: host-baseline
+    select: {host: true}
+    mode: audit
+    rules:
+      - name: kexec
+        action: deny
+        kernel: {ops: [kexec]}
+      - name: unshare
+        action: kill
+        kernel: {syscalls: [unshare]}
+tests:
+  - name: shell is denied in web pods
+    process: {exe: /usr/sbin/nginx, ancestors: [/usr/bin/containerd-shim]}
+    pod: {namespace: prod, labels: {app: web}}
+    cgroup: /kubepods.slice/pod1/c1
+    exec: /bin/bash
+    expect: {verdict: deny, rule: web/no-shells}
+  - name: shells outside prod are not this policy's business
+    process: /usr/sbin/nginx
+    pod: {namespace: dev, labels: {app: web}}
+    exec: /bin/bash
+    expect: allow
+  - name: sshd may read shadow
+    process: /usr/sbin/sshd
+    pod: {namespace: prod, labels: {app: web}}
+    file: {op: read, path: /etc/shadow}
+    expect: allow
+  - name: others may not
+    process: /usr/bin/cat
+    pod: {namespace: prod, labels: {app: web}}
+    file: {op: read, path: /etc/shadow}
+    expect: {verdict: deny, rule: web/shadow-only-sshd}
+  - name: ssh keys kill
+    process: /usr/bin/cat
+    pod: {namespace: prod, labels: {app: web}}
+    file: {op: read, path: /home/alice/.ssh/id_rsa}
+    expect: {verdict: kill, rule: web/no-ssh-keys}
+  - name: backend allowed
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    network: {op: connect, addr: 10.1.2.3, port: 8080, protocol: tcp}
+    expect: allow
+  - name: ipv4-mapped backend allowed
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    network: {op: connect, addr: "::ffff:10.1.2.3", port: 8080, protocol: tcp}
+    expect: allow
+  - name: other ports hit the default deny
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    network: {op: connect, addr: 10.1.2.3, port: 22, protocol: tcp}
+    expect: {verdict: deny, rule: web/default}
+  - name: metadata denied even though 0/0 would not be
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    network: {op: connect, addr: 169.254.169.254, port: 80}
+    expect: {verdict: deny, rule: web/metadata}
+  - name: dns allowed
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    network: {op: send, addr: 10.96.0.10, port: 53, protocol: udp}
+    expect: allow
+  - name: sys_admin denied
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    kernel: {capability: CAP_SYS_ADMIN}
+    expect: {verdict: deny, rule: web/no-mounts}
+  - name: kexec audited on the host
+    process: /usr/sbin/kexec
+    kernel: {op: kexec}
+    expect: {verdict: audit, rule: host-baseline/kexec}
+  - name: most restrictive wins across policies
+    process: /usr/bin/app
+    pod: {namespace: prod, labels: {app: web}}
+    kernel: {op: mount}
+    expect: {verdict: deny, rule: web/no-mounts}
+  - name: alert fires
+    process: {exe: /bin/sh, ancestors: [/usr/sbin/nginx]}
+    pod: {namespace: prod, labels: {app: web}}
+    exec: /usr/bin/id
+    expect: {verdict: alert, rule: web/shell-from-web}
+"#;
+
+#[test]
+fn every_test_case_passes() {
+    let set = load_sources([("web.yaml", WEB)]).unwrap_or_else(|e| panic!("{}", e.render()));
+    let plan = compile(&set, &KernelFeatures::full()).unwrap();
+    let report = run_tests(&set, &plan).unwrap();
+    let text = report.render(&set.sources);
+    assert_eq!(report.failed(), 0, "{text}");
+    assert_eq!(report.passed(), set.tests.len());
+}
+
+#[test]
+fn plan_is_json_and_explains_itself() {
+    let set = load_sources([("web.yaml", WEB)]).unwrap();
+    let plan = compile(&set, &KernelFeatures::full()).unwrap();
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: policy_lang::Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+    let text = policy_lang::explain(&plan);
+    assert!(text.contains("lsm/bprm_check_security"), "{text}");
+    assert!(text.contains("denied by BPF LSM"), "{text}");
+    assert!(text.contains("estimated kernel memory"), "{text}");
+}
+
+#[test]
+fn weaker_kernel_needs_consent() {
+    let set = load_sources([("web.yaml", WEB)]).unwrap();
+    let no_lsm = KernelFeatures {
+        bpf_send_signal: true,
+        cgroup_sock_addr: true,
+        ..KernelFeatures::default()
+    };
+    let err = compile(&set, &no_lsm).unwrap_err();
+    let text = policy_lang::render_all(&err, &set.sources);
+    assert!(
+        text.contains("error[E0801]: rule `no-shells` (`deny`) cannot be enforced on this kernel"),
+        "{text}"
+    );
+    assert!(text.contains("help: set `allow_downgrade: true`"), "{text}");
+
+    let consented = WEB.replace(
+        "    mode: enforce\n",
+        "    mode: enforce\n    allow_downgrade: true\n",
+    );
+    let set = load_sources([("web.yaml", consented)]).unwrap();
+    let plan = compile(&set, &no_lsm).unwrap();
+    let ev = policy_lang::Evaluator::new(&plan).unwrap();
+    let shell = &set.tests[0].event;
+    let d = ev.decide(shell);
+    assert_eq!(
+        d.verdict,
+        Verdict::Kill,
+        "deny becomes kill-at-exec without LSM"
+    );
+    let text = policy_lang::explain(&plan);
+    assert!(text.contains("downgraded"), "{text}");
+}
+
+#[test]
+fn file_order_never_changes_a_verdict() {
+    let a = r#"
+policies:
+  - name: a
+    select: {host: true}
+    mode: enforce
+    rules:
+      - {name: x, action: audit, file: {path: /etc/**}}
+"#;
+    let b = r#"
+policies:
+  - name: b
+    select: {host: true}
+    mode: enforce
+    rules:
+      - {name: y, action: deny, file: {path: /etc/passwd, ops: [write]}}
+"#;
+    let ab = load_sources([("a.yaml", a), ("b.yaml", b)]).unwrap();
+    let ba = load_sources([("b.yaml", b), ("a.yaml", a)]).unwrap();
+    let k = KernelFeatures::full();
+    let (pa, pb) = (compile(&ab, &k).unwrap(), compile(&ba, &k).unwrap());
+    let (ea, eb) = (
+        policy_lang::Evaluator::new(&pa).unwrap(),
+        policy_lang::Evaluator::new(&pb).unwrap(),
+    );
+    for (op, path) in [
+        ("write", "/etc/passwd"),
+        ("read", "/etc/passwd"),
+        ("read", "/etc/x"),
+    ] {
+        let ev = policy_lang::event::OwnedEvent {
+            process: Default::default(),
+            cgroup: "/".into(),
+            container_id: None,
+            pod: None,
+            op: policy_lang::event::Operation::File {
+                op: policy_lang::model::FileOp::from_name(op).unwrap(),
+                path: path.into(),
+            },
+        };
+        assert_eq!(ea.decide(&ev), eb.decide(&ev));
+    }
+}
