@@ -52,6 +52,10 @@ pub struct KernelReport {
     pub ringbuf: bool,
     pub tp_btf: bool,
     pub tracepoints: bool,
+    /// `bpf_d_path` is usable in the LSM file hooks (it is wherever BPF LSM is).
+    pub d_path: bool,
+    /// The kernel has the `userns_create` LSM hook (Linux 6.1+).
+    pub lsm_userns_create: bool,
     pub cgroup_sock_addr: bool,
     pub cgroup2_mount: Option<String>,
     /// cgroup v1 controllers are mounted beside cgroup2.
@@ -223,6 +227,16 @@ fn try_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, Probe> {
     Ok("a tp_btf/sched_process_exec program loaded".into())
 }
 
+/// Whether the kernel's BTF has the BPF LSM attach point for `hook`.
+fn lsm_hook_exists(hook: &str) -> Result<String, Probe> {
+    let btf = Btf::from_sys_fs().map_err(|e| Probe::Error(format!("kernel BTF: {e}")))?;
+    let name = format!("bpf_lsm_{hook}");
+    match btf.id_by_type_name_kind(&name, aya_obj::btf::BtfKind::Func) {
+        Ok(_) => Ok(format!("LSM hook `{hook}` present")),
+        Err(_) => Err(Probe::Missing(format!("this kernel has no LSM hook `{hook}`"))),
+    }
+}
+
 fn supported(what: &str, r: Result<bool, impl std::fmt::Display>) -> Result<String, Probe> {
     match r {
         Ok(true) => Ok(format!("{what} supported")),
@@ -310,6 +324,8 @@ pub fn probe_kernel() -> KernelReport {
         Err(Probe::Missing(e)) => Err(Probe::Missing(e.clone())),
     };
     r.bpf_lsm = r.record("bpf_lsm_load", lsm_load) && lsm_ok && r.btf;
+    r.d_path = r.bpf_lsm;
+    r.lsm_userns_create = r.record("lsm_userns_create", lsm_hook_exists("userns_create"));
 
     let with_object =
         |object: &mut Result<(Ebpf, Btf), Probe>,

@@ -59,6 +59,7 @@ fn consequence(check: &str) -> &'static str {
         "cgroup_sock_addr" => "no network enforcement where BPF LSM is missing",
         "cgroup2" => "workloads cannot be scoped by cgroup: the enforcer cannot run",
         "bpffs" => "`enforcer run` mounts bpffs at /sys/fs/bpf",
+        "lsm_userns_create" => "user-namespace rules are refused (the hook arrived in Linux 6.1)",
         _ => "",
     }
 }

@@ -22,12 +22,16 @@ pub const STATE_DIR: u8 = 6;
 pub const POLICY: u8 = 7;
 /// The kernel refused a program or map (the verifier log is printed).
 pub const KERNEL_LOAD: u8 = 8;
+/// The config file is unreadable or invalid.
+pub const CONFIG: u8 = 9;
 
 /// An error that carries the exit code it should end the process with.
 #[derive(Debug)]
 pub struct Failure {
     pub code: u8,
     pub error: anyhow::Error,
+    /// The details were printed already (diagnostics); only the exit code remains.
+    pub quiet: bool,
 }
 
 impl Failure {
@@ -35,7 +39,13 @@ impl Failure {
         Failure {
             code,
             error: error.into(),
+            quiet: false,
         }
+    }
+
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
     }
 }
 
@@ -44,6 +54,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         Failure {
             code: ERROR,
             error: error.into(),
+            quiet: false,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `enforcer`: the runtime security enforcer's daemon and CLI.
 
 mod cgroup;
+mod config;
 mod doctor;
 mod exit_code;
+mod policy_cmd;
 mod run;
 mod verdict_log;
 
@@ -19,7 +21,8 @@ Exit codes:
   5  bpffs is not mounted and cannot be mounted
   6  the state directory is not writable
   7  invalid policy or rule
-  8  the kernel refused a program (the verifier log is printed)";
+  8  the kernel refused a program (the verifier log is printed)
+  9  the config file is unreadable or invalid";
 
 #[derive(Parser)]
 #[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]
@@ -48,6 +51,9 @@ enum Command {
     },
     /// Load the kernel programs and report verdicts until SIGTERM/SIGINT.
     Run(run::RunArgs),
+    /// Check, compile and test policy files.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -68,11 +74,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor { json } => doctor::run(json).map_err(exit_code::Failure::from),
         Command::Run(args) => run::run(args).map(|()| exit_code::OK),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
     };
     match result {
         Ok(code) => exit_code::to_exit_code(code),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            if !failure.quiet {
+                eprintln!("error: {:#}", failure.error);
+            }
             exit_code::to_exit_code(failure.code)
         }
     }

@@ -2,10 +2,12 @@
 //! they report, and keep running until SIGTERM or SIGINT.
 
 use crate::cgroup;
+use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
+use crate::policy_cmd;
 use crate::verdict_log::{self, Clock, VerdictLog};
 use anyhow::Context;
-use bpf_lsm::{FileOpenPlan, FileRule, LoadError, Loaded, Mode, ScopedCgroup};
+use bpf_lsm::{FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
 use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -13,19 +15,27 @@ use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Deny opening this file (resolved path) inside the given cgroups.
-    #[arg(long = "deny-open", value_name = "PATH")]
+    /// Policy files or folders (repeatable). Default: the config's `policies`, else the
+    /// rule library embedded in this binary.
+    #[arg(long = "policy", value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
+    /// The daemon's config file (TOML; see docs/architecture.md for every key).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// `audit` turns every policy into audit: record what would be denied, allow it.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Where events and state are kept. Default: the config's, else /var/lib/enforcer.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// An ad-hoc rule instead of policies: deny opening this file (its resolved path)
+    /// inside the `--cgroup`s.
+    #[arg(long = "deny-open", value_name = "PATH", requires = "cgroups")]
     pub deny_open: Vec<PathBuf>,
-    /// A cgroup2 the rules apply to: an absolute path, or one relative to the
-    /// cgroup2 mount. Repeatable.
+    /// A cgroup2 the `--deny-open` rules apply to: an absolute path, or one relative to
+    /// the cgroup2 mount. Repeatable.
     #[arg(long = "cgroup", value_name = "CGROUP")]
     pub cgroups: Vec<String>,
-    /// `audit` records what would be denied and allows it.
-    #[arg(long, value_enum, default_value_t = ModeArg::Enforce)]
-    pub mode: ModeArg,
-    /// Where events and state are kept.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/enforcer")]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,14 +60,38 @@ struct Stamp {
 }
 
 /// The rules given on the command line, with what the kernel needs.
-struct Rules {
-    plan: FileOpenPlan,
-    /// rule_id -> the path as the user named it, for messages.
-    names: Vec<String>,
+/// What the daemon enforces: a compiled policy set, or ad-hoc `--deny-open` rules.
+enum Rules {
+    Adhoc {
+        plan: FileOpenPlan,
+        /// rule_id -> the rule as the user gave it, for messages.
+        names: Vec<String>,
+    },
+    Compiled(Box<policy_lang::Plan>),
 }
 
-fn build_rules(args: &RunArgs) -> Result<Rules, Failure> {
-    let mode = Mode::from(args.mode);
+impl Rules {
+    fn from_plan(plan: policy_lang::Plan) -> Self {
+        Rules::Compiled(Box::new(plan))
+    }
+
+    fn rule_name(&self, rule_id: u32) -> Option<String> {
+        match self {
+            Rules::Adhoc { names, .. } => names.get(rule_id as usize).cloned(),
+            Rules::Compiled(plan) => plan.rules.get(rule_id as usize).map(|r| {
+                let policy = plan
+                    .policies
+                    .iter()
+                    .find(|p| p.id == r.policy)
+                    .map_or("?", |p| p.name.as_str());
+                format!("{policy}/{}", r.name)
+            }),
+        }
+    }
+}
+
+fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
+    let mode = Mode::from(mode);
     let mut plan = FileOpenPlan::default();
     for spec in &args.cgroups {
         let cg = cgroup::resolve(spec).map_err(|e| Failure::new(exit_code::POLICY, e))?;
@@ -73,13 +107,7 @@ fn build_rules(args: &RunArgs) -> Result<Rules, Failure> {
         });
         names.push(format!("deny-open {}", path.display()));
     }
-    if !plan.rules.is_empty() && plan.cgroups.is_empty() {
-        return Err(Failure::new(
-            exit_code::USAGE,
-            anyhow::anyhow!("`--deny-open` needs at least one `--cgroup` to apply to"),
-        ));
-    }
-    Ok(Rules { plan, names })
+    Ok(Rules::Adhoc { plan, names })
 }
 
 /// The kernel matches the resolved path, so symlinks in the rule's path are
@@ -133,27 +161,89 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             anyhow::anyhow!("`enforcer run` needs root to load BPF programs: run it with sudo"),
         ));
     }
-    let rules = build_rules(&args)?;
-    ensure_state_dir(&args.state_dir)?;
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| Failure::new(exit_code::CONFIG, e))?,
+        None => Config::default(),
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.state_dir.clone());
+    let mode = args.mode.or(config.mode.map(|m| match m {
+        ModeSetting::Enforce => ModeArg::Enforce,
+        ModeSetting::Audit => ModeArg::Audit,
+    }));
+
+    let rules = if args.deny_open.is_empty() {
+        let paths = if args.policies.is_empty() {
+            config.policies.clone()
+        } else {
+            args.policies.clone()
+        };
+        let plan = compile_policies(&paths, mode)?;
+        Rules::from_plan(plan)
+    } else {
+        build_rules(&args, mode.unwrap_or(ModeArg::Enforce))?
+    };
+    ensure_state_dir(&state_dir)?;
     ensure_bpffs()?;
-    let log = VerdictLog::open(&args.state_dir.join("events.jsonl"))?;
+    let log = VerdictLog::open(&state_dir.join("events.jsonl"), &config.event_log)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(rules, args.mode, log))
+    runtime.block_on(serve(rules, mode, log))
 }
 
-async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), Failure> {
+/// Loads, checks and compiles the policy set for the running kernel; diagnostics go to
+/// stderr and a set with errors stops the daemon before anything is loaded.
+fn compile_policies(
+    paths: &[PathBuf],
+    mode: Option<ModeArg>,
+) -> Result<policy_lang::Plan, Failure> {
+    let input = policy_cmd::Input {
+        paths: paths.to_vec(),
+        builtin: paths.is_empty(),
+        kernel: None,
+    };
+    let mut set = policy_cmd::load(&input, policy_cmd::Format::Text).map_err(|f| Failure {
+        code: exit_code::POLICY,
+        ..f
+    })?;
+    if mode == Some(ModeArg::Audit) {
+        for p in &mut set.policies {
+            p.mode = policy_lang::model::Mode::Audit;
+        }
+    }
+    let kernel = policy_cmd::kernel_features(None)?;
+    let plan = policy_lang::compile(&set, &kernel).map_err(|d| {
+        eprint!("{}", policy_lang::render_all(&d, &set.sources));
+        Failure::new(
+            exit_code::POLICY,
+            anyhow::anyhow!("the policy set does not compile for this kernel"),
+        )
+        .quiet()
+    })?;
+    tracing::info!(
+        policies = plan.policies.len(),
+        rules = plan.rules.len(),
+        source = if paths.is_empty() {
+            "embedded rule library"
+        } else {
+            "files"
+        },
+        "policy set compiled"
+    );
+    Ok(plan)
+}
+
+async fn serve(rules: Rules, mode: Option<ModeArg>, mut log: VerdictLog) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let loaded = if rules.plan.rules.is_empty() {
-        tracing::warn!("no rules given: nothing to enforce (use --deny-open PATH --cgroup CGROUP)");
-        None
-    } else {
-        match Loaded::file_open(&rules.plan) {
+    let loaded = match &rules {
+        Rules::Adhoc { plan, .. } => match Loaded::file_open(plan) {
             Ok(l) => Some(l),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 tracing::warn!(
@@ -163,15 +253,35 @@ async fn serve(rules: Rules, mode: ModeArg, mut log: VerdictLog) -> Result<(), F
                 );
                 None
             }
-            Err(e @ LoadError::Verifier { .. }) => {
-                return Err(Failure::new(exit_code::KERNEL_LOAD, e))
-            }
             Err(e) => return Err(Failure::new(exit_code::KERNEL_LOAD, e)),
+        },
+        Rules::Compiled(plan) if !plan.kernel.bpf_lsm => {
+            tracing::warn!(
+                "this kernel cannot load BPF LSM programs: none of the {} rules is enforced or \
+                 audited in the kernel here; `enforcer policy compile --explain` shows what each \
+                 rule needs, `enforcer doctor` what this kernel supports, and `cargo xtask vm run` \
+                 tries the policy against a kernel with BPF LSM",
+                plan.rules.len()
+            );
+            None
+        }
+        Rules::Compiled(_) => {
+            return Err(Failure::new(
+                exit_code::KERNEL_LOAD,
+                anyhow::anyhow!(
+                    "this build cannot load compiled policies into the kernel yet; \
+                     use `--deny-open PATH --cgroup CGROUP` rules"
+                ),
+            ))
         }
     };
+    let (rule_count, cgroup_count) = match &rules {
+        Rules::Adhoc { plan, .. } => (plan.rules.len(), plan.cgroups.len()),
+        Rules::Compiled(plan) => (plan.rules.len(), 0),
+    };
     tracing::info!(
-        rules = rules.plan.rules.len(),
-        cgroups = rules.plan.cgroups.len(),
+        rules = rule_count,
+        cgroups = cgroup_count,
         mode = ?mode,
         attached = loaded.is_some(),
         "enforcer ready"
@@ -232,10 +342,8 @@ fn drain(
     while let Some(item) = ring.next() {
         match bpf_lsm::decode(&item) {
             Ok(event) => {
-                let rule = rules
-                    .names
-                    .get(event.common().rule_id as usize)
-                    .map(String::as_str);
+                let name = rules.rule_name(event.common().rule_id);
+                let rule = name.as_deref();
                 println!("{}", verdict_log::human(&event, rule));
                 log.append(&verdict_log::security_event(
                     &event, rule, &ctx.host, &ctx.clock,

@@ -2,6 +2,7 @@
 //! event in the native export schema (siem-export) per line in
 //! `<state-dir>/events.jsonl`.
 
+use crate::config::EventLogConfig;
 use bpf_lsm::{KernelEvent, Verdict};
 use siem_export::event::{ByteText, Cgroup, EventClass, FileTarget, Process, Target};
 use siem_export::sink::FsyncPolicy;
@@ -132,9 +133,11 @@ pub struct VerdictLog {
 }
 
 impl VerdictLog {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, settings: &EventLogConfig) -> anyhow::Result<Self> {
         let mut cfg = FileSinkConfig::new(path);
         cfg.fsync = FsyncPolicy::EveryBatch;
+        cfg.max_bytes = settings.max_file_bytes;
+        cfg.keep = settings.keep_files;
         Ok(VerdictLog {
             sink: FileSink::open(cfg)?,
         })
@@ -203,7 +206,7 @@ mod tests {
     fn the_log_round_trips_through_the_export_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut log = VerdictLog::open(&path).unwrap();
+        let mut log = VerdictLog::open(&path, &EventLogConfig::default()).unwrap();
         let clock = Clock::now().unwrap();
         log.append(&security_event(&deny(b"/tmp/\xffodd"), None, "h", &clock))
             .unwrap();

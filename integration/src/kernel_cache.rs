@@ -221,7 +221,8 @@ fn find_vmlinuz(files: &Path) -> Result<PathBuf> {
         .with_context(|| format!("no vmlinuz-* in {}", boot.display()))
 }
 
-fn run_checked(command: &mut std::process::Command, what: &str) -> Result<Output> {
+/// Runs `command`; a failure is an error with its output.
+pub(crate) fn run_checked(command: &mut std::process::Command, what: &str) -> Result<Output> {
     let output = command
         .output()
         .with_context(|| format!("running {what}"))?;

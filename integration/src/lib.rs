@@ -8,9 +8,11 @@
 
 pub mod apt_sources;
 pub mod e2e;
+pub mod emulator;
 pub mod guest_init;
 pub mod guest_report;
 pub mod guest_rootfs;
+pub mod host_run;
 pub mod initramfs;
 pub mod kernel_cache;
 pub mod prerequisites;

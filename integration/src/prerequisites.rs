@@ -27,8 +27,9 @@ pub const ALL: &[Package] = &[
     package("bpftool", "bpftool (generates vmlinux.h)"),
     package(
         "qemu-system-x86",
-        "qemu-system-x86_64 (boots the test kernels)",
+        "qemu-system-x86_64 and the libraries the backports qemu the runner fetches links to",
     ),
+    package("seabios", "the BIOS the test VMs boot with"),
     package(
         "busybox-static",
         "a statically linked busybox (the guest's userland)",
@@ -36,12 +37,23 @@ pub const ALL: &[Package] = &[
     package("cpio", "cpio (initramfs tooling)"),
 ];
 
+/// What building the enforcer needs (the BPF toolchain).
+pub const BUILD: &[Package] = &[
+    package("clang-19", "clang 19 (compiles the BPF programs)"),
+    package("llvm-19", "LLVM 19 tools (llvm-strip)"),
+    package(
+        "libbpf-dev",
+        "libbpf headers 1.1+ (bpf_helpers.h, bpf_core_read.h)",
+    ),
+];
+
 /// What booting a test VM needs.
 pub const VM: &[Package] = &[
     package(
         "qemu-system-x86",
-        "qemu-system-x86_64 (boots the test kernels)",
+        "qemu-system-x86_64 and the libraries the backports qemu the runner fetches links to",
     ),
+    package("seabios", "the BIOS the test VMs boot with"),
     package(
         "busybox-static",
         "a statically linked busybox (the guest's userland)",

@@ -8,6 +8,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::emulator::Emulator;
 use anyhow::{bail, Context, Result};
 
 use crate::guest_report::KERNEL_PANIC;
@@ -45,6 +46,7 @@ impl Accel {
 /// One boot.
 #[derive(Debug, Clone)]
 pub struct Boot<'a> {
+    pub emulator: &'a Emulator,
     pub vmlinuz: &'a Path,
     pub initramfs: &'a Path,
     /// Prefix of the streamed console lines, e.g. `6.1`.
@@ -94,7 +96,10 @@ impl BootResult {
 const PANIC_GRACE: Duration = Duration::from_secs(10);
 
 pub fn boot(boot: &Boot) -> Result<BootResult> {
-    let mut command = Command::new("qemu-system-x86_64");
+    let mut command = Command::new(&boot.emulator.binary);
+    for dir in &boot.emulator.firmware_dirs {
+        command.arg("-L").arg(dir);
+    }
     command.args(Accel::from_env()?.args());
     command
         .args(["-m", "1024"])
@@ -119,9 +124,13 @@ pub fn boot(boot: &Boot) -> Result<BootResult> {
         .stderr(Stdio::inherit());
 
     let started = Instant::now();
-    let mut child = command.spawn().context(
-        "starting qemu-system-x86_64 (Debian package qemu-system-x86; `cargo xtask test` installs it)",
-    )?;
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "starting {} ({}; `cargo xtask test` installs what it needs)",
+            boot.emulator.binary.display(),
+            boot.emulator.description
+        )
+    })?;
     let stdout = child.stdout.take().context("qemu's stdout is not piped")?;
     let (lines_tx, lines_rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::emulator::Emulator;
 use crate::guest_init::suite_script;
 use crate::guest_report::{counts_line, Outcome, SuiteReport};
 use crate::guest_rootfs::{base_image, GUEST_E2E, GUEST_ENFORCER};
@@ -54,6 +55,8 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
     image.write_to(&initramfs)?;
 
     let cache = KernelCache::new(&ws.vm_cache_dir());
+    let emulator = Emulator::ensure(&ws.vm_cache_dir())?;
+    println!("emulator: {}", emulator.description);
     let mut results = Vec::new();
     let mut notes = Vec::new();
     for &series in &options.kernels {
@@ -61,6 +64,7 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
             Ok(kernel) => {
                 let console_log = dir.join(format!("console-{}.log", series.label()));
                 let boot = qemu::boot(&Boot {
+                    emulator: &emulator,
                     vmlinuz: &kernel.vmlinuz,
                     initramfs: &initramfs,
                     label: series.label(),

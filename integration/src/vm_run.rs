@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
+use crate::emulator::Emulator;
 use crate::guest_init::{run_script, RunJob};
 use crate::guest_report::{decode_archive, status_lines, GUEST_DONE};
 use crate::guest_rootfs::{base_image, GUEST_ENFORCER};
@@ -119,7 +120,9 @@ pub fn run(ws: &Workspace, options: &RunOptions) -> Result<i32> {
     let serial = work.path().join("ttyS1.out");
 
     let kernel = KernelCache::new(&ws.vm_cache_dir()).kernel(options.kernel)?;
+    let emulator = Emulator::ensure(&ws.vm_cache_dir())?;
     let boot = qemu::boot(&Boot {
+        emulator: &emulator,
         vmlinuz: &kernel.vmlinuz,
         initramfs: &initramfs,
         label: options.kernel.label(),

@@ -26,6 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
+    /// Builds the enforcer and runs it on this host with the embedded rule library in audit
+    /// mode, printing verdicts until Ctrl-C (through sudo when not root).
+    Run,
     /// Test VMs (Debian cloud kernels under qemu).
     Vm {
         #[command(subcommand)]
@@ -107,6 +110,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let ws = Workspace::locate()?;
     match cli.command {
+        Top::Run => {
+            integration::host_run::run(&ws)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Top::Vm {
             command:
                 Vm::Suite {
