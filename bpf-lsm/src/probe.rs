@@ -233,7 +233,9 @@ fn lsm_hook_exists(hook: &str) -> Result<String, Probe> {
     let name = format!("bpf_lsm_{hook}");
     match btf.id_by_type_name_kind(&name, aya_obj::btf::BtfKind::Func) {
         Ok(_) => Ok(format!("LSM hook `{hook}` present")),
-        Err(_) => Err(Probe::Missing(format!("this kernel has no LSM hook `{hook}`"))),
+        Err(_) => Err(Probe::Missing(format!(
+            "this kernel has no LSM hook `{hook}`"
+        ))),
     }
 }
 

@@ -15,7 +15,11 @@ mod tests {
     #[test]
     fn the_library_loads_compiles_and_passes_its_tests() {
         let set = policy_lang::load_sources(files()).unwrap_or_else(|e| panic!("{}", e.render()));
-        assert!(set.warnings.is_empty(), "{}", policy_lang::render_all(&set.warnings, &set.sources));
+        assert!(
+            set.warnings.is_empty(),
+            "{}",
+            policy_lang::render_all(&set.warnings, &set.sources)
+        );
         // Tests state what the policy means: on a kernel with every feature.
         let plan = policy_lang::compile(&set, &policy_lang::KernelFeatures::full())
             .unwrap_or_else(|d| panic!("{}", policy_lang::render_all(&d, &set.sources)));
@@ -35,8 +39,18 @@ mod tests {
         let set = policy_lang::load_sources(files()).unwrap();
         for p in &set.policies {
             for r in &p.rules {
-                assert!(!r.message.is_empty() && r.message != r.name, "{}/{}: no message", p.name, r.name);
-                assert!(r.tags.iter().any(|t| t.starts_with('T')), "{}/{}: no ATT&CK tag", p.name, r.name);
+                assert!(
+                    !r.message.is_empty() && r.message != r.name,
+                    "{}/{}: no message",
+                    p.name,
+                    r.name
+                );
+                assert!(
+                    r.tags.iter().any(|t| t.starts_with('T')),
+                    "{}/{}: no ATT&CK tag",
+                    p.name,
+                    r.name
+                );
             }
         }
     }
