@@ -98,7 +98,7 @@ fn run_rejects_an_unwritable_state_dir() {
     // A path below a regular file can never be created, even by root.
     let file = tempfile::NamedTempFile::new().unwrap();
     let out = enforcer()
-        .arg("run")
+        .args(["run", "--mode", "audit"])
         .arg("--state-dir")
         .arg(file.path().join("state"))
         .output()

@@ -78,7 +78,13 @@ pub fn run(ws: &Workspace, vm_timeout: Duration) -> Tally {
     );
     tally.step("cargo clippy", clippy, started.elapsed());
 
-    cargo_test(ws, "host tests", &["test", "--workspace"], &mut tally);
+    // Every test binary runs, so one failure never hides the others.
+    cargo_test(
+        ws,
+        "host tests",
+        &["test", "--workspace", "--no-fail-fast"],
+        &mut tally,
+    );
 
     let started = Instant::now();
     let options = SuiteOptions {
