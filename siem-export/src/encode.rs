@@ -1,17 +1,106 @@
 //! Turning events into bytes: the [`Encoder`] trait, batch [`Framing`], and
-//! the encoders themselves (native JSON for now; ECS, OCSF, CEF and syslog
-//! implement the same trait).
+//! the encoders themselves: native JSON, [`ecs::Ecs`], [`ocsf::Ocsf`],
+//! [`cef::Cef`] and [`syslog::Rfc5424`]. The crate README documents every
+//! format and its field mapping.
 //!
 //! Encoders write into a caller-owned `Vec<u8>` so a sink can reuse one
 //! buffer for every batch instead of allocating per event.
 
+pub mod cef;
+pub mod ecs;
 mod native_json;
+pub mod ocsf;
+pub mod syslog;
+mod tree;
 
 use std::ops::Range;
 
 pub use native_json::NativeJson;
 
-use crate::event::{EventId, SecurityEvent};
+use crate::event::{ByteText, EventId, SecurityEvent, Verdict};
+
+/// Who produced the events: CEF's header, OCSF's `metadata.product`, ECS's
+/// `observer.*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub vendor: String,
+    pub name: String,
+    pub version: String,
+}
+
+impl Default for Product {
+    /// `enforcer` / `enforcer` / this crate's version.
+    fn default() -> Self {
+        Self {
+            vendor: "enforcer".into(),
+            name: "enforcer".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// The last path component (`sh` for `/bin/sh`); empty for `/`.
+pub(crate) fn basename(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+/// Everything before the last `/` (`/` for `/x`); `None` without a `/`.
+pub(crate) fn dirname(path: &[u8]) -> Option<&[u8]> {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => Some(b"/"),
+        Some(i) => Some(&path[..i]),
+        None => None,
+    }
+}
+
+/// Bytes in the native schema's reversible text form (`\xNN` for bytes that
+/// are not UTF-8, `\\` for a backslash), which every format uses.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    ByteText::from(bytes).escaped().into_owned()
+}
+
+/// `argv` joined with single spaces, each argument in [`text`] form. For
+/// display and search only: arguments containing spaces make it ambiguous.
+pub(crate) fn command_line(argv: &[ByteText]) -> String {
+    let parts: Vec<String> = argv.iter().map(|a| a.escaped().into_owned()).collect();
+    parts.join(" ")
+}
+
+/// The operation did not happen (the hook returned an error, or the process
+/// was killed).
+pub(crate) fn blocked(v: Verdict) -> bool {
+    matches!(v, Verdict::Denied | Verdict::Killed)
+}
+
+/// File type from the `S_IFMT` bits of a mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Regular,
+    Directory,
+    CharDevice,
+    BlockDevice,
+    Socket,
+    Fifo,
+    Symlink,
+}
+
+impl FileKind {
+    pub(crate) fn from_mode(mode: u32) -> Option<Self> {
+        match mode & 0o170_000 {
+            0o100_000 => Some(FileKind::Regular),
+            0o040_000 => Some(FileKind::Directory),
+            0o020_000 => Some(FileKind::CharDevice),
+            0o060_000 => Some(FileKind::BlockDevice),
+            0o140_000 => Some(FileKind::Socket),
+            0o010_000 => Some(FileKind::Fifo),
+            0o120_000 => Some(FileKind::Symlink),
+            _ => None,
+        }
+    }
+}
 
 /// What one encoded record is, which decides the framings it can travel in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -671,6 +671,47 @@ pub(crate) mod tests {
         }
     }
 
+    /// An exec event full of characters every format must escape: `|`,
+    /// `=`, `]`, quotes, backslashes, CR/LF, and bytes that are not UTF-8.
+    pub(crate) fn nasty_event() -> SecurityEvent {
+        let time = Timestamp::from_unix_nanos(1_718_000_000_999_999_999);
+        let mut ev = SecurityEvent::new(
+            time,
+            "node|a=b",
+            Verdict::Denied,
+            EventClass::Exec,
+            "exec",
+            Severity::Critical,
+        );
+        ev.id = EventId::from_time_and_tail(time, 42);
+        ev.policy = Some("p|1".into());
+        ev.rule = Some("r=1".into());
+        ev.message = "sh -c \"x|y=z]\" \\ line1\r\nline2".into();
+        ev.tags = vec!["T1059.004".into(), "T1611".into()];
+        ev.process = Some(Process {
+            pid: 7,
+            tgid: 7,
+            ppid: None,
+            uid: 0,
+            gid: 0,
+            user: None,
+            comm: ByteText::from(&b"a]b\"c"[..]),
+            exe: Some(ByteText::from(&b"/tmp/\xff=x"[..])),
+            argv: vec![],
+            argv_truncated: false,
+            cwd: None,
+            exec_id: None,
+            start_time: None,
+            ancestors: vec![],
+        });
+        ev.target = Some(Target::Exec(ExecTarget {
+            path: ByteText::from(&b"/tmp/e\\vil\n"[..]),
+            argv: vec!["sh".into(), "-c".into(), "a=b | c]".into()],
+            argv_truncated: false,
+        }));
+        ev
+    }
+
     pub(crate) fn minimal_event() -> SecurityEvent {
         let time = Timestamp::from_unix_nanos(1_718_000_000_000_000_000);
         let mut ev = SecurityEvent::new(

@@ -11,10 +11,15 @@
 pub mod encode;
 pub mod event;
 pub mod filter;
+pub mod mitre;
 pub mod severity;
 pub mod sink;
 
-pub use encode::{EncodeError, Encoder, Framing, NativeJson};
+pub use encode::cef::Cef;
+pub use encode::ecs::Ecs;
+pub use encode::ocsf::Ocsf;
+pub use encode::syslog::Rfc5424;
+pub use encode::{EncodeError, Encoder, Framing, NativeJson, Product};
 pub use event::{DecodeError, EventId, SecurityEvent, Timestamp};
 pub use filter::EventFilter;
 pub use severity::Severity;
