@@ -60,20 +60,9 @@ pub fn load(input: &Input, format: Format) -> Result<PolicySet, Failure> {
     if input.builtin {
         sources.extend(rules::files().map(|(p, t)| (p.to_string(), t.to_string())));
     }
-    let mut errors = Vec::new();
-    for path in expand(&input.paths, &mut errors) {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sources.push((path.display().to_string(), text)),
-            Err(e) => errors.push(format!("cannot read `{}`: {e}", path.display())),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(Failure::new(
-            exit_code::POLICY,
-            anyhow::anyhow!(errors.join("\n")),
-        ));
-    }
-    match policy_lang::load_sources(sources) {
+    let (files, unreadable) = policy_lang::read_sources(&input.paths);
+    sources.extend(files);
+    match policy_lang::load_with(sources, unreadable) {
         Ok(set) => {
             if !set.warnings.is_empty() && format == Format::Text {
                 eprint!("{}", policy_lang::render_all(&set.warnings, &set.sources));
@@ -92,32 +81,6 @@ pub fn load(input: &Input, format: Format) -> Result<PolicySet, Failure> {
             .quiet())
         }
     }
-}
-
-/// Folders stand for their `*.yaml`/`*.yml` files, sorted (not recursive).
-fn expand(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match std::fs::read_dir(p) {
-                Ok(rd) => {
-                    let mut found: Vec<PathBuf> = rd
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|f| {
-                            matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                        })
-                        .collect();
-                    found.sort();
-                    out.extend(found);
-                }
-                Err(e) => errors.push(format!("cannot read folder `{}`: {e}", p.display())),
-            }
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
 }
 
 /// The features to compile for: a doctor report, else the running kernel.

@@ -68,9 +68,9 @@ where
     })
 }
 
-/// Reads and checks policy files. A directory stands for its `*.yaml` / `*.yml` files
-/// (sorted, not recursive).
-pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, LoadError> {
+/// The policy files `paths` stand for: a directory stands for its `*.yaml` / `*.yml` files
+/// (sorted, not recursive), a file for itself. Unreadable directories are diagnostics.
+pub fn policy_files<P: AsRef<Path>>(paths: &[P]) -> (Vec<PathBuf>, Diagnostics) {
     let mut files: Vec<PathBuf> = Vec::new();
     let mut diags = Diagnostics::default();
     for p in paths {
@@ -97,6 +97,13 @@ pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, LoadError> {
             files.push(p.to_path_buf());
         }
     }
+    (files, diags)
+}
+
+/// Reads the files of `paths` (see [`policy_files`]) as `(path, text)` sources, with a
+/// diagnostic for each one that cannot be read.
+pub fn read_sources<P: AsRef<Path>>(paths: &[P]) -> (Vec<(String, String)>, Diagnostics) {
+    let (files, mut diags) = policy_files(paths);
     let mut texts = Vec::new();
     for f in files {
         match std::fs::read_to_string(&f) {
@@ -107,18 +114,36 @@ pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, LoadError> {
             )),
         }
     }
-    match load_sources(texts) {
-        Ok(set) if diags.is_empty() => Ok(set),
+    (texts, diags)
+}
+
+/// Checks `sources` as one set, failing with `early` diagnostics (unreadable files) too.
+pub fn load_with<I, P, T>(sources: I, early: Diagnostics) -> Result<PolicySet, LoadError>
+where
+    I: IntoIterator<Item = (P, T)>,
+    P: Into<String>,
+    T: Into<String>,
+{
+    match load_sources(sources) {
+        Ok(set) if early.is_empty() => Ok(set),
         Ok(set) => Err(LoadError {
             sources: set.sources,
-            diagnostics: diags,
+            diagnostics: early,
         }),
         Err(mut e) => {
+            let mut diags = early;
             diags.extend(e.diagnostics);
             e.diagnostics = diags;
             Err(e)
         }
     }
+}
+
+/// Reads and checks policy files. A directory stands for its `*.yaml` / `*.yml` files
+/// (sorted, not recursive).
+pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<PolicySet, LoadError> {
+    let (texts, diags) = read_sources(paths);
+    load_with(texts, diags)
 }
 
 /// Compiles a checked set for a kernel; see [`plan::compile`].
