@@ -35,6 +35,8 @@ pub const ALL: &[Package] = &[
         "a statically linked busybox (the guest's userland)",
     ),
     package("cpio", "cpio (initramfs tooling)"),
+    package("rsyslog", "rsyslogd (the real syslog receiver of the export tests)"),
+    package("rsyslog-gnutls", "TLS for rsyslogd (syslog over TLS tests)"),
 ];
 
 /// What building the enforcer needs (the BPF toolchain).

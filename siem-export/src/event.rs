@@ -7,7 +7,7 @@
 
 mod id;
 mod text;
-mod timestamp;
+pub(crate) mod timestamp;
 
 use std::fmt;
 use std::net::IpAddr;

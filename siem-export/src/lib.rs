@@ -8,10 +8,16 @@
 //! [`Delivery`] per event, which the outbox turns into delete / retry /
 //! dead-letter. The native JSON format is documented in the crate README.
 
+pub mod config;
+pub mod dispatcher;
 pub mod encode;
 pub mod event;
 pub mod filter;
 pub mod mitre;
+pub mod net;
+pub mod outbox;
+pub mod retry;
+pub mod secret;
 pub mod severity;
 pub mod sink;
 

@@ -1,16 +1,18 @@
 //! Destinations for encoded events: the [`Sink`] trait, per-event delivery
 //! outcomes, and the sinks themselves (a rotating local file for now).
 //!
-//! Sinks are synchronous and blocking on purpose: this crate stays free of
-//! the daemon's runtime. The daemon drives a `Box<dyn Sink>` from a
-//! dedicated thread or `tokio::task::spawn_blocking`; network sinks that
-//! want async I/O internally can own a runtime handle without changing the
-//! trait.
+//! Two traits: [`Sink`] is synchronous and blocking (the file sink), and
+//! [`AsyncSink`] is what the network sinks implement and the dispatcher
+//! drives (tokio). [`BlockingSink`] runs a [`Sink`] as an [`AsyncSink`] on
+//! tokio's blocking pool. Both report one [`Delivery`] per event.
 
 mod file;
 
+use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use file::{FileSink, FileSinkConfig, FsyncPolicy};
@@ -128,4 +130,87 @@ pub trait Sink: Send {
     /// Makes everything reported as delivered so far durable, whatever the
     /// sink's usual policy. Called on shutdown.
     fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// A boxed future borrowing the sink and the batch.
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = BatchReport> + Send + 'a>>;
+
+/// A boxed future for [`AsyncSink::flush`].
+pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+
+/// A destination driven from async code (the network sinks). Same contract
+/// as [`Sink::send`]: exactly one [`Delivery`] per event, in order, and
+/// the call as a whole never fails.
+pub trait AsyncSink: Send {
+    /// Kind and address, for logs (`webhook:https://...`). Not the
+    /// configured sink name, which the dispatcher keeps.
+    fn describe(&self) -> String;
+
+    fn send<'a>(&'a mut self, events: &'a [SecurityEvent]) -> SendFuture<'a>;
+
+    /// Makes delivered data durable (file sink); network sinks have
+    /// nothing to do.
+    fn flush(&mut self) -> FlushFuture<'_> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// What the destination answered to the last send, for
+    /// `enforcer export test` (e.g. `HTTP 200: {"text":"Success","code":0}`).
+    fn last_answer(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A blocking [`Sink`] (the file sink) as an [`AsyncSink`]: each batch runs
+/// on tokio's blocking pool.
+pub struct BlockingSink<S> {
+    inner: Arc<Mutex<S>>,
+    describe: String,
+}
+
+impl<S: Sink + 'static> BlockingSink<S> {
+    pub fn new(sink: S) -> Self {
+        let describe = sink.name().to_owned();
+        Self {
+            inner: Arc::new(Mutex::new(sink)),
+            describe,
+        }
+    }
+}
+
+impl<S: Sink + 'static> AsyncSink for BlockingSink<S> {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn send<'a>(&'a mut self, events: &'a [SecurityEvent]) -> SendFuture<'a> {
+        let inner = Arc::clone(&self.inner);
+        let owned = events.to_vec();
+        let n = events.len();
+        Box::pin(async move {
+            let res = tokio::task::spawn_blocking(move || {
+                let mut sink = inner.lock().unwrap_or_else(|e| e.into_inner());
+                sink.send(&owned)
+            })
+            .await;
+            match res {
+                Ok(report) => report,
+                Err(err) => {
+                    BatchReport::uniform(n, Delivery::retryable(format!("sink task failed: {err}")))
+                }
+            }
+        })
+    }
+
+    fn flush(&mut self) -> FlushFuture<'_> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut sink = inner.lock().unwrap_or_else(|e| e.into_inner());
+                sink.flush()
+            })
+            .await
+            .map_err(|e| SinkError::Config(format!("sink task failed: {e}")))?
+        })
+    }
 }
