@@ -7,7 +7,6 @@
  */
 #include "include/common.h"
 
-char LICENSE[] SEC("license") = "GPL";
 
 SEC("lsm/file_open")
 int BPF_PROG(enf_probe_lsm, struct file *file, int ret)

@@ -4,23 +4,50 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
+pub const NAME_MAX: usize = 255;
+pub const NAME_BYTES: usize = 256;
 
 pub const EVENT_FILE_OPEN: u16 = 1;
+pub const EVENT_EXEC: u16 = 2;
 
 pub const VERDICT_ALLOW: u16 = 0;
 pub const VERDICT_DENY: u16 = 1;
 pub const VERDICT_AUDIT: u16 = 2;
-
-pub const MODE_ENFORCE: u32 = 0;
-pub const MODE_AUDIT: u32 = 1;
+pub const VERDICT_KILL: u16 = 3;
 
 pub const FLAG_PATH_UNRESOLVED: u32 = 1 << 0;
+pub const FLAG_DEFAULT: u32 = 1 << 1;
+pub const FLAG_KILLED: u32 = 1 << 2;
+
+pub const RULE_NONE: u32 = u32::MAX;
+pub const POLICY_NONE: u32 = u32::MAX;
+
+pub const ACTION_ALLOW: u32 = 0;
+pub const ACTION_AUDIT: u32 = 1;
+pub const ACTION_DENY: u32 = 2;
+pub const ACTION_KILL: u32 = 3;
+
+pub const CLASS_FILE: u32 = 0;
+pub const CLASS_EXEC: u32 = 1;
+pub const CLASSES: usize = 2;
+
+pub const OP_READ: u32 = 1 << 0;
+pub const OP_WRITE: u32 = 1 << 1;
+pub const OP_APPEND: u32 = 1 << 2;
+pub const OP_EXEC: u32 = 1 << 10;
+
+pub const MAX_POLICIES: usize = 64;
+
+pub const STATE_DEAD: u32 = 0;
+pub const STATE_START: u32 = 1;
 
 pub const STAT_RINGBUF_DROPS: u32 = 0;
 pub const STAT_PATH_UNRESOLVED: u32 = 1;
+pub const STAT_INHERIT_FAILED: u32 = 2;
+pub const STAT_INHERITED: u32 = 3;
 pub const STAT_MAX: u32 = 8;
 
 /// `struct enf_event_header`: the head of every ring-buffer record.
@@ -39,6 +66,8 @@ pub struct EventHeader {
     pub rule_id: u32,
     pub flags: u32,
     pub comm: [u8; COMM_LEN],
+    pub policy_id: u32,
+    pub _pad: u32,
 }
 
 /// `struct enf_file_event`. On the ring buffer only the first `path_len`
@@ -50,34 +79,117 @@ pub struct FileEvent {
     pub f_flags: u32,
     pub f_mode: u32,
     pub path_len: u32,
+    pub access: u32,
+    pub path: [u8; PATH_MAX],
+}
+
+/// `struct enf_exec_event`, sent like [`FileEvent`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub hdr: EventHeader,
+    pub path_len: u32,
     pub _pad: u32,
     pub path: [u8; PATH_MAX],
 }
 
-/// `struct enf_cgroup_scope`: value of `enf_scoped_cgroups`.
+/// `struct enf_cgroup_policies`: value of `enf_cgroup_policies`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CgroupScope {
-    pub mode: u32,
+pub struct CgroupPolicies {
+    pub slots: u64,
+}
+
+/// `struct enf_policy`: value of `enf_policies`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub id: u32,
+    pub dflt: [u32; CLASSES],
+    pub deny_ops: [u32; CLASSES],
+    pub audit_ops: [u32; CLASSES],
     pub _pad: u32,
 }
 
-/// `struct enf_path_rule`: value of `enf_file_exact`.
+/// `struct enf_edge_key`: key of `enf_edges` and `enf_suffixes`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EdgeKey {
+    pub matcher: u32,
+    pub state: u32,
+    pub hash: u64,
+}
+
+/// `struct enf_edge`: value of `enf_edges`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub to: u32,
+    pub len: u32,
+    pub name: [u8; NAME_BYTES],
+}
+
+/// `struct enf_suffix`: value of `enf_suffixes`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suffix {
+    pub list_off: u32,
+    pub list_len: u32,
+    pub len: u32,
+    pub _pad: u32,
+    pub name: [u8; NAME_BYTES],
+}
+
+/// `struct enf_state_key`: key of `enf_states`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct StateKey {
+    pub matcher: u32,
+    pub state: u32,
+}
+
+/// `struct enf_state`: value of `enf_states`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PathRule {
-    pub rule_id: u32,
-    pub path_len: u32,
+pub struct State {
+    pub wildcard: u32,
+    pub list_off: u32,
+    pub list_len: u32,
+    pub max_suffix: u32,
+}
+
+/// `struct enf_rule`: value of `enf_rule_list`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub id: u32,
+    pub slot: u32,
+    pub action: u32,
+    pub ops: u32,
 }
 
 // SAFETY: plain-old-data structs of integers and byte arrays with explicit
 // padding fields, so every byte pattern is valid and none is uninitialised.
-unsafe impl aya::Pod for CgroupScope {}
+unsafe impl aya::Pod for CgroupPolicies {}
 // SAFETY: as above.
-unsafe impl aya::Pod for PathRule {}
+unsafe impl aya::Pod for Policy {}
+// SAFETY: as above.
+unsafe impl aya::Pod for EdgeKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Edge {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Suffix {}
+// SAFETY: as above.
+unsafe impl aya::Pod for StateKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for State {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Rule {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
+/// Byte offset of the path within an exec record.
+pub const EXEC_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path);
 
 #[cfg(test)]
 mod tests {
@@ -88,54 +200,52 @@ mod tests {
     /// (struct name, size, [(field, offset)]) of one ABI struct.
     type Layout = (&'static str, usize, Vec<(&'static str, usize)>);
 
+    macro_rules! layout {
+        ($c:literal, $t:ty, [$($f:ident),* $(,)?]) => {
+            ($c, size_of::<$t>(), vec![$((stringify!($f), offset_of!($t, $f))),*])
+        };
+    }
+
     fn rust_layouts() -> Vec<Layout> {
         vec![
-            (
+            layout!(
                 "enf_event_header",
-                size_of::<EventHeader>(),
-                vec![
-                    ("abi_version", offset_of!(EventHeader, abi_version)),
-                    ("kind", offset_of!(EventHeader, kind)),
-                    ("verdict", offset_of!(EventHeader, verdict)),
-                    ("ktime_ns", offset_of!(EventHeader, ktime_ns)),
-                    ("cgroup_id", offset_of!(EventHeader, cgroup_id)),
-                    ("pid", offset_of!(EventHeader, pid)),
-                    ("tid", offset_of!(EventHeader, tid)),
-                    ("uid", offset_of!(EventHeader, uid)),
-                    ("gid", offset_of!(EventHeader, gid)),
-                    ("rule_id", offset_of!(EventHeader, rule_id)),
-                    ("flags", offset_of!(EventHeader, flags)),
-                    ("comm", offset_of!(EventHeader, comm)),
-                ],
+                EventHeader,
+                [
+                    abi_version,
+                    kind,
+                    verdict,
+                    ktime_ns,
+                    cgroup_id,
+                    pid,
+                    tid,
+                    uid,
+                    gid,
+                    rule_id,
+                    flags,
+                    comm,
+                    policy_id,
+                    _pad
+                ]
             ),
-            (
+            layout!(
                 "enf_file_event",
-                size_of::<FileEvent>(),
-                vec![
-                    ("hdr", offset_of!(FileEvent, hdr)),
-                    ("f_flags", offset_of!(FileEvent, f_flags)),
-                    ("f_mode", offset_of!(FileEvent, f_mode)),
-                    ("path_len", offset_of!(FileEvent, path_len)),
-                    ("_pad", offset_of!(FileEvent, _pad)),
-                    ("path", offset_of!(FileEvent, path)),
-                ],
+                FileEvent,
+                [hdr, f_flags, f_mode, path_len, access, path]
             ),
-            (
-                "enf_cgroup_scope",
-                size_of::<CgroupScope>(),
-                vec![
-                    ("mode", offset_of!(CgroupScope, mode)),
-                    ("_pad", offset_of!(CgroupScope, _pad)),
-                ],
+            layout!("enf_exec_event", ExecEvent, [hdr, path_len, _pad, path]),
+            layout!("enf_cgroup_policies", CgroupPolicies, [slots]),
+            layout!("enf_policy", Policy, [id, dflt, deny_ops, audit_ops, _pad]),
+            layout!("enf_edge_key", EdgeKey, [matcher, state, hash]),
+            layout!("enf_edge", Edge, [to, len, name]),
+            layout!("enf_suffix", Suffix, [list_off, list_len, len, _pad, name]),
+            layout!("enf_state_key", StateKey, [matcher, state]),
+            layout!(
+                "enf_state",
+                State,
+                [wildcard, list_off, list_len, max_suffix]
             ),
-            (
-                "enf_path_rule",
-                size_of::<PathRule>(),
-                vec![
-                    ("rule_id", offset_of!(PathRule, rule_id)),
-                    ("path_len", offset_of!(PathRule, path_len)),
-                ],
-            ),
+            layout!("enf_rule", Rule, [id, slot, action, ops]),
         ]
     }
 

@@ -3,10 +3,12 @@
 //! a crash: every length and enum is checked, and a malformed record is an
 //! error the caller counts and skips.
 
-use crate::abi::{self, EventHeader, FileEvent};
+use crate::abi::{self, EventHeader, ExecEvent, FileEvent};
+use crate::plan::Action;
 use core::mem::{offset_of, size_of};
 
-/// What the kernel decided.
+/// What the kernel decided, as the first (`file_open`-only) API reports it:
+/// a kill is reported as `Deny`. [`decode_record`] has the full picture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -95,7 +97,83 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(a)
 }
 
-fn decode_header(b: &[u8]) -> Result<(u16, Common), DecodeError> {
+/// The fields every record carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// What was done: `Allow` is never reported, `Audit` was allowed.
+    pub action: Action,
+    /// Nanoseconds since boot (CLOCK_BOOTTIME).
+    pub ktime_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// The deciding rule; `None` when a policy's default posture decided or
+    /// a path that could not be resolved failed closed.
+    pub rule_id: Option<u32>,
+    /// The deciding policy.
+    pub policy_id: Option<u32>,
+    pub flags: u32,
+    pub comm: String,
+}
+
+impl Header {
+    /// The path could not be resolved, and the operation was decided without
+    /// it (fail closed).
+    pub fn path_unresolved(&self) -> bool {
+        self.flags & abi::FLAG_PATH_UNRESOLVED != 0
+    }
+
+    /// The policy's default posture decided.
+    pub fn by_default(&self) -> bool {
+        self.flags & abi::FLAG_DEFAULT != 0
+    }
+
+    /// SIGKILL was sent to the process.
+    pub fn killed(&self) -> bool {
+        self.flags & abi::FLAG_KILLED != 0
+    }
+}
+
+/// A `file_open` decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    pub header: Header,
+    pub f_flags: u32,
+    pub f_mode: u32,
+    /// `plan::ops` bits the open asked for.
+    pub access: u32,
+    /// The resolved path (bytes: Linux paths need not be UTF-8); empty when
+    /// it could not be resolved.
+    pub path: Vec<u8>,
+}
+
+/// A `bprm_check_security` (exec) decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    pub header: Header,
+    /// The resolved path of the file executed (or of a script's interpreter).
+    pub path: Vec<u8>,
+}
+
+/// One decoded ring-buffer record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    FileOpen(FileRecord),
+    Exec(ExecRecord),
+}
+
+impl Record {
+    pub fn header(&self) -> &Header {
+        match self {
+            Record::FileOpen(r) => &r.header,
+            Record::Exec(r) => &r.header,
+        }
+    }
+}
+
+fn decode_header(b: &[u8]) -> Result<(u16, Header), DecodeError> {
     let need = size_of::<EventHeader>();
     if b.len() < need {
         return Err(DecodeError::Short { len: b.len(), need });
@@ -107,10 +185,11 @@ fn decode_header(b: &[u8]) -> Result<(u16, Common), DecodeError> {
             expected: abi::ABI_VERSION,
         });
     }
-    let verdict = match u16_at(b, offset_of!(EventHeader, verdict)) {
-        abi::VERDICT_ALLOW => Verdict::Allow,
-        abi::VERDICT_DENY => Verdict::Deny,
-        abi::VERDICT_AUDIT => Verdict::Audit,
+    let action = match u16_at(b, offset_of!(EventHeader, verdict)) {
+        abi::VERDICT_ALLOW => Action::Allow,
+        abi::VERDICT_DENY => Action::Deny,
+        abi::VERDICT_AUDIT => Action::Audit,
+        abi::VERDICT_KILL => Action::Kill,
         other => return Err(DecodeError::UnknownVerdict(other)),
     };
     let comm_off = offset_of!(EventHeader, comm);
@@ -119,46 +198,101 @@ fn decode_header(b: &[u8]) -> Result<(u16, Common), DecodeError> {
         .iter()
         .position(|&c| c == 0)
         .unwrap_or(abi::COMM_LEN);
-    let common = Common {
-        verdict,
+    let rule_id = u32_at(b, offset_of!(EventHeader, rule_id));
+    let policy_id = u32_at(b, offset_of!(EventHeader, policy_id));
+    let header = Header {
+        action,
         ktime_ns: u64_at(b, offset_of!(EventHeader, ktime_ns)),
         cgroup_id: u64_at(b, offset_of!(EventHeader, cgroup_id)),
         pid: u32_at(b, offset_of!(EventHeader, pid)),
         tid: u32_at(b, offset_of!(EventHeader, tid)),
         uid: u32_at(b, offset_of!(EventHeader, uid)),
         gid: u32_at(b, offset_of!(EventHeader, gid)),
-        rule_id: u32_at(b, offset_of!(EventHeader, rule_id)),
+        rule_id: (rule_id != abi::RULE_NONE).then_some(rule_id),
+        policy_id: (policy_id != abi::POLICY_NONE).then_some(policy_id),
         flags: u32_at(b, offset_of!(EventHeader, flags)),
         comm: String::from_utf8_lossy(&comm_bytes[..comm_end]).into_owned(),
     };
-    Ok((u16_at(b, offset_of!(EventHeader, kind)), common))
+    Ok((u16_at(b, offset_of!(EventHeader, kind)), header))
+}
+
+/// The path of a record whose fixed part is `fixed` bytes and whose path
+/// length field is at `len_off`.
+fn path_of(record: &[u8], fixed: usize, len_off: usize) -> Result<Vec<u8>, DecodeError> {
+    if record.len() < fixed {
+        return Err(DecodeError::Short {
+            len: record.len(),
+            need: fixed,
+        });
+    }
+    let claimed = u32_at(record, len_off) as usize;
+    let present = record.len() - fixed;
+    if claimed > present || claimed >= abi::PATH_MAX {
+        return Err(DecodeError::PathLength { claimed, present });
+    }
+    Ok(record[fixed..fixed + claimed].to_vec())
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
-    let (kind, common) = decode_header(record)?;
+pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
+    let (kind, header) = decode_header(record)?;
     match kind {
         abi::EVENT_FILE_OPEN => {
-            let need = abi::FILE_EVENT_PATH_OFFSET;
-            if record.len() < need {
-                return Err(DecodeError::Short {
-                    len: record.len(),
-                    need,
-                });
-            }
-            let claimed = u32_at(record, offset_of!(FileEvent, path_len)) as usize;
-            let present = record.len() - need;
-            if claimed > present || claimed > abi::PATH_MAX {
-                return Err(DecodeError::PathLength { claimed, present });
-            }
-            Ok(KernelEvent::FileOpen(FileOpenEvent {
-                common,
+            let path = path_of(
+                record,
+                abi::FILE_EVENT_PATH_OFFSET,
+                offset_of!(FileEvent, path_len),
+            )?;
+            Ok(Record::FileOpen(FileRecord {
+                header,
                 f_flags: u32_at(record, offset_of!(FileEvent, f_flags)),
                 f_mode: u32_at(record, offset_of!(FileEvent, f_mode)),
-                path: record[need..need + claimed].to_vec(),
+                access: u32_at(record, offset_of!(FileEvent, access)),
+                path,
             }))
         }
+        abi::EVENT_EXEC => {
+            let path = path_of(
+                record,
+                abi::EXEC_EVENT_PATH_OFFSET,
+                offset_of!(ExecEvent, path_len),
+            )?;
+            Ok(Record::Exec(ExecRecord { header, path }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+/// Decodes one ring-buffer record for the first, `file_open`-only API
+/// ([`KernelEvent`]). An exec record is an `UnknownKind` error here: only
+/// [`decode_record`] knows it; a kill is reported as `Deny`.
+pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
+    match decode_record(record)? {
+        Record::FileOpen(f) => {
+            let h = f.header;
+            Ok(KernelEvent::FileOpen(FileOpenEvent {
+                common: Common {
+                    verdict: match h.action {
+                        Action::Allow => Verdict::Allow,
+                        Action::Audit => Verdict::Audit,
+                        Action::Deny | Action::Kill => Verdict::Deny,
+                    },
+                    ktime_ns: h.ktime_ns,
+                    cgroup_id: h.cgroup_id,
+                    pid: h.pid,
+                    tid: h.tid,
+                    uid: h.uid,
+                    gid: h.gid,
+                    rule_id: h.rule_id.unwrap_or(abi::RULE_NONE),
+                    flags: h.flags,
+                    comm: h.comm,
+                },
+                f_flags: f.f_flags,
+                f_mode: f.f_mode,
+                path: f.path,
+            }))
+        }
+        Record::Exec(_) => Err(DecodeError::UnknownKind(abi::EVENT_EXEC)),
     }
 }
 
@@ -238,6 +372,108 @@ pub(crate) mod tests {
         let mut r = file_record(abi::VERDICT_DENY, b"/x");
         r[offset_of!(EventHeader, abi_version)] = 0;
         assert!(matches!(decode(&r), Err(DecodeError::AbiVersion { .. })));
+    }
+
+    /// Builds an exec record the way the kernel lays it out.
+    fn exec_record(verdict: u16, rule_id: u32, flags: u32, path: &[u8]) -> Vec<u8> {
+        let mut b = file_record(verdict, b"");
+        b.truncate(abi::EXEC_EVENT_PATH_OFFSET);
+        b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&abi::EVENT_EXEC.to_ne_bytes());
+        b[offset_of!(EventHeader, rule_id)..][..4].copy_from_slice(&rule_id.to_ne_bytes());
+        b[offset_of!(EventHeader, flags)..][..4].copy_from_slice(&flags.to_ne_bytes());
+        b[offset_of!(EventHeader, policy_id)..][..4].copy_from_slice(&3u32.to_ne_bytes());
+        b[offset_of!(ExecEvent, path_len)..][..4]
+            .copy_from_slice(&(path.len() as u32).to_ne_bytes());
+        b.extend_from_slice(path);
+        b
+    }
+
+    #[test]
+    fn decodes_an_exec_kill_with_its_rule_and_policy() {
+        let r = exec_record(abi::VERDICT_KILL, 12, abi::FLAG_KILLED, b"/usr/bin/nc");
+        let Record::Exec(e) = decode_record(&r).unwrap() else {
+            panic!("not an exec record")
+        };
+        assert_eq!(e.header.action, Action::Kill);
+        assert_eq!(e.header.rule_id, Some(12));
+        assert_eq!(e.header.policy_id, Some(3));
+        assert!(e.header.killed() && !e.header.by_default() && !e.header.path_unresolved());
+        assert_eq!(e.path, b"/usr/bin/nc");
+        // The file-only API does not know exec records.
+        assert_eq!(decode(&r), Err(DecodeError::UnknownKind(abi::EVENT_EXEC)));
+    }
+
+    #[test]
+    fn a_default_decision_has_no_rule() {
+        let r = exec_record(
+            abi::VERDICT_DENY,
+            abi::RULE_NONE,
+            abi::FLAG_DEFAULT,
+            b"/bin/x",
+        );
+        let rec = decode_record(&r).unwrap();
+        assert_eq!(rec.header().rule_id, None);
+        assert!(rec.header().by_default());
+    }
+
+    #[test]
+    fn decodes_file_records_with_access_and_kill() {
+        let mut r = file_record(abi::VERDICT_KILL, b"/etc/shadow");
+        r[offset_of!(FileEvent, access)..][..4].copy_from_slice(&abi::OP_READ.to_ne_bytes());
+        let Record::FileOpen(f) = decode_record(&r).unwrap() else {
+            panic!("not a file record")
+        };
+        assert_eq!(f.header.action, Action::Kill);
+        assert_eq!(f.access, abi::OP_READ);
+        assert_eq!(f.header.policy_id, Some(0));
+        // The first API reports the kill as a deny.
+        let KernelEvent::FileOpen(old) = decode(&r).unwrap();
+        assert_eq!(old.common.verdict, Verdict::Deny);
+    }
+
+    #[test]
+    fn rejects_malformed_exec_records() {
+        let good = exec_record(abi::VERDICT_DENY, 1, 0, b"/bin/sh");
+        for len in 0..abi::EXEC_EVENT_PATH_OFFSET {
+            assert!(
+                matches!(decode_record(&good[..len]), Err(DecodeError::Short { .. })),
+                "len {len}"
+            );
+        }
+        assert!(matches!(
+            decode_record(&good[..good.len() - 1]),
+            Err(DecodeError::PathLength { .. })
+        ));
+        // A length beyond PATH_MAX is rejected even if the bytes are there.
+        let mut huge = exec_record(abi::VERDICT_DENY, 1, 0, &[b'a'; abi::PATH_MAX]);
+        assert!(matches!(
+            decode_record(&huge),
+            Err(DecodeError::PathLength { .. })
+        ));
+        huge[offset_of!(ExecEvent, path_len)..][..4].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert!(matches!(
+            decode_record(&huge),
+            Err(DecodeError::PathLength { .. })
+        ));
+        let mut r = good.clone();
+        r[offset_of!(EventHeader, verdict)] = 4;
+        assert_eq!(decode_record(&r), Err(DecodeError::UnknownVerdict(4)));
+    }
+
+    #[test]
+    fn exec_records_never_panic_on_arbitrary_bytes() {
+        let good = exec_record(abi::VERDICT_DENY, 1, 0, b"/usr/bin/true");
+        let mut seed = 0x9e37_79b9u32;
+        for _ in 0..20_000 {
+            let mut r = good.clone();
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let i = seed as usize % r.len();
+            r[i] = (seed >> 8) as u8;
+            let cut = (seed >> 16) as usize % (r.len() + 1);
+            let _ = decode_record(&r[..cut]);
+        }
     }
 
     #[test]

@@ -11,8 +11,19 @@ pub mod events;
 pub mod loader;
 pub mod objects;
 pub mod path_hash;
+pub mod plan;
 pub mod probe;
 
-pub use events::{decode, DecodeError, FileOpenEvent, KernelEvent, Verdict};
-pub use loader::{EventRing, FileOpenPlan, FileRule, LoadError, Loaded, Mode, ScopedCgroup};
+pub use events::{
+    decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
+    Record, Verdict,
+};
+pub use loader::{
+    EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,
+};
+pub use path_hash::path_hash;
+pub use plan::{
+    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, PathMatcherEntries,
+    PlanError, SuffixAccept, Wildcard,
+};
 pub use probe::{probe_kernel, Check, CheckStatus, KernelReport};

@@ -1,21 +1,19 @@
-//! Loads the embedded programs, fills their maps from typed entries, and
-//! attaches them. Maps are filled before the program is attached, so the
-//! first time it runs it already sees the whole plan.
+//! Loads the embedded programs, fills their maps from a [`KernelPlan`], and
+//! attaches the hooks the plan needs. Maps are filled before any program is
+//! attached, so the first time one runs it already sees the whole plan.
 
-use crate::abi::{self, CgroupScope, PathRule};
+use crate::abi;
 use crate::objects;
-use crate::path_hash::path_hash;
-use aya::maps::{HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{Lsm, ProgramError};
-use aya::{Btf, Ebpf, EbpfLoader};
+use crate::plan::{
+    self, Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
+    PathMatcherEntries, PlanError,
+};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, Lsm, ProgramError};
+use aya::{Btf, Ebpf, EbpfLoader, Pod};
+use std::collections::BTreeMap;
 
-/// Enforce (deny) or audit (record what would be denied, allow it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Enforce,
-    Audit,
-}
+pub use crate::plan::Mode;
 
 /// A cgroup the plan applies to, by its cgroup2 id (the inode number of its
 /// directory, which is what `bpf_get_current_cgroup_id()` returns).
@@ -25,7 +23,8 @@ pub struct ScopedCgroup {
     pub mode: Mode,
 }
 
-/// Deny opening exactly this resolved path.
+/// Deny opening exactly this resolved path (the first, `file_open`-only API;
+/// [`KernelPlan`] supersedes it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRule {
     /// Reported back in events, so user space can name the rule.
@@ -75,6 +74,10 @@ pub enum LoadError {
         len: usize,
         max: usize,
     },
+    #[error("invalid kernel plan: {0}")]
+    Plan(#[from] PlanError),
+    #[error("cannot write map `{map}`: {detail}")]
+    MapWrite { map: &'static str, detail: String },
 }
 
 impl LoadError {
@@ -114,8 +117,13 @@ impl LoadError {
 pub struct KernelStats {
     /// Records lost because the ring buffer was full.
     pub ringbuf_drops: u64,
-    /// Opens decided without a resolved path (failed closed).
+    /// Operations decided without a resolved path (failed closed).
     pub path_unresolved: u64,
+    /// cgroups created under a cgroup with policies that could not inherit
+    /// them (the cgroup map was full): those cgroups are NOT covered.
+    pub inherit_failed: u64,
+    /// cgroups that inherited their parent's policies at creation.
+    pub inherited: u64,
 }
 
 /// The ring buffer verdicts arrive on.
@@ -124,86 +132,150 @@ pub type EventRing = RingBuf<MapData>;
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Loaded {
     ebpf: Ebpf,
+    hooks: Vec<&'static str>,
 }
 
-const FILE_OPEN_OBJECT: &str = "file_open";
-const FILE_OPEN_PROGRAM: &str = "enf_file_open";
+const OBJECT: &str = "enforcer";
+/// (program, kind): in attach order. The cgroup programs go first so that no
+/// cgroup created while the LSM hooks attach is missed.
+const MKDIR: &str = "enf_cgroup_mkdir";
+const RMDIR: &str = "enf_cgroup_rmdir";
+const FILE_OPEN: &str = "enf_file_open";
+const BPRM_CHECK: &str = "enf_bprm_check";
+
+fn map_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, LoadError> {
+    ebpf.map_mut(name)
+        .ok_or(LoadError::map(name, "not in the object"))
+}
+
+fn write_hash<K: Pod, V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &[(K, V)],
+) -> Result<(), LoadError> {
+    let mut map: HashMap<_, K, V> =
+        HashMap::try_from(map_mut(ebpf, name)?).map_err(|e| LoadError::map(name, e))?;
+    for (k, v) in entries {
+        map.insert(k, v, 0).map_err(|e| LoadError::MapWrite {
+            map: name,
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn write_array<V: Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: impl IntoIterator<Item = (u32, V)>,
+) -> Result<(), LoadError> {
+    let mut map: Array<_, V> =
+        Array::try_from(map_mut(ebpf, name)?).map_err(|e| LoadError::map(name, e))?;
+    for (i, v) in entries {
+        map.set(i, v, 0).map_err(|e| LoadError::MapWrite {
+            map: name,
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+fn size(n: usize) -> u32 {
+    u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+}
 
 impl Loaded {
-    /// Loads `lsm/file_open` with the plan's entries and attaches it.
-    pub fn file_open(plan: &FileOpenPlan) -> Result<Self, LoadError> {
+    /// Loads the programs `plan` needs, fills their maps and attaches them:
+    /// `lsm/file_open` when there are file rules or a file default deny,
+    /// `lsm/bprm_check_security` likewise for exec, and the cgroup
+    /// inheritance programs with either. Errors carry the verifier log.
+    pub fn apply(plan: &KernelPlan) -> Result<Self, LoadError> {
+        let entries = plan::compile(plan)?;
         let btf = Btf::from_sys_fs()?;
-        let bytes =
-            objects::by_name(FILE_OPEN_OBJECT).ok_or(LoadError::MissingObject(FILE_OPEN_OBJECT))?;
-        // Size the maps from the plan: no fixed cap on rules or cgroups.
-        let rules = u32::try_from(plan.rules.len().max(1)).unwrap_or(u32::MAX);
-        let cgroups = u32::try_from(plan.cgroups.len().max(1)).unwrap_or(u32::MAX);
+        let bytes = objects::by_name(OBJECT).ok_or(LoadError::MissingObject(OBJECT))?;
+        // Every map is sized from the plan: no fixed cap on rules, states or
+        // cgroups.
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
-            .map_max_entries("enf_file_exact", rules)
-            .map_max_entries("enf_scoped_cgroups", cgroups)
+            .map_max_entries("enf_cgroup_policies", entries.cgroup_capacity)
+            .map_max_entries("enf_edges", size(entries.edges.len()))
+            .map_max_entries("enf_states", size(entries.states.len()))
+            .map_max_entries("enf_suffixes", size(entries.suffixes.len()))
+            .map_max_entries("enf_rule_list", size(entries.rule_list.len()))
             .load(bytes)
             .map_err(|source| LoadError::Object {
-                object: FILE_OPEN_OBJECT,
+                object: OBJECT,
                 source,
             })?;
 
-        {
-            let map = ebpf
-                .map_mut("enf_file_exact")
-                .ok_or(LoadError::map("enf_file_exact", "not in the object"))?;
-            let mut exact: HashMap<_, u64, PathRule> =
-                HashMap::try_from(map).map_err(|e| LoadError::map("enf_file_exact", e))?;
-            for rule in &plan.rules {
-                if rule.path.len() >= abi::PATH_MAX {
-                    return Err(LoadError::PathTooLong {
-                        path: String::from_utf8_lossy(&rule.path).into_owned(),
-                        len: rule.path.len(),
-                        max: abi::PATH_MAX - 1,
-                    });
-                }
-                let value = PathRule {
-                    rule_id: rule.rule_id,
-                    path_len: rule.path.len() as u32,
-                };
-                exact
-                    .insert(path_hash(&rule.path), value, 0)
-                    .map_err(|e| LoadError::map("enf_file_exact", e))?;
-            }
-        }
-        {
-            let map = ebpf
-                .map_mut("enf_scoped_cgroups")
-                .ok_or(LoadError::map("enf_scoped_cgroups", "not in the object"))?;
-            let mut scoped: HashMap<_, u64, CgroupScope> =
-                HashMap::try_from(map).map_err(|e| LoadError::map("enf_scoped_cgroups", e))?;
-            for cg in &plan.cgroups {
-                let mode = match cg.mode {
-                    Mode::Enforce => abi::MODE_ENFORCE,
-                    Mode::Audit => abi::MODE_AUDIT,
-                };
-                scoped
-                    .insert(cg.id, CgroupScope { mode, _pad: 0 }, 0)
-                    .map_err(|e| LoadError::map("enf_scoped_cgroups", e))?;
-            }
-        }
+        write_array(&mut ebpf, "enf_policies", entries.policies.iter().copied())?;
+        write_hash(&mut ebpf, "enf_edges", &entries.edges)?;
+        write_hash(&mut ebpf, "enf_states", &entries.states)?;
+        write_hash(&mut ebpf, "enf_suffixes", &entries.suffixes)?;
+        write_array(
+            &mut ebpf,
+            "enf_rule_list",
+            entries
+                .rule_list
+                .iter()
+                .copied()
+                .zip(0u32..)
+                .map(|(r, i)| (i, r)),
+        )?;
+        write_hash(&mut ebpf, "enf_cgroup_policies", &entries.cgroups)?;
 
-        let program: &mut Lsm = ebpf
-            .program_mut(FILE_OPEN_PROGRAM)
-            .ok_or(LoadError::MissingProgram {
-                program: FILE_OPEN_PROGRAM,
-            })?
-            .try_into()
-            .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
-        program
-            .load("file_open", &btf)
-            .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
-        program
-            .attach()
-            .map_err(|e| LoadError::program(FILE_OPEN_PROGRAM, e))?;
-        Ok(Loaded { ebpf })
+        let mut hooks: Vec<(&'static str, &'static str)> = Vec::new();
+        if entries.hooks.file_open || entries.hooks.bprm_check_security {
+            hooks.push((MKDIR, "cgroup_mkdir"));
+            hooks.push((RMDIR, "cgroup_rmdir"));
+        }
+        if entries.hooks.file_open {
+            hooks.push((FILE_OPEN, "file_open"));
+        }
+        if entries.hooks.bprm_check_security {
+            hooks.push((BPRM_CHECK, "bprm_check_security"));
+        }
+        for &(program, target) in &hooks {
+            let prog = ebpf
+                .program_mut(program)
+                .ok_or(LoadError::MissingProgram { program })?;
+            if program == MKDIR || program == RMDIR {
+                let tp: &mut BtfTracePoint = prog
+                    .try_into()
+                    .map_err(|e| LoadError::program(program, e))?;
+                tp.load(target, &btf)
+                    .map_err(|e| LoadError::program(program, e))?;
+                tp.attach().map_err(|e| LoadError::program(program, e))?;
+            } else {
+                let lsm: &mut Lsm = prog
+                    .try_into()
+                    .map_err(|e| LoadError::program(program, e))?;
+                lsm.load(target, &btf)
+                    .map_err(|e| LoadError::program(program, e))?;
+                lsm.attach().map_err(|e| LoadError::program(program, e))?;
+            }
+        }
+        Ok(Loaded {
+            ebpf,
+            hooks: hooks.iter().map(|(p, _)| *p).collect(),
+        })
     }
 
+    /// The programs attached, by name (`enf_file_open`, ...).
+    pub fn attached(&self) -> &[&'static str] {
+        &self.hooks
+    }
+
+    /// Loads `lsm/file_open` with exact-path deny rules: the first API, kept
+    /// as a wrapper over [`Loaded::apply`] (one policy, every cgroup in it,
+    /// every rule denying any open of its path). All cgroups must have the
+    /// same mode.
+    pub fn file_open(plan: &FileOpenPlan) -> Result<Self, LoadError> {
+        Loaded::apply(&file_open_plan(plan)?)
+    }
     /// Takes the ring buffer the programs report verdicts on. It can be
     /// taken once; the caller polls its fd (it implements `AsRawFd`).
     pub fn take_events(&mut self) -> Result<EventRing, LoadError> {
@@ -231,6 +303,135 @@ impl Loaded {
         Ok(KernelStats {
             ringbuf_drops: sum(abi::STAT_RINGBUF_DROPS)?,
             path_unresolved: sum(abi::STAT_PATH_UNRESOLVED)?,
+            inherit_failed: sum(abi::STAT_INHERIT_FAILED)?,
+            inherited: sum(abi::STAT_INHERITED)?,
         })
+    }
+
+    /// The cgroups the kernel currently applies policies to (those of the
+    /// plan, plus those that inherited them since), with their policy slots.
+    pub fn cgroup_slots(&self) -> Result<Vec<(u64, u64)>, LoadError> {
+        let name = "enf_cgroup_policies";
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(LoadError::map(name, "not in the object"))?;
+        let map: HashMap<_, u64, abi::CgroupPolicies> =
+            HashMap::try_from(map).map_err(|e| LoadError::map(name, e))?;
+        map.iter()
+            .map(|r| r.map(|(k, v)| (k, v.slots)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| LoadError::map(name, e))
+    }
+}
+
+/// The [`KernelPlan`] of a [`FileOpenPlan`]: policy 0 with every cgroup, and
+/// a literal path automaton whose accepting states list the rules.
+fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
+    let mode = match p.cgroups.first() {
+        Some(first) if p.cgroups.iter().any(|c| c.mode != first.mode) => {
+            return Err(LoadError::Plan(PlanError::Matcher {
+                matcher: "file",
+                detail: "the cgroups of a FileOpenPlan must share one mode (use Loaded::apply)"
+                    .into(),
+            }))
+        }
+        Some(first) => first.mode,
+        None => Mode::Enforce,
+    };
+    let mut m = PathMatcherEntries::default();
+    let mut next: BTreeMap<(u32, Vec<u8>), u32> = BTreeMap::new();
+    let mut accepts: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    let mut states = abi::STATE_START;
+    for rule in &p.rules {
+        if rule.path.len() >= abi::PATH_MAX {
+            return Err(LoadError::PathTooLong {
+                path: String::from_utf8_lossy(&rule.path).into_owned(),
+                len: rule.path.len(),
+                max: abi::PATH_MAX - 1,
+            });
+        }
+        let mut state = abi::STATE_START;
+        for comp in rule.path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            state = *next.entry((state, comp.to_vec())).or_insert_with(|| {
+                states += 1;
+                m.edges.push(Edge::new(state, comp, states));
+                states
+            });
+        }
+        accepts.entry(state).or_default().push(rule.rule_id);
+    }
+    m.accepts = accepts
+        .into_iter()
+        .map(|(state, rules)| Accept { state, rules })
+        .collect();
+    Ok(KernelPlan {
+        policies: vec![KernelPolicy {
+            id: 0,
+            mode,
+            file_default: Action::Allow,
+            exec_default: Action::Allow,
+        }],
+        cgroups: p
+            .cgroups
+            .iter()
+            .map(|c| CgroupPolicies {
+                cgroup_id: c.id,
+                policies: vec![0],
+            })
+            .collect(),
+        file_matcher: m,
+        exec_matcher: PathMatcherEntries::default(),
+        rules: p
+            .rules
+            .iter()
+            .map(|r| KernelRule {
+                id: r.rule_id,
+                policy: 0,
+                action: Action::Deny,
+                ops: plan::ops::ALL,
+            })
+            .collect(),
+        cgroup_headroom: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_open_plan_becomes_a_literal_automaton() {
+        let p = FileOpenPlan {
+            cgroups: vec![ScopedCgroup {
+                id: 5,
+                mode: Mode::Audit,
+            }],
+            rules: vec![
+                FileRule {
+                    rule_id: 0,
+                    path: b"/etc/shadow".to_vec(),
+                },
+                FileRule {
+                    rule_id: 1,
+                    path: b"/etc/passwd".to_vec(),
+                },
+            ],
+        };
+        let k = file_open_plan(&p).unwrap();
+        assert_eq!(k.policies[0].mode, Mode::Audit);
+        assert_eq!(k.file_matcher.edges.len(), 3);
+        assert_eq!(k.file_matcher.accepts.len(), 2);
+        assert!(plan::compile(&k).is_ok());
+    }
+
+    #[test]
+    fn a_file_open_plan_needs_one_mode() {
+        let cg = |id, mode| ScopedCgroup { id, mode };
+        let p = FileOpenPlan {
+            cgroups: vec![cg(1, Mode::Enforce), cg(2, Mode::Audit)],
+            rules: vec![],
+        };
+        assert!(file_open_plan(&p).is_err());
     }
 }

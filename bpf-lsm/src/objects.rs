@@ -3,8 +3,7 @@
 
 include!(concat!(env!("OUT_DIR"), "/objects.rs"));
 
-/// Looks an embedded object up by the stem of its source file
-/// (`file_open` for `bpf/file_open.bpf.c`).
+/// Looks an embedded object up by name: `enforcer` (every hook) or `probe`.
 pub fn by_name(name: &str) -> Option<&'static [u8]> {
     ALL.iter()
         .find(|(n, _)| *n == name)
@@ -27,7 +26,7 @@ mod tests {
                 "{name} is not BPF"
             );
         }
-        assert!(by_name("file_open").is_some());
+        assert!(by_name("enforcer").is_some());
         assert!(by_name("probe").is_some());
         assert!(by_name("nonexistent").is_none());
     }

@@ -19,6 +19,37 @@ pub struct Config {
     pub mode: Option<ModeSetting>,
     /// The local event log `<state_dir>/events.jsonl`.
     pub event_log: EventLogConfig,
+    /// The event store `<state_dir>/events.db` (what `enforcer events query` reads).
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Events older than this many days are deleted. Default 30; 0 keeps them forever.
+    pub max_age_days: u32,
+    /// The store is kept under this size, deleting allowed/audited/alerted events before
+    /// denied/killed ones. Default 1 GiB; 0 means no size limit.
+    pub max_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_age_days: 30,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> enforcer::store::Retention {
+        enforcer::store::Retention {
+            max_age: (self.max_age_days > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(self.max_age_days) * 86_400)),
+            max_bytes: (self.max_bytes > 0).then_some(self.max_bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -44,6 +75,7 @@ impl Default for Config {
             policies: Vec::new(),
             mode: None,
             event_log: EventLogConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -89,19 +121,25 @@ mod tests {
         assert_eq!(c.event_log.max_file_bytes, 100 * 1024 * 1024);
         assert_eq!(c.event_log.keep_files, 5);
         assert_eq!(c.mode, None);
+        assert_eq!(c.store.max_age_days, 30);
+        assert_eq!(c.store.max_bytes, 1 << 30);
     }
 
     #[test]
     fn every_key_parses() {
         let c = Config::parse(
             "state_dir = \"/srv/enf\"\npolicies = [\"/etc/enforcer/policies\"]\nmode = \"audit\"\n\
-             [event_log]\nmax_file_bytes = 1048576\nkeep_files = 2\n",
+             [event_log]\nmax_file_bytes = 1048576\nkeep_files = 2\n\
+             [store]\nmax_age_days = 0\nmax_bytes = 5000000\n",
         )
         .unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/srv/enf"));
         assert_eq!(c.policies, vec![PathBuf::from("/etc/enforcer/policies")]);
         assert_eq!(c.mode, Some(ModeSetting::Audit));
         assert_eq!(c.event_log.keep_files, 2);
+        let r = c.store.retention();
+        assert_eq!(r.max_age, None);
+        assert_eq!(r.max_bytes, Some(5_000_000));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 mod cgroup;
 mod config;
 mod doctor;
+mod events_cmd;
 mod exit_code;
+mod kernel_apply;
 mod policy_cmd;
 mod run;
 mod verdict_log;
@@ -54,6 +56,9 @@ enum Command {
     /// Check, compile and test policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Query and follow the local event store; import exported events.
+    #[command(subcommand)]
+    Events(events_cmd::EventsCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor::run(json).map_err(exit_code::Failure::from),
         Command::Run(args) => run::run(args).map(|()| exit_code::OK),
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Events(cmd) => events_cmd::run(cmd),
     };
     match result {
         Ok(code) => exit_code::to_exit_code(code),

@@ -4,10 +4,13 @@
 use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
+use crate::kernel_apply;
 use crate::policy_cmd;
-use crate::verdict_log::{self, Clock, VerdictLog};
+use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
 use anyhow::Context;
+use bpf_lsm::plan::KernelPlan;
 use bpf_lsm::{FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
+use enforcer::store::{self, Store, Writer, WriterOptions};
 use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -59,35 +62,20 @@ struct Stamp {
     clock: Clock,
 }
 
-/// The rules given on the command line, with what the kernel needs.
-/// What the daemon enforces: a compiled policy set, or ad-hoc `--deny-open` rules.
-enum Rules {
-    Adhoc {
-        plan: FileOpenPlan,
-        /// rule_id -> the rule as the user gave it, for messages.
-        names: Vec<String>,
-    },
-    Compiled(Box<policy_lang::Plan>),
+/// What the kernel gets.
+enum Load {
+    /// `--deny-open` rules.
+    Adhoc(FileOpenPlan),
+    /// A compiled policy set.
+    Plan(Box<KernelPlan>),
+    /// Nothing: this kernel cannot load BPF LSM programs (the reason is logged).
+    Nothing,
 }
 
-impl Rules {
-    fn from_plan(plan: policy_lang::Plan) -> Self {
-        Rules::Compiled(Box::new(plan))
-    }
-
-    fn rule_name(&self, rule_id: u32) -> Option<String> {
-        match self {
-            Rules::Adhoc { names, .. } => names.get(rule_id as usize).cloned(),
-            Rules::Compiled(plan) => plan.rules.get(rule_id as usize).map(|r| {
-                let policy = plan
-                    .policies
-                    .iter()
-                    .find(|p| p.id == r.policy)
-                    .map_or("?", |p| p.name.as_str());
-                format!("{policy}/{}", r.name)
-            }),
-        }
-    }
+/// What the daemon enforces, and how its events name rules and policies.
+struct Rules {
+    load: Load,
+    names: Names,
 }
 
 fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
@@ -97,17 +85,24 @@ fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
         let cg = cgroup::resolve(spec).map_err(|e| Failure::new(exit_code::POLICY, e))?;
         plan.cgroups.push(ScopedCgroup { id: cg.id, mode });
     }
-    let mut names = Vec::new();
+    let mut names = Names::default();
     for path in &args.deny_open {
         let resolved = resolve_file(path).map_err(|e| Failure::new(exit_code::POLICY, e))?;
-        let rule_id = u32::try_from(names.len()).map_err(|e| Failure::new(exit_code::POLICY, e))?;
+        let rule_id =
+            u32::try_from(plan.rules.len()).map_err(|e| Failure::new(exit_code::POLICY, e))?;
         plan.rules.push(FileRule {
             rule_id,
             path: resolved.as_os_str().as_encoded_bytes().to_vec(),
         });
-        names.push(format!("deny-open {}", path.display()));
+        names.rules.insert(
+            rule_id,
+            RuleInfo::adhoc(format!("deny-open {}", path.display())),
+        );
     }
-    Ok(Rules::Adhoc { plan, names })
+    Ok(Rules {
+        load: Load::Adhoc(plan),
+        names,
+    })
 }
 
 /// The kernel matches the resolved path, so symlinks in the rule's path are
@@ -180,28 +175,48 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         } else {
             args.policies.clone()
         };
-        let plan = compile_policies(&paths, mode)?;
-        Rules::from_plan(plan)
+        compile_policies(&paths, mode)?
     } else {
         build_rules(&args, mode.unwrap_or(ModeArg::Enforce))?
     };
     ensure_state_dir(&state_dir)?;
     ensure_bpffs()?;
     let log = VerdictLog::open(&state_dir.join("events.jsonl"), &config.event_log)?;
+    let store_path = store::path_in(&state_dir);
+    let store = Store::open(&store_path)
+        .with_context(|| format!("opening the event store `{}`", store_path.display()))
+        .map_err(|e| Failure::new(exit_code::STATE_DIR, e))?;
+    let writer = Writer::spawn(
+        store,
+        WriterOptions {
+            retention: config.store.retention(),
+            ..WriterOptions::default()
+        },
+    )
+    .context("starting the event store writer")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(rules, mode, log))
+    let result = runtime.block_on(serve(rules, mode, log, &writer));
+    // Whatever happened, what was queued for the store is written before exit.
+    match writer.shutdown() {
+        Ok((_, stats)) => tracing::info!(
+            stored = stats.inserted,
+            dropped = stats.dropped,
+            failed = stats.failed,
+            "event store flushed"
+        ),
+        Err(e) => tracing::error!(error = %e, "flushing the event store failed"),
+    }
+    result
 }
 
-/// Loads, checks and compiles the policy set for the running kernel; diagnostics go to
-/// stderr and a set with errors stops the daemon before anything is loaded.
-fn compile_policies(
-    paths: &[PathBuf],
-    mode: Option<ModeArg>,
-) -> Result<policy_lang::Plan, Failure> {
+/// Loads, checks and compiles the policy set for the running kernel, and translates it for
+/// the kernel programs; diagnostics go to stderr, and a set with errors, or with a rule the
+/// kernel programs cannot enforce as written, stops the daemon before anything is loaded.
+fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, Failure> {
     let input = policy_cmd::Input {
         paths: paths.to_vec(),
         builtin: paths.is_empty(),
@@ -235,15 +250,47 @@ fn compile_policies(
         },
         "policy set compiled"
     );
-    Ok(plan)
+    let root = cgroup::cgroup2_root().map_err(|e| Failure::new(exit_code::ERROR, e))?;
+    let tree = kernel_apply::cgroup_tree(&root)
+        .with_context(|| format!("walking the cgroup tree under `{}`", root.display()))?;
+    let kernel_plan = kernel_apply::kernel_plan(&plan, &tree).map_err(|gaps| {
+        for gap in &gaps {
+            eprintln!("error: rule {gap}");
+        }
+        Failure::new(
+            exit_code::POLICY,
+            anyhow::anyhow!(
+                "{} rule(s) cannot be enforced by this build as written; nothing was loaded",
+                gaps.len()
+            ),
+        )
+    })?;
+    let names = Names::of(&plan);
+    let load = if plan.kernel.bpf_lsm {
+        Load::Plan(Box::new(kernel_plan))
+    } else {
+        tracing::warn!(
+            "this kernel cannot load BPF LSM programs: none of the {} rules is enforced or \
+             audited in the kernel here; `enforcer doctor` says what this kernel supports, and \
+             `cargo xtask vm run` tries the policy against a kernel with BPF LSM",
+            plan.rules.len()
+        );
+        Load::Nothing
+    };
+    Ok(Rules { load, names })
 }
 
-async fn serve(rules: Rules, mode: Option<ModeArg>, mut log: VerdictLog) -> Result<(), Failure> {
+async fn serve(
+    rules: Rules,
+    mode: Option<ModeArg>,
+    mut log: VerdictLog,
+    writer: &Writer,
+) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let loaded = match &rules {
-        Rules::Adhoc { plan, .. } => match Loaded::file_open(plan) {
+    let loaded = match &rules.load {
+        Load::Adhoc(plan) => match Loaded::file_open(plan) {
             Ok(l) => Some(l),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 tracing::warn!(
@@ -255,35 +302,21 @@ async fn serve(rules: Rules, mode: Option<ModeArg>, mut log: VerdictLog) -> Resu
             }
             Err(e) => return Err(Failure::new(exit_code::KERNEL_LOAD, e)),
         },
-        Rules::Compiled(plan) if !plan.kernel.bpf_lsm => {
-            tracing::warn!(
-                "this kernel cannot load BPF LSM programs: none of the {} rules is enforced or \
-                 audited in the kernel here; `enforcer policy compile --explain` shows what each \
-                 rule needs, `enforcer doctor` what this kernel supports, and `cargo xtask vm run` \
-                 tries the policy against a kernel with BPF LSM",
-                plan.rules.len()
-            );
-            None
+        Load::Plan(plan) => {
+            Some(Loaded::apply(plan).map_err(|e| Failure::new(exit_code::KERNEL_LOAD, e))?)
         }
-        Rules::Compiled(_) => {
-            return Err(Failure::new(
-                exit_code::KERNEL_LOAD,
-                anyhow::anyhow!(
-                    "this build cannot load compiled policies into the kernel yet; \
-                     use `--deny-open PATH --cgroup CGROUP` rules"
-                ),
-            ))
-        }
+        Load::Nothing => None,
     };
-    let (rule_count, cgroup_count) = match &rules {
-        Rules::Adhoc { plan, .. } => (plan.rules.len(), plan.cgroups.len()),
-        Rules::Compiled(plan) => (plan.rules.len(), 0),
+    let (rule_count, cgroup_count) = match &rules.load {
+        Load::Adhoc(plan) => (plan.rules.len(), plan.cgroups.len()),
+        Load::Plan(plan) => (plan.rules.len(), plan.cgroups.len()),
+        Load::Nothing => (rules.names.rules.len(), 0),
     };
     tracing::info!(
         rules = rule_count,
         cgroups = cgroup_count,
         mode = ?mode,
-        attached = loaded.is_some(),
+        attached = ?loaded.as_ref().map(Loaded::attached),
         "enforcer ready"
     );
 
@@ -312,7 +345,7 @@ async fn serve(rules: Rules, mode: Option<ModeArg>, mut log: VerdictLog) -> Resu
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, writer, &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = sigterm.recv() => break,
@@ -320,7 +353,14 @@ async fn serve(rules: Rules, mode: Option<ModeArg>, mut log: VerdictLog) -> Resu
         }
     }
     // Stop reading only after what the kernel already reported is recorded.
-    drain(ring.get_mut(), &rules, &ctx, &mut log, &mut decode_errors)?;
+    drain(
+        ring.get_mut(),
+        &rules,
+        &ctx,
+        &mut log,
+        writer,
+        &mut decode_errors,
+    )?;
     log.flush()?;
     let stats = loaded.stats()?;
     tracing::info!(
@@ -337,17 +377,18 @@ fn drain(
     rules: &Rules,
     ctx: &Stamp,
     log: &mut VerdictLog,
+    writer: &Writer,
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
     while let Some(item) = ring.next() {
-        match bpf_lsm::decode(&item) {
-            Ok(event) => {
-                let name = rules.rule_name(event.common().rule_id);
-                let rule = name.as_deref();
-                println!("{}", verdict_log::human(&event, rule));
-                log.append(&verdict_log::security_event(
-                    &event, rule, &ctx.host, &ctx.clock,
-                ))?;
+        match bpf_lsm::decode_record(&item) {
+            Ok(record) => {
+                println!("{}", verdict_log::human(&record, &rules.names));
+                let event =
+                    verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
+                log.append(&event)?;
+                // Never blocks: a full queue is counted as dropped by the writer.
+                writer.submit(event);
             }
             Err(e) => {
                 *decode_errors += 1;

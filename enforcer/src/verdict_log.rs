@@ -3,10 +3,12 @@
 //! `<state-dir>/events.jsonl`.
 
 use crate::config::EventLogConfig;
-use bpf_lsm::{KernelEvent, Verdict};
-use siem_export::event::{ByteText, Cgroup, EventClass, FileTarget, Process, Target};
+use bpf_lsm::events::{Header, Record};
+use bpf_lsm::plan::Action;
+use siem_export::event::{ByteText, Cgroup, EventClass, ExecTarget, FileTarget, Process, Target};
 use siem_export::sink::FsyncPolicy;
 use siem_export::{FileSink, FileSinkConfig, SecurityEvent, Severity, Sink, Timestamp};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Converts kernel timestamps (CLOCK_BOOTTIME) to wall-clock time. The
@@ -35,95 +37,205 @@ impl Clock {
     }
 }
 
-/// The export event for one kernel verdict.
-pub fn security_event(
-    event: &KernelEvent,
-    rule: Option<&str>,
-    host: &str,
-    clock: &Clock,
-) -> SecurityEvent {
-    match event {
-        KernelEvent::FileOpen(f) => {
-            let c = &f.common;
-            let verdict = match c.verdict {
-                Verdict::Allow => siem_export::event::Verdict::Allowed,
-                Verdict::Deny => siem_export::event::Verdict::Denied,
-                Verdict::Audit => siem_export::event::Verdict::Audited,
-            };
-            let mut ev = SecurityEvent::new(
-                clock.wall(c.ktime_ns),
-                host,
-                verdict,
-                EventClass::File,
-                "open",
-                Severity::High,
-            );
-            ev.kernel_ns = Some(c.ktime_ns);
-            ev.rule = rule.map(String::from);
-            ev.message = match (c.verdict, f.path_unresolved()) {
-                (_, true) => {
-                    "open of a file whose path could not be resolved (failed closed)".into()
-                }
-                (Verdict::Deny, false) => "open denied by rule".into(),
-                _ => "open matched a rule (audit: allowed)".into(),
-            };
-            ev.process = Some(Process {
-                pid: c.tid,
-                tgid: c.pid,
-                ppid: None,
-                uid: c.uid,
-                gid: c.gid,
-                user: None,
-                comm: ByteText::new(c.comm.as_bytes()),
-                exe: None,
-                argv: Vec::new(),
-                argv_truncated: false,
-                cwd: None,
-                exec_id: None,
-                start_time: None,
-                ancestors: Vec::new(),
-            });
-            ev.cgroup = Some(Cgroup {
-                id: c.cgroup_id,
-                path: None,
-            });
-            ev.target = Some(Target::File(FileTarget {
-                path: ByteText::new(f.path.clone()),
-                flags: Some(f.f_flags),
-                mode: None,
-                operation: Some("open".into()),
-                path_truncated: f.path_unresolved(),
-            }));
-            ev
+/// What events say about a rule: from the compiled plan, or an ad-hoc rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleInfo {
+    /// `policy/rule`, or the ad-hoc rule as given.
+    pub label: String,
+    pub policy: Option<String>,
+    pub rule: String,
+    pub message: String,
+    pub severity: Severity,
+    pub tags: Vec<String>,
+}
+
+impl RuleInfo {
+    pub fn adhoc(label: String) -> Self {
+        RuleInfo {
+            rule: label.clone(),
+            message: format!("{label}: matched"),
+            label,
+            policy: None,
+            severity: Severity::High,
+            tags: Vec::new(),
         }
     }
 }
 
-/// One line for a terminal.
-pub fn human(event: &KernelEvent, rule: Option<&str>) -> String {
-    match event {
-        KernelEvent::FileOpen(f) => {
-            let c = &f.common;
-            let verdict = match c.verdict {
-                Verdict::Allow => "allow",
-                Verdict::Deny => "DENY ",
-                Verdict::Audit => "audit",
-            };
-            let path = if f.path_unresolved() {
-                "<unresolved path>".to_string()
-            } else {
-                ByteText::new(f.path.clone()).to_string()
-            };
-            format!(
-                "{verdict} file_open {path} pid={} comm={} uid={} cgroup={} rule={}",
-                c.pid,
-                c.comm,
-                c.uid,
-                c.cgroup_id,
-                rule.unwrap_or("?")
-            )
+/// Rule and policy ids as the kernel reports them, to names.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    pub rules: HashMap<u32, RuleInfo>,
+    pub policies: HashMap<u32, String>,
+}
+
+fn severity(s: policy_lang::model::Severity) -> Severity {
+    use policy_lang::model::Severity as S;
+    match s {
+        S::Info => Severity::Info,
+        S::Low => Severity::Low,
+        S::Medium => Severity::Medium,
+        S::High => Severity::High,
+        S::Critical => Severity::Critical,
+    }
+}
+
+impl Names {
+    pub fn of(plan: &policy_lang::Plan) -> Self {
+        let policies: HashMap<u32, String> = plan
+            .policies
+            .iter()
+            .map(|p| (p.id, p.name.clone()))
+            .collect();
+        let rules = plan
+            .rules
+            .iter()
+            .map(|r| {
+                let policy = policies.get(&r.policy).cloned();
+                let info = RuleInfo {
+                    label: format!("{}/{}", policy.as_deref().unwrap_or("?"), r.name),
+                    policy,
+                    rule: r.name.clone(),
+                    message: r.message.clone(),
+                    severity: severity(r.severity),
+                    tags: r.tags.clone(),
+                };
+                (r.id, info)
+            })
+            .collect();
+        Names { rules, policies }
+    }
+
+    fn rule(&self, h: &Header) -> Option<&RuleInfo> {
+        h.rule_id.and_then(|id| self.rules.get(&id))
+    }
+
+    fn policy(&self, h: &Header) -> Option<&str> {
+        h.policy_id
+            .and_then(|id| self.policies.get(&id))
+            .map(String::as_str)
+    }
+
+    /// `policy/rule`, `policy/default`, or `?` for what the plan does not name.
+    fn label(&self, h: &Header) -> String {
+        match (self.rule(h), self.policy(h)) {
+            (Some(r), _) => r.label.clone(),
+            (None, Some(p)) if h.by_default() => format!("{p}/default"),
+            (None, Some(p)) => p.to_string(),
+            (None, None) if h.path_unresolved() => "unresolved-path".into(),
+            (None, None) => "?".into(),
         }
     }
+}
+
+fn verdict(a: Action) -> siem_export::event::Verdict {
+    use siem_export::event::Verdict as V;
+    match a {
+        Action::Allow => V::Allowed,
+        Action::Audit => V::Audited,
+        Action::Deny => V::Denied,
+        Action::Kill => V::Killed,
+    }
+}
+
+fn process(h: &Header) -> Process {
+    Process {
+        pid: h.tid,
+        tgid: h.pid,
+        ppid: None,
+        uid: h.uid,
+        gid: h.gid,
+        user: None,
+        comm: ByteText::new(h.comm.as_bytes()),
+        exe: None,
+        argv: Vec::new(),
+        argv_truncated: false,
+        cwd: None,
+        exec_id: None,
+        start_time: None,
+        ancestors: Vec::new(),
+    }
+}
+
+/// The export event for one kernel verdict.
+pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock) -> SecurityEvent {
+    let h = record.header();
+    let (class, operation) = match record {
+        Record::FileOpen(_) => (EventClass::File, "open"),
+        Record::Exec(_) => (EventClass::Exec, "exec"),
+    };
+    let rule = names.rule(h);
+    let mut ev = SecurityEvent::new(
+        clock.wall(h.ktime_ns),
+        host,
+        verdict(h.action),
+        class,
+        operation,
+        rule.map_or(Severity::High, |r| r.severity),
+    );
+    ev.kernel_ns = Some(h.ktime_ns);
+    ev.policy = names
+        .policy(h)
+        .map(String::from)
+        .or_else(|| rule.and_then(|r| r.policy.clone()));
+    ev.rule = rule
+        .map(|r| r.rule.clone())
+        .or_else(|| h.by_default().then(|| "default".to_string()));
+    ev.tags = rule.map(|r| r.tags.clone()).unwrap_or_default();
+    ev.message = match (rule, h.path_unresolved(), h.by_default()) {
+        (_, true, _) => format!("{operation} of a path that could not be resolved: failed closed"),
+        (Some(r), false, _) => r.message.clone(),
+        (None, false, true) => format!("{operation} not allowed by the policy's default posture"),
+        (None, false, false) => format!("{operation} matched the policy"),
+    };
+    ev.process = Some(process(h));
+    ev.cgroup = Some(Cgroup {
+        id: h.cgroup_id,
+        path: None,
+    });
+    ev.target = Some(match record {
+        Record::FileOpen(f) => Target::File(FileTarget {
+            path: ByteText::new(f.path.clone()),
+            flags: Some(f.f_flags),
+            mode: None,
+            operation: Some("open".into()),
+            path_truncated: h.path_unresolved(),
+        }),
+        Record::Exec(e) => Target::Exec(ExecTarget {
+            path: ByteText::new(e.path.clone()),
+            argv: Vec::new(),
+            argv_truncated: false,
+        }),
+    });
+    ev
+}
+
+/// One line for a terminal.
+pub fn human(record: &Record, names: &Names) -> String {
+    let h = record.header();
+    let verdict = match h.action {
+        Action::Allow => "allow",
+        Action::Audit => "audit",
+        Action::Deny => "DENY ",
+        Action::Kill => "KILL ",
+    };
+    let (hook, path) = match record {
+        Record::FileOpen(f) => ("open", &f.path),
+        Record::Exec(e) => ("exec", &e.path),
+    };
+    let path = if h.path_unresolved() {
+        "<unresolved path>".to_string()
+    } else {
+        ByteText::new(path.clone()).to_string()
+    };
+    format!(
+        "{verdict} {hook} {path} pid={} comm={} uid={} cgroup={} rule={}",
+        h.pid,
+        h.comm,
+        h.uid,
+        h.cgroup_id,
+        names.label(h)
+    )
 }
 
 /// `<state-dir>/events.jsonl`, synced after every verdict: a verdict that
@@ -159,34 +271,56 @@ impl VerdictLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bpf_lsm::events::{Common, FileOpenEvent};
+    use bpf_lsm::events::FileRecord;
 
-    fn deny(path: &[u8]) -> KernelEvent {
-        KernelEvent::FileOpen(FileOpenEvent {
-            common: Common {
-                verdict: Verdict::Deny,
-                ktime_ns: 5_000_000_000,
-                cgroup_id: 99,
-                pid: 10,
-                tid: 11,
-                uid: 0,
-                gid: 0,
-                rule_id: 0,
-                flags: 0,
-                comm: "cat".into(),
-            },
+    fn header(action: Action, rule_id: Option<u32>, flags: u32) -> Header {
+        Header {
+            action,
+            ktime_ns: 5_000_000_000,
+            cgroup_id: 99,
+            pid: 10,
+            tid: 11,
+            uid: 0,
+            gid: 0,
+            rule_id,
+            policy_id: Some(0),
+            flags,
+            comm: "cat".into(),
+        }
+    }
+
+    fn open(path: &[u8], h: Header) -> Record {
+        Record::FileOpen(FileRecord {
+            header: h,
             f_flags: 0,
             f_mode: 1,
+            access: 1,
             path: path.to_vec(),
         })
     }
 
+    fn names() -> Names {
+        let set = policy_lang::load_sources([(
+            "p.yaml",
+            "policies:\n  - name: web\n    select: {host: true}\n    mode: enforce\n    rules:\n      \
+             - name: r1\n        message: shadow read\n        severity: critical\n        \
+             tags: [T1003.008]\n        action: deny\n        file: {path: /etc/shadow}\n",
+        )])
+        .unwrap();
+        Names::of(&policy_lang::compile(&set, &policy_lang::KernelFeatures::full()).unwrap())
+    }
+
     #[test]
-    fn a_kernel_deny_becomes_a_denied_file_event() {
+    fn a_kernel_deny_becomes_a_denied_file_event_named_after_its_rule() {
         let clock = Clock {
             realtime_minus_boottime_ns: 1_700_000_000_000_000_000,
         };
-        let ev = security_event(&deny(b"/etc/shadow"), Some("r1"), "h", &clock);
+        let ev = security_event(
+            &open(b"/etc/shadow", header(Action::Deny, Some(0), 0)),
+            &names(),
+            "h",
+            &clock,
+        );
         let json = serde_json::to_value(&ev).unwrap();
         assert_eq!(json["verdict"], "denied");
         assert_eq!(json["class"], "file");
@@ -194,7 +328,11 @@ mod tests {
         assert_eq!(json["process"]["pid"], 11);
         assert_eq!(json["cgroup"]["id"], 99);
         assert_eq!(json["target"]["file"]["path"], "/etc/shadow");
+        assert_eq!(json["policy"], "web");
         assert_eq!(json["rule"], "r1");
+        assert_eq!(json["message"], "shadow read");
+        assert_eq!(json["severity"], "critical");
+        assert_eq!(json["tags"][0], "T1003.008");
         assert_eq!(json["kernel_ns"], 5_000_000_000u64);
         assert!(json["time"]
             .as_str()
@@ -203,12 +341,32 @@ mod tests {
     }
 
     #[test]
+    fn a_default_deny_names_the_policy_default() {
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let ev = security_event(
+            &open(
+                b"/srv/x",
+                header(Action::Deny, None, bpf_lsm::abi::FLAG_DEFAULT),
+            ),
+            &names(),
+            "h",
+            &clock,
+        );
+        assert_eq!(ev.rule.as_deref(), Some("default"));
+        assert_eq!(ev.policy.as_deref(), Some("web"));
+        assert!(ev.message.contains("default posture"), "{}", ev.message);
+    }
+
+    #[test]
     fn the_log_round_trips_through_the_export_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
         let mut log = VerdictLog::open(&path, &EventLogConfig::default()).unwrap();
         let clock = Clock::now().unwrap();
-        log.append(&security_event(&deny(b"/tmp/\xffodd"), None, "h", &clock))
+        let record = open(b"/tmp/\xffodd", header(Action::Audit, None, 0));
+        log.append(&security_event(&record, &Names::default(), "h", &clock))
             .unwrap();
         log.flush().unwrap();
         let text = std::fs::read(&path).unwrap();
@@ -220,11 +378,14 @@ mod tests {
     }
 
     #[test]
-    fn human_lines_name_verdict_path_pid_and_cgroup() {
-        let line = human(&deny(b"/etc/shadow"), Some("r1"));
+    fn human_lines_name_verdict_path_pid_cgroup_and_rule() {
+        let line = human(
+            &open(b"/etc/shadow", header(Action::Deny, Some(0), 0)),
+            &names(),
+        );
         assert_eq!(
             line,
-            "DENY  file_open /etc/shadow pid=10 comm=cat uid=0 cgroup=99 rule=r1"
+            "DENY  open /etc/shadow pid=10 comm=cat uid=0 cgroup=99 rule=web/r1"
         );
     }
 }

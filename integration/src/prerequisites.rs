@@ -35,7 +35,10 @@ pub const ALL: &[Package] = &[
         "a statically linked busybox (the guest's userland)",
     ),
     package("cpio", "cpio (initramfs tooling)"),
-    package("rsyslog", "rsyslogd (the real syslog receiver of the export tests)"),
+    package(
+        "rsyslog",
+        "rsyslogd (the real syslog receiver of the export tests)",
+    ),
     package("rsyslog-gnutls", "TLS for rsyslogd (syslog over TLS tests)"),
 ];
 

@@ -51,7 +51,8 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
         guest_binaries.push((GUEST_ENFORCER, enforcer.as_path()));
     }
     let image = base_image(&guest_binaries, &suite_script(options.filter.as_deref()))?;
-    let initramfs = dir.join("initramfs.cpio");
+    // Per run, so that two suites running at once never boot each other's image.
+    let initramfs = dir.join(format!("initramfs-{}.cpio", std::process::id()));
     image.write_to(&initramfs)?;
 
     let cache = KernelCache::new(&ws.vm_cache_dir());
@@ -105,6 +106,8 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
             counts_line(result.passed, result.failed)
         );
     }
+    // The image is rebuilt every run; leaving it would fill target/ with one per run.
+    let _ = std::fs::remove_file(&initramfs);
     Ok(results)
 }
 

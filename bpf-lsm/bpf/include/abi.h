@@ -11,32 +11,72 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 1
+#define ENF_ABI_VERSION 2
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
 #define ENF_COMM_LEN 16
+/* Longest path component (NAME_MAX); edge and suffix entries carry it,
+ * zero-padded to ENF_NAME_BYTES. */
+#define ENF_NAME_MAX 255
+#define ENF_NAME_BYTES 256
 
 /* Event kinds (enf_event_header.kind). */
 #define ENF_EVENT_FILE_OPEN 1
+#define ENF_EVENT_EXEC 2
 
 /* Verdicts (enf_event_header.verdict). */
 #define ENF_VERDICT_ALLOW 0
 #define ENF_VERDICT_DENY 1
 #define ENF_VERDICT_AUDIT 2
-
-/* Modes (enf_cgroup_scope.mode). */
-#define ENF_MODE_ENFORCE 0
-#define ENF_MODE_AUDIT 1
+#define ENF_VERDICT_KILL 3
 
 /* Event flags (enf_event_header.flags). */
 /* The path could not be resolved completely (too long or unreachable): a
  * deny rule fails closed and says so with this flag. */
 #define ENF_FLAG_PATH_UNRESOLVED (1u << 0)
+/* The policy's default posture decided (rule_id is ENF_RULE_NONE). */
+#define ENF_FLAG_DEFAULT (1u << 1)
+/* SIGKILL was sent to the acting process. */
+#define ENF_FLAG_KILLED (1u << 2)
+
+/* rule_id / policy_id of a record no rule / no policy decided. */
+#define ENF_RULE_NONE 0xffffffffu
+#define ENF_POLICY_NONE 0xffffffffu
+
+/* Rule actions, least to most restrictive: the order is the precedence. */
+#define ENF_ACTION_ALLOW 0
+#define ENF_ACTION_AUDIT 1
+#define ENF_ACTION_DENY 2
+#define ENF_ACTION_KILL 3
+#define ENF_ACTIONS 4
+
+/* Operation classes, each with its own matcher and default posture. */
+#define ENF_CLASS_FILE 0
+#define ENF_CLASS_EXEC 1
+#define ENF_CLASSES 2
+
+/* File operation bits (enf_rule.ops, enf_file_event.access): bit i is the
+ * i-th operation of policy-lang's FileOp list, so its masks pass through. */
+#define ENF_OP_READ (1u << 0)
+#define ENF_OP_WRITE (1u << 1)
+#define ENF_OP_APPEND (1u << 2)
+#define ENF_OP_EXEC (1u << 10)
+
+/* A cgroup's policies are a u64 set of slots. */
+#define ENF_MAX_POLICIES 64
+
+/* The automaton's fixed states (policy-lang's matcher: 0 dead, 1 start). */
+#define ENF_STATE_DEAD 0
+#define ENF_STATE_START 1
 
 /* Indexes into the per-CPU `enf_stats` array. */
 #define ENF_STAT_RINGBUF_DROPS 0
 #define ENF_STAT_PATH_UNRESOLVED 1
+/* A new cgroup under a scoped one could not inherit (map full): uncovered. */
+#define ENF_STAT_INHERIT_FAILED 2
+/* Cgroups that inherited their parent's policies at mkdir. */
+#define ENF_STAT_INHERITED 3
 #define ENF_STAT_MAX 8
 
 /* Common head of every ring-buffer record. */
@@ -50,9 +90,11 @@ struct enf_event_header {
 	__u32 tid;
 	__u32 uid;
 	__u32 gid;
-	__u32 rule_id;    /* index into the loaded plan's rule table */
+	__u32 rule_id;    /* the deciding rule's id, or ENF_RULE_NONE */
 	__u32 flags;      /* ENF_FLAG_* */
 	char comm[ENF_COMM_LEN];
+	__u32 policy_id;  /* the deciding policy's id, or ENF_POLICY_NONE */
+	__u32 _pad;
 };
 
 /* A file_open verdict. Only the first path_len bytes of path are sent: the
@@ -62,20 +104,84 @@ struct enf_file_event {
 	__u32 f_flags;   /* open flags (O_*) */
 	__u32 f_mode;    /* FMODE_* */
 	__u32 path_len;  /* bytes of path, without the NUL; 0 when unresolved */
+	__u32 access;    /* ENF_OP_* bits the open asked for */
+	char path[ENF_PATH_MAX];
+};
+
+/* An exec verdict (bprm_check_security), sent like enf_file_event. */
+struct enf_exec_event {
+	struct enf_event_header hdr;
+	__u32 path_len;
 	__u32 _pad;
 	char path[ENF_PATH_MAX];
 };
 
-/* Value of `enf_scoped_cgroups`: a cgroup the plan applies to. */
-struct enf_cgroup_scope {
-	__u32 mode;      /* ENF_MODE_* */
+/* Value of `enf_cgroup_policies` (key: cgroup2 id): the policy slots that
+ * apply to tasks in the cgroup. A new child cgroup copies its parent's. */
+struct enf_cgroup_policies {
+	__u64 slots;
+};
+
+/* Value of `enf_policies` (array, key: slot). Actions are effective: the
+ * loader has already made deny/kill audit for an audit-mode policy. */
+struct enf_policy {
+	__u32 id;                      /* the plan's policy id, for records */
+	__u32 dflt[ENF_CLASSES];       /* ENF_ACTION_* when no allow rule matched;
+					* ALLOW: no default deny */
+	__u32 deny_ops[ENF_CLASSES];   /* ops of deny/kill rules: an unresolved
+					* path fails closed for these */
+	__u32 audit_ops[ENF_CLASSES];  /* ops of audit rules, likewise */
 	__u32 _pad;
 };
 
-/* Value of `enf_file_exact`, keyed by enf_path_hash() of the full path. */
-struct enf_path_rule {
-	__u32 rule_id;
-	__u32 path_len;  /* guards against a hash collision on length */
+/* Key of `enf_edges` and `enf_suffixes`: (matcher, state, FNV-1a of the
+ * component or of the suffix). */
+struct enf_edge_key {
+	__u32 matcher;                 /* ENF_CLASS_* */
+	__u32 state;
+	__u64 hash;
+};
+
+/* Value of `enf_edges`. The name is compared after the hash lookup so that
+ * a crafted component cannot pass for a policy one by hash collision. */
+struct enf_edge {
+	__u32 to;
+	__u32 len;                     /* bytes of name, 1..=ENF_NAME_MAX */
+	char name[ENF_NAME_BYTES];     /* zero-padded: compared 8 bytes at a time */
+};
+
+/* Value of `enf_suffixes`: the rules of the `*.ext` patterns open from the
+ * state before the last component. */
+struct enf_suffix {
+	__u32 list_off;                /* rules: enf_rule_list[list_off..+list_len] */
+	__u32 list_len;
+	__u32 len;                     /* bytes of name (the suffix with its dot) */
+	__u32 _pad;
+	char name[ENF_NAME_BYTES];
+};
+
+/* Key of `enf_states`. */
+struct enf_state_key {
+	__u32 matcher;
+	__u32 state;
+};
+
+/* Value of `enf_states`: what a state has besides literal edges. States
+ * with none of it have no entry. */
+struct enf_state {
+	__u32 wildcard;                /* next state for any other component; 0: none */
+	__u32 list_off;                /* accepting: enf_rule_list[list_off..+list_len] */
+	__u32 list_len;
+	__u32 max_suffix;              /* longest suffix entry from here; 0: none */
+};
+
+/* Value of `enf_rule_list` (array): every accept list, concatenated. A rule
+ * is copied into each list it is on, so a match costs one lookup. */
+struct enf_rule {
+	__u32 id;                      /* the plan's rule id, for records */
+	__u32 slot;                    /* its policy's slot */
+	__u32 action;                  /* ENF_ACTION_*, effective */
+	__u32 ops;                     /* ENF_OP_* (file rules); exec rules: unused */
 };
 
 #endif /* ENFORCER_ABI_H */

@@ -9,7 +9,13 @@
 
 #include "abi.h"
 
+/* Every object is GPL: bpf_d_path and bpf_send_signal need it. Defined here,
+ * once per object, since the hook files are built together. */
+char LICENSE[] SEC("license") = "GPL";
+
 #define EPERM 1
+#define EEXIST 17
+#define SIGKILL 9
 #define MAX_ERRNO 4095
 
 /*
@@ -27,7 +33,7 @@ static __always_inline int enf_prior_verdict(int ret)
 
 static __always_inline void enf_fill_header(struct enf_event_header *h, __u16 kind,
 					    __u16 verdict, __u64 cgroup_id, __u32 rule_id,
-					    __u32 flags)
+					    __u32 policy_id, __u32 flags)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 uid_gid = bpf_get_current_uid_gid();
@@ -43,6 +49,8 @@ static __always_inline void enf_fill_header(struct enf_event_header *h, __u16 ki
 	h->gid = uid_gid >> 32;
 	h->rule_id = rule_id;
 	h->flags = flags;
+	h->policy_id = policy_id;
+	h->_pad = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

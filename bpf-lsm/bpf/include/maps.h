@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Maps shared by the hook programs. Sizes here are defaults: the loader sets
- * max_entries from the plan, so no rule count is capped by this file. */
+/* Maps shared by the hook programs, which are built into one object so they
+ * share them. Sizes here are defaults: the loader sets max_entries from the
+ * plan, so no rule, state or cgroup count is capped by this file. */
 #ifndef ENFORCER_MAPS_H
 #define ENFORCER_MAPS_H
 
@@ -12,13 +13,51 @@ struct {
 	__uint(max_entries, 1 << 20);
 } enf_events SEC(".maps");
 
-/* cgroup2 id -> scope: the cgroups a plan applies to. */
+/* cgroup2 id -> policy slots. Filled by the loader, extended by
+ * cgroup_inherit.bpf.c when a child of a listed cgroup is created. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
-	__type(value, struct enf_cgroup_scope);
-} enf_scoped_cgroups SEC(".maps");
+	__type(value, struct enf_cgroup_policies);
+} enf_cgroup_policies SEC(".maps");
+
+/* Policy slot -> its defaults and fail-closed ops. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ENF_MAX_POLICIES);
+	__type(key, __u32);
+	__type(value, struct enf_policy);
+} enf_policies SEC(".maps");
+
+/* The path automata of both classes (key.matcher = ENF_CLASS_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_edge_key);
+	__type(value, struct enf_edge);
+} enf_edges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_state_key);
+	__type(value, struct enf_state);
+} enf_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_edge_key);
+	__type(value, struct enf_suffix);
+} enf_suffixes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_rule);
+} enf_rule_list SEC(".maps");
 
 /* Counters the kernel side keeps for user space (ENF_STAT_*). */
 struct {
@@ -36,12 +75,47 @@ static __always_inline void enf_count(__u32 stat)
 		*v += 1;
 }
 
-/* Scratch space for one file event (too big for the 512-byte stack). */
+/* The walk reads a component 8 bytes at a time, so the path buffers have this
+ * much room after them for the last word's read. */
+#define ENF_PATH_SLACK 8
+
+/* Scratch space for one record (too big for the 512-byte stack). */
+struct enf_file_scratch {
+	struct enf_file_event ev;
+	char slack[ENF_PATH_SLACK];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct enf_file_event);
+	__type(value, struct enf_file_scratch);
 } enf_file_scratch SEC(".maps");
+
+struct enf_exec_scratch {
+	struct enf_exec_event ev;
+	char slack[ENF_PATH_SLACK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_exec_scratch);
+} enf_exec_scratch SEC(".maps");
+
+/* Matches of one decision, per action: the policy slots with a match and,
+ * per slot, the lowest matching rule id (kernel-internal, not ABI). */
+struct enf_hits {
+	__u64 slots[ENF_ACTIONS];
+	__u32 rule[ENF_ACTIONS][ENF_MAX_POLICIES];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_hits);
+} enf_hits SEC(".maps");
 
 #endif /* ENFORCER_MAPS_H */

@@ -20,6 +20,8 @@ pub mod doctor;
 pub mod enforcer_process;
 pub mod file_open;
 pub mod guest;
+pub mod kernel_plan;
+pub mod policy_run;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -65,6 +67,8 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("guest", guest::TESTS),
     ("file_open", file_open::TESTS),
     ("doctor", doctor::TESTS),
+    ("kernel_plan", kernel_plan::TESTS),
+    ("policy_run", policy_run::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.

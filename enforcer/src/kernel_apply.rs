@@ -1,0 +1,477 @@
+//! From the compiled policy `Plan` to what the kernel programs take (`bpf_lsm::KernelPlan`):
+//! map entries, per-policy defaults, and the cgroups each policy applies to, resolved from the
+//! cgroup2 tree as it is now (cgroups created later inherit in the kernel).
+//!
+//! A rule the kernel programs of this build cannot enforce exactly as written is refused by
+//! name, with what it needs: the enforcer never loads a silently weaker policy.
+
+use bpf_lsm::plan::{
+    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode,
+    PathMatcherEntries, SuffixAccept, Wildcard,
+};
+use policy_lang::matcher::PathMatcher;
+use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, Posture};
+use policy_lang::plan::{Enforcement, Plan, PlanPolicy, PlanRule, PlanSelector};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// File operations the `file_open` hook decides (from the open mode). Others need the path
+/// hooks, and `exec`/`mmap_exec` as file operations need `bprm_check_security` to consult
+/// the file matcher; `exec:` rules (the exec matcher) cover running a program today.
+const KERNEL_FILE_OPS: &[&str] = &["read", "write", "append"];
+
+/// Why a plan cannot be loaded into the kernel as it is.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// `policy/rule` or `policy` for defaults and selectors.
+    pub what: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.what, self.why)
+    }
+}
+
+fn policy_name(plan: &Plan, id: u32) -> &str {
+    plan.policies
+        .iter()
+        .find(|p| p.id == id)
+        .map_or("?", |p| p.name.as_str())
+}
+
+fn rule_label(plan: &Plan, r: &PlanRule) -> String {
+    format!("{}/{}", policy_name(plan, r.policy), r.name)
+}
+
+fn action(a: RuleAction) -> Option<Action> {
+    match a {
+        RuleAction::Allow => Some(Action::Allow),
+        RuleAction::Audit => Some(Action::Audit),
+        RuleAction::Deny => Some(Action::Deny),
+        RuleAction::Kill => Some(Action::Kill),
+        RuleAction::Alert => None,
+    }
+}
+
+fn file_op_names(ops: u32) -> Vec<&'static str> {
+    policy_lang::model::FileOp::ALL
+        .iter()
+        .filter(|op| ops & op.bit() != 0)
+        .map(|op| op.name())
+        .collect()
+}
+
+/// What keeps `r` out of this build's kernel programs, if anything.
+fn rule_gap(r: &PlanRule) -> Option<String> {
+    if r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert {
+        return Some(
+            "`alert` rules are evaluated in user space on events, which this build does not do yet"
+                .into(),
+        );
+    }
+    if r.enforcement == Enforcement::UserspaceAudit {
+        return Some("the rule is matched in user space, which this build does not do yet".into());
+    }
+    let mut needs = Vec::new();
+    match r.class {
+        Some(Class::File) => {
+            let unsupported: Vec<&str> = file_op_names(r.ops)
+                .into_iter()
+                .filter(|op| !KERNEL_FILE_OPS.contains(op))
+                .collect();
+            if !unsupported.is_empty() {
+                needs.push(format!(
+                    "the path hooks for {} (this build decides {} only)",
+                    unsupported.join(", "),
+                    KERNEL_FILE_OPS.join(", ")
+                ));
+            }
+        }
+        Some(Class::Exec) => {}
+        Some(Class::Network) => needs.push("the network hooks".into()),
+        Some(Class::Kernel) => needs.push("the kernel-operation hooks".into()),
+        None => needs.push("a kernel hook for its class".into()),
+    }
+    if r.from_set.is_some() || r.except_set.is_some() {
+        needs.push("`from`/`except_from` (the acting binary, tracked from exec)".into());
+    }
+    if r.parent_set.is_some() || r.ancestor_set.is_some() {
+        needs.push("`parent`/`ancestor` (the process tree in the kernel)".into());
+    }
+    if !r.uids.is_empty() {
+        needs.push("`uid`".into());
+    }
+    (!needs.is_empty()).then(|| {
+        format!(
+            "needs {}, which this build's kernel programs do not have yet",
+            needs.join(" and ")
+        )
+    })
+}
+
+fn default_action(p: &PlanPolicy, class: Class) -> Action {
+    match p
+        .defaults
+        .iter()
+        .find(|d| d.class == class)
+        .map(|d| d.posture)
+    {
+        Some(Posture::Deny) => Action::Deny,
+        _ => Action::Allow,
+    }
+}
+
+fn entries(m: &PathMatcher) -> PathMatcherEntries {
+    PathMatcherEntries {
+        edges: m
+            .edges
+            .iter()
+            .map(|e| Edge::new(e.from, e.segment.as_bytes(), e.to))
+            .collect(),
+        wildcards: m
+            .wildcards
+            .iter()
+            .map(|w| Wildcard {
+                from: w.from,
+                to: w.to,
+            })
+            .collect(),
+        accepts: m
+            .accepts
+            .iter()
+            .map(|a| Accept {
+                state: a.state,
+                rules: a.tags.clone(),
+            })
+            .collect(),
+        suffixes: m
+            .suffixes
+            .iter()
+            .map(|s| SuffixAccept::new(s.state, s.suffix.as_bytes(), s.tags.clone()))
+            .collect(),
+    }
+}
+
+/// A cgroup below the cgroup2 mount: its path as policies name it (`/system.slice/x`) and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupNode {
+    pub path: String,
+    pub id: u64,
+}
+
+/// Every cgroup under `root` (the cgroup2 mount), the root itself as `/`.
+pub fn cgroup_tree(root: &Path) -> std::io::Result<Vec<CgroupNode>> {
+    let mut out = vec![CgroupNode {
+        path: "/".into(),
+        id: std::fs::metadata(root)?.ino(),
+    }];
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            // A cgroup removed while we walk is simply gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if meta.is_dir() {
+                let path = format!("{rel}/{}", entry.file_name().to_string_lossy());
+                out.push(CgroupNode {
+                    path: path.clone(),
+                    id: meta.ino(),
+                });
+                stack.push((entry.path(), path));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `path` and every ancestor of it, `/` included.
+fn self_and_ancestors(path: &str) -> Vec<&str> {
+    let mut out = vec![path];
+    let mut p = path;
+    while let Some(i) = p.rfind('/') {
+        p = if i == 0 { "/" } else { &p[..i] };
+        if out.last() == Some(&p) {
+            break;
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// A cgroup is selected when it or an ancestor matches the selector (a new child would
+/// inherit in the kernel, so an existing one is treated the same) and neither it nor an
+/// ancestor is excluded.
+fn selected(sel: &PlanSelector, path: &str) -> bool {
+    let chain = self_and_ancestors(path);
+    let included = sel.host
+        || chain
+            .iter()
+            .any(|p| sel.cgroups.iter().any(|pat| pat.matches(p)));
+    let excluded = chain
+        .iter()
+        .any(|p| sel.exclude_cgroups.iter().any(|pat| pat.matches(p)));
+    included && !excluded
+}
+
+/// Translates `plan` for the kernel, scoping policies to the cgroups of `tree`.
+pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<Unsupported>> {
+    let mut gaps = Vec::new();
+    for p in &plan.policies {
+        for d in &p.defaults {
+            if d.posture == Posture::Deny && matches!(d.class, Class::Network | Class::Kernel) {
+                gaps.push(Unsupported {
+                    what: p.name.clone(),
+                    why: format!(
+                        "`defaults: {{{}: deny}}` needs the {} hooks, which this build's kernel \
+                         programs do not have yet",
+                        d.class.name(),
+                        d.class.name()
+                    ),
+                });
+            }
+        }
+        let s = &p.select;
+        if !s.namespaces.is_empty()
+            || !s.labels.is_empty()
+            || !s.exclude_namespaces.is_empty()
+            || !s.exclude_labels.is_empty()
+        {
+            gaps.push(Unsupported {
+                what: p.name.clone(),
+                why: "Kubernetes namespace and label selectors need pod metadata, which this \
+                      build does not resolve yet; select pods by cgroup path instead"
+                    .into(),
+            });
+        }
+    }
+    for r in &plan.rules {
+        if let Some(why) = rule_gap(r) {
+            gaps.push(Unsupported {
+                what: rule_label(plan, r),
+                why,
+            });
+        }
+    }
+    if !gaps.is_empty() {
+        return Err(gaps);
+    }
+
+    let policies = plan
+        .policies
+        .iter()
+        .map(|p| KernelPolicy {
+            id: p.id,
+            mode: match p.mode {
+                PolicyMode::Enforce => Mode::Enforce,
+                PolicyMode::Audit => Mode::Audit,
+            },
+            file_default: default_action(p, Class::File),
+            exec_default: default_action(p, Class::Exec),
+        })
+        .collect();
+    let rules = plan
+        .rules
+        .iter()
+        .filter_map(|r| {
+            Some(KernelRule {
+                id: r.id,
+                policy: r.policy,
+                action: action(r.action)?,
+                ops: r.ops,
+            })
+        })
+        .collect();
+    let mut by_cgroup: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for node in tree {
+        for p in &plan.policies {
+            if selected(&p.select, &node.path) {
+                by_cgroup.entry(node.id).or_default().push(p.id);
+            }
+        }
+    }
+    Ok(KernelPlan {
+        policies,
+        cgroups: by_cgroup
+            .into_iter()
+            .map(|(cgroup_id, policies)| CgroupPolicies {
+                cgroup_id,
+                policies,
+            })
+            .collect(),
+        file_matcher: entries(&plan.maps.file_paths),
+        exec_matcher: entries(&plan.maps.exec_paths),
+        rules,
+        cgroup_headroom: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy_lang::KernelFeatures;
+
+    fn compile(yaml: &str) -> Plan {
+        let set = policy_lang::load_sources([("p.yaml", yaml)])
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        policy_lang::compile(&set, &KernelFeatures::full()).unwrap()
+    }
+
+    fn tree(paths: &[&str]) -> Vec<CgroupNode> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| CgroupNode {
+                path: (*p).into(),
+                id: 100 + i as u64,
+            })
+            .collect()
+    }
+
+    const FILE_POLICY: &str = "
+policies:
+  - name: web
+    select: {cgroups: [/system.slice/nginx.service]}
+    mode: enforce
+    defaults: {exec: deny}
+    rules:
+      - name: no-keys
+        action: deny
+        file: {path: ['*.pem', /etc/ssl/private/**], ops: [read]}
+      - name: sh
+        action: allow
+        exec: {path: [/bin/sh]}
+";
+
+    #[test]
+    fn a_file_and_exec_policy_becomes_kernel_entries() {
+        let plan = compile(FILE_POLICY);
+        let k = kernel_plan(
+            &plan,
+            &tree(&[
+                "/",
+                "/system.slice",
+                "/system.slice/nginx.service",
+                "/system.slice/nginx.service/worker",
+                "/user.slice",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(k.policies.len(), 1);
+        assert_eq!(k.policies[0].exec_default, Action::Deny);
+        assert_eq!(k.policies[0].file_default, Action::Allow);
+        // The unit and its existing child, nothing else.
+        let ids: Vec<u64> = k.cgroups.iter().map(|c| c.cgroup_id).collect();
+        assert_eq!(ids, vec![102, 103]);
+        assert_eq!(k.rules.len(), 2);
+        assert!(
+            !k.file_matcher.suffixes.is_empty(),
+            "*.pem is a suffix entry"
+        );
+        assert!(!k.file_matcher.edges.is_empty());
+        assert!(!k.exec_matcher.accepts.is_empty());
+        // Hashes are the kernel's.
+        for e in &k.file_matcher.edges {
+            assert_eq!(e.hash, bpf_lsm::path_hash::path_hash(&e.segment));
+        }
+    }
+
+    #[test]
+    fn host_selects_every_cgroup_and_exclusions_cut_subtrees() {
+        let plan = compile(
+            "
+policies:
+  - name: all
+    select: {host: true, exclude: {cgroups: [/system.slice/**]}}
+    mode: audit
+    rules:
+      - name: r
+        action: deny
+        file: {path: /etc/shadow, ops: [read]}
+",
+        );
+        let k = kernel_plan(
+            &plan,
+            &tree(&["/", "/system.slice", "/system.slice/a", "/user.slice"]),
+        )
+        .unwrap();
+        let ids: Vec<u64> = k.cgroups.iter().map(|c| c.cgroup_id).collect();
+        assert_eq!(ids, vec![100, 103]);
+        assert_eq!(k.policies[0].mode, Mode::Audit);
+    }
+
+    #[test]
+    fn rules_beyond_this_build_are_refused_by_name() {
+        let plan = compile(
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: shadow
+        action: deny
+        file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd]}
+      - name: bins
+        action: deny
+        file: {path: /usr/bin/**, ops: [create, write]}
+      - name: metadata
+        action: deny
+        network: {cidr: [169.254.169.254]}
+",
+        );
+        let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
+        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+        assert_eq!(gaps.len(), 3, "{text:#?}");
+        assert!(
+            text[0].starts_with("`p/shadow`: needs `from`/`except_from`"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("`p/bins`: needs the path hooks for create"),
+            "{}",
+            text[1]
+        );
+        assert!(
+            text[2].starts_with("`p/metadata`: needs the network hooks"),
+            "{}",
+            text[2]
+        );
+    }
+
+    #[test]
+    fn ancestors_of_a_path() {
+        assert_eq!(
+            self_and_ancestors("/a/b/c"),
+            vec!["/a/b/c", "/a/b", "/a", "/"]
+        );
+        assert_eq!(self_and_ancestors("/"), vec!["/"]);
+    }
+
+    #[test]
+    fn walks_a_real_directory_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::create_dir_all(dir.path().join("c")).unwrap();
+        std::fs::write(dir.path().join("a/cgroup.procs"), "").unwrap();
+        let mut paths: Vec<String> = cgroup_tree(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|n| n.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, vec!["/", "/a", "/a/b", "/c"]);
+    }
+}

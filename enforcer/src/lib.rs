@@ -1,0 +1,4 @@
+//! The enforcer's library part: what the `enforcer` binary, its benchmarks
+//! and its integration tests share. Today that is the local event store.
+
+pub mod store;

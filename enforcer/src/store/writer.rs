@@ -1,0 +1,313 @@
+//! Writing: [`Store::insert_batch`] (one transaction per batch, idempotent by
+//! event id) and [`Writer`], a thread that batches events for the daemon and
+//! runs retention between batches.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+use siem_export::{SecurityEvent, Timestamp};
+
+use super::retention::{Retention, RetentionReport};
+use super::{priority, At, Store, StoreError, VerdictCounts};
+
+const INSERT: &str =
+    "INSERT INTO events (id, time_ns, kernel_ns, verdict, priority, class, operation, \
+     severity, policy, rule, pid, exec_id, container_id, cgroup_id, k8s_namespace, event) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+     ON CONFLICT (id) DO NOTHING";
+
+/// What one [`Store::insert_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// New rows.
+    pub inserted: usize,
+    /// Events whose id was stored already (replays); nothing was written.
+    pub duplicates: usize,
+    /// Events that failed [`SecurityEvent::validate`] and were skipped.
+    pub invalid: usize,
+}
+
+impl Store {
+    /// Stores `events` in one transaction. An event whose id is stored
+    /// already is skipped (counted in `duplicates`), so replaying a batch is
+    /// harmless; an invalid event is skipped and counted too, so one bad
+    /// event does not cost the rest of its batch. Either the whole batch is
+    /// written or, on error, none of it.
+    pub fn insert_batch(&mut self, events: &[SecurityEvent]) -> Result<BatchOutcome, StoreError> {
+        let path = self.path.clone();
+        let p = path.as_path();
+        let mut out = BatchOutcome::default();
+        let mut json = Vec::with_capacity(1024);
+        let tx = self.conn.transaction().at(p)?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT).at(p)?;
+            for ev in events {
+                if ev.validate().is_err() {
+                    out.invalid += 1;
+                    continue;
+                }
+                json.clear();
+                serde_json::to_writer(&mut json, ev)
+                    .map_err(|source| StoreError::Encode { id: ev.id, source })?;
+                // serde_json writes UTF-8; the check is for the type system.
+                let json_text = std::str::from_utf8(&json).unwrap_or_default();
+                let mut id = [0u8; 26];
+                let process = ev.process.as_ref();
+                let n = stmt
+                    .execute(params![
+                        ev.id.encode(&mut id),
+                        ev.time.unix_nanos(),
+                        ev.kernel_ns.and_then(|k| i64::try_from(k).ok()),
+                        ev.verdict.as_str(),
+                        priority(ev.verdict),
+                        ev.class.as_str(),
+                        ev.operation,
+                        ev.severity.as_str(),
+                        ev.policy,
+                        ev.rule,
+                        process.map(|p| p.tgid),
+                        process.and_then(|p| p.exec_id.as_deref()),
+                        ev.container.as_ref().map(|c| c.id.as_str()),
+                        ev.cgroup.as_ref().and_then(|c| i64::try_from(c.id).ok()),
+                        ev.kubernetes.as_ref().map(|k| k.namespace.as_str()),
+                        json_text,
+                    ])
+                    .at(p)?;
+                if n == 0 {
+                    out.duplicates += 1;
+                } else {
+                    out.inserted += 1;
+                }
+            }
+        }
+        tx.commit().at(p)?;
+        Ok(out)
+    }
+}
+
+/// How a [`Writer`] batches and when it runs retention.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Events per transaction at most.
+    pub max_batch: usize,
+    /// How long an event may wait for its batch to fill.
+    pub max_delay: Duration,
+    /// Events queued for the writer thread at most; [`Writer::submit`]
+    /// drops (and counts) events beyond that rather than blocking the
+    /// caller.
+    pub queue: usize,
+    pub retention: Retention,
+    /// How often retention runs (also once at start).
+    pub retention_interval: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            max_batch: 1024,
+            max_delay: Duration::from_millis(200),
+            queue: 65_536,
+            retention: Retention::default(),
+            retention_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of a [`Writer`] since it started, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub invalid: u64,
+    /// Submitted while the queue was full: never stored.
+    pub dropped: u64,
+    /// In batches that failed to commit (after retries): never stored.
+    pub failed: u64,
+    pub batches: u64,
+    /// Deleted by retention because they were older than `max_age`.
+    pub deleted_by_age: VerdictCounts,
+    /// Deleted by retention to get under `max_bytes`.
+    pub deleted_by_size: VerdictCounts,
+    pub retention_runs: u64,
+    pub last_error: Option<String>,
+}
+
+/// The store's writing thread. Dropping it without [`Writer::shutdown`]
+/// also flushes the queue, but then errors go unreported.
+pub struct Writer {
+    tx: Option<SyncSender<SecurityEvent>>,
+    thread: Option<JoinHandle<Store>>,
+    stats: Arc<Mutex<WriterStats>>,
+    path: PathBuf,
+}
+
+impl Writer {
+    /// Starts the thread, which owns `store` until [`Writer::shutdown`].
+    pub fn spawn(store: Store, options: WriterOptions) -> Result<Writer, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
+        let stats = Arc::new(Mutex::new(WriterStats::default()));
+        let thread_stats = Arc::clone(&stats);
+        let path = store.path.clone();
+        let thread = std::thread::Builder::new()
+            .name("event-store".into())
+            .spawn(move || write_loop(store, &rx, &options, &thread_stats))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+            path,
+        })
+    }
+
+    /// Queues one event; `false` (and counted as dropped) when the queue is
+    /// full or the thread has stopped. Never blocks.
+    pub fn submit(&self, event: SecurityEvent) -> bool {
+        let sent = match &self.tx {
+            Some(tx) => match tx.try_send(event) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if !sent {
+            lock(&self.stats).dropped += 1;
+        }
+        sent
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> WriterStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Writes what is queued, stops the thread and hands the store back.
+    pub fn shutdown(mut self) -> Result<(Store, WriterStats), StoreError> {
+        self.tx = None;
+        let store = match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(store)) => store,
+            _ => {
+                return Err(StoreError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other("the event store thread panicked"),
+                })
+            }
+        };
+        Ok((store, self.stats()))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(stats: &Mutex<WriterStats>) -> std::sync::MutexGuard<'_, WriterStats> {
+    stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_loop(
+    mut store: Store,
+    rx: &Receiver<SecurityEvent>,
+    options: &WriterOptions,
+    stats: &Mutex<WriterStats>,
+) -> Store {
+    let max_batch = options.max_batch.max(1);
+    let mut batch = Vec::with_capacity(max_batch);
+    run_retention(&mut store, &options.retention, stats);
+    let mut next_retention = Instant::now() + options.retention_interval;
+    let mut open = true;
+    while open {
+        // Wait for the first event (or the next retention run), then give
+        // the batch `max_delay` to fill.
+        let wait = next_retention.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(ev) => batch.push(ev),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open = false,
+        }
+        let deadline = Instant::now() + options.max_delay;
+        while open && !batch.is_empty() && batch.len() < max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match rx.recv_timeout(left) {
+                Ok(ev) => batch.push(ev),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if !batch.is_empty() {
+            write_batch(&mut store, &batch, stats);
+            batch.clear();
+        }
+        if open && Instant::now() >= next_retention {
+            run_retention(&mut store, &options.retention, stats);
+            next_retention = Instant::now() + options.retention_interval;
+        }
+    }
+    // Disconnected: whatever is still queued was drained above by
+    // recv_timeout (it yields queued items before reporting disconnect).
+    store
+}
+
+fn write_batch(store: &mut Store, batch: &[SecurityEvent], stats: &Mutex<WriterStats>) {
+    let mut last = None;
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+        }
+        match store.insert_batch(batch) {
+            Ok(o) => {
+                let mut s = lock(stats);
+                s.inserted += o.inserted as u64;
+                s.duplicates += o.duplicates as u64;
+                s.invalid += o.invalid as u64;
+                s.batches += 1;
+                return;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let msg = last.map_or_else(String::new, |e| e.to_string());
+    tracing::error!(events = batch.len(), error = %msg, "could not store a batch of events");
+    let mut s = lock(stats);
+    s.failed += batch.len() as u64;
+    s.last_error = Some(msg);
+}
+
+fn run_retention(store: &mut Store, retention: &Retention, stats: &Mutex<WriterStats>) {
+    if retention.is_unlimited() {
+        return;
+    }
+    match store.enforce_retention(retention, Timestamp::now()) {
+        Ok(RetentionReport {
+            deleted_by_age,
+            deleted_by_size,
+            ..
+        }) => {
+            let mut s = lock(stats);
+            s.deleted_by_age.merge(&deleted_by_age);
+            s.deleted_by_size.merge(&deleted_by_size);
+            s.retention_runs += 1;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "event store retention failed");
+            lock(stats).last_error = Some(e.to_string());
+        }
+    }
+}
