@@ -34,6 +34,37 @@ fn errors() {
 }
 
 #[test]
+fn more_errors() {
+    snapshot("more_errors");
+}
+
+#[test]
+fn conflicting_rules() {
+    snapshot("conflicts");
+}
+
+/// Kernel-dependent errors come from `compile`, against a kernel without BPF LSM.
+#[test]
+fn kernel_dependent_errors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let input = std::fs::read_to_string(dir.join("kernel.yaml")).unwrap();
+    let set = load_sources([("kernel.yaml", input.as_str())]).unwrap();
+    let no_lsm = policy_lang::KernelFeatures {
+        bpf_lsm: false,
+        ..policy_lang::KernelFeatures::full()
+    };
+    let diags = policy_lang::compile(&set, &no_lsm).unwrap_err();
+    let got = policy_lang::render_all(&diags, &set.sources);
+    let expected_path = dir.join("kernel.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&expected_path, &got).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    assert_eq!(got, expected, "snapshot kernel differs; got:\n{got}");
+}
+
+#[test]
 fn warnings() {
     snapshot("warnings");
 }
