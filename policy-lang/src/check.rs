@@ -93,6 +93,8 @@ type Macros = BTreeMap<String, (String, Span, bool)>;
 type Lists = BTreeMap<String, Vec<(String, Span)>>;
 
 struct Checker {
+    /// File paths by file id, to say where a name was first defined.
+    paths: Vec<String>,
     diags: Diagnostics,
     lists: Lists,
     list_spans: BTreeMap<String, Span>,
@@ -102,6 +104,7 @@ struct Checker {
 /// Checks a set of files (already read) as one policy set.
 pub fn check(sources: SourceMap) -> Result<PolicySet, (SourceMap, Diagnostics)> {
     let mut c = Checker {
+        paths: sources.files.iter().map(|f| f.path.clone()).collect(),
         diags: Diagnostics::default(),
         lists: BTreeMap::new(),
         list_spans: BTreeMap::new(),
@@ -141,7 +144,7 @@ pub fn check(sources: SourceMap) -> Result<PolicySet, (SourceMap, Diagnostics)> 
                             policy.span,
                             format!("duplicate policy name `{}`", policy.name),
                         )
-                        .with_note(format!("first defined at line {}", first.line));
+                        .with_note(c.first_defined(*first, policy.span));
                         c.diags.push(d);
                     } else {
                         policy_spans.insert(policy.name.clone(), policy.span);
@@ -192,6 +195,19 @@ fn dedup(d: &mut Diagnostics) {
 }
 
 impl Checker {
+    /// "first defined at line N" in the same file, else "first defined at PATH:N".
+    fn first_defined(&self, first: Span, here: Span) -> String {
+        if first.file == here.file {
+            format!("first defined at line {}", first.line)
+        } else {
+            let path = self
+                .paths
+                .get(first.file as usize)
+                .map_or("?", String::as_str);
+            format!("first defined at {path}:{}", first.line)
+        }
+    }
+
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -384,11 +400,7 @@ impl Checker {
             let name = k.as_str().unwrap_or("").to_owned();
             if let Some(first) = self.list_spans.get(&name) {
                 let d = Diagnostic::error("E0302", k.span, format!("duplicate list `{name}`"))
-                    .with_note(format!(
-                        "first defined in file {} at line {}",
-                        first.file + 1,
-                        first.line
-                    ));
+                    .with_note(self.first_defined(*first, k.span));
                 self.err(d);
                 continue;
             }
@@ -432,7 +444,7 @@ impl Checker {
             let name = k.as_str().unwrap_or("").to_owned();
             if let Some((_, first, _)) = self.macros.get(&name) {
                 let d = Diagnostic::error("E0304", k.span, format!("duplicate macro `{name}`"))
-                    .with_note(format!("first defined at line {}", first.line));
+                    .with_note(self.first_defined(*first, k.span));
                 self.err(d);
                 continue;
             }
@@ -554,7 +566,7 @@ impl Checker {
                             rule.span,
                             format!("duplicate rule name `{}`", rule.name),
                         )
-                        .with_note(format!("first defined at line {}", first.line));
+                        .with_note(self.first_defined(*first, rule.span));
                         self.err(d);
                     } else {
                         rule_spans.insert(rule.name.clone(), rule.span);

@@ -64,6 +64,26 @@ fn kernel_dependent_errors() {
     assert_eq!(got, expected, "snapshot kernel differs; got:\n{got}");
 }
 
+/// Names are unique across the files of a set: a list or macro defined twice is an error
+/// that points at both.
+#[test]
+fn duplicates_across_files() {
+    let a = "lists:\n  shells: [/bin/sh]\nmacros:\n  spawned: proc.name = \"sh\"\n";
+    let b = "lists:\n  shells: [/bin/bash]\nmacros:\n  spawned: proc.name = \"bash\"\n";
+    let got = match load_sources([("a.yaml", a), ("b.yaml", b)]) {
+        Ok(_) => String::from("accepted"),
+        Err(e) => e.render(),
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let expected_path = dir.join("duplicates.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&expected_path, &got).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    assert_eq!(got, expected, "snapshot duplicates differs; got:\n{got}");
+}
+
 #[test]
 fn warnings() {
     snapshot("warnings");
