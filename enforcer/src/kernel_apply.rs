@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// File operations the `file_open` hook decides (from the open mode). Others need the path
-/// hooks, and `exec`/`mmap_exec` as file operations need `bprm_check_security` to consult
-/// the file matcher; `exec:` rules (the exec matcher) cover running a program today.
-const KERNEL_FILE_OPS: &[&str] = &["read", "write", "append"];
+/// File operations the `file_open` hook decides: read, write and append from the open mode,
+/// and `exec` on the kernel's open of a program being executed. The others need the path and
+/// mmap hooks.
+const KERNEL_FILE_OPS: &[&str] = &["read", "write", "append", "exec"];
 
 /// Why a plan cannot be loaded into the kernel as it is.
 #[derive(Debug, PartialEq, Eq)]

@@ -46,6 +46,10 @@ fn policy(cgroup: &str) -> String {
         message: a tool from the tools folder was run
         action: deny
         exec: {{path: [{DIR}/tools/**]}}
+      - name: no-dropped-binaries
+        message: a binary from the drop folder was run
+        action: deny
+        file: {{path: [{DIR}/drop/**], ops: [exec]}}
 "
     )
 }
@@ -55,6 +59,8 @@ fn setup(cgroup: &str) -> Result<String> {
     fs::create_dir_all(format!("{DIR}/tools")).context("creating the fixture")?;
     fs::write(format!("{DIR}/secret"), "s3cret\n")?;
     fs::copy("/bin/busybox", format!("{DIR}/tools/echo"))?;
+    fs::create_dir_all(format!("{DIR}/drop"))?;
+    fs::copy("/bin/busybox", format!("{DIR}/drop/echo"))?;
     let path = format!("{DIR}/policy.yaml");
     fs::write(&path, policy(cgroup))?;
     Ok(path)
@@ -106,6 +112,10 @@ fn policy_file_is_enforced_in_its_cgroup() -> Result<()> {
     let read_outside = capture(Command::new("cat").arg(format!("{DIR}/secret")))?;
     let exec_child = exec_refused(&child, &format!("{DIR}/tools/echo"), &["hi"]);
     let exec_outside = capture(Command::new(format!("{DIR}/tools/echo")).arg("hi"))?;
+    // The file operation `exec`: decided when the kernel opens the program to run it.
+    let dropped = exec_refused(&cg, &format!("{DIR}/drop/echo"), &["hi"]);
+    // Reading the same file is not running it.
+    let dropped_read = run_in(&cg, "cat", &[&format!("{DIR}/drop/echo")])?;
     let state = enforcer.state_dir().to_path_buf();
     let log = enforcer.log().unwrap_or_default();
     let status = enforcer.stop()?;
@@ -120,6 +130,8 @@ fn policy_file_is_enforced_in_its_cgroup() -> Result<()> {
         "{read_outside}"
     );
     exec_child.context("exec in the cgroup created after load")?;
+    dropped.context("exec of a file under a file rule with `ops: [exec]`")?;
+    ensure!(dropped_read.status.success(), "reading the dropped binary must work: {dropped_read}");
     ensure!(
         exec_outside.status.success() && exec_outside.stdout == "hi\n",
         "{exec_outside}"
