@@ -38,8 +38,10 @@ pub const MAX_POLICIES: usize = abi::MAX_POLICIES;
 pub const MAX_LIST_LEN: usize = 1 << 23;
 
 /// Room for cgroups created after load when [`KernelPlan::cgroup_headroom`]
-/// is `None`.
-pub const DEFAULT_CGROUP_HEADROOM: u32 = 4096;
+/// is `None`. A cgroup that cannot inherit because the map is full is not covered, so the default is
+/// generous: 65,536 live cgroups created after load (entries are removed at rmdir) cost about
+/// 5 MiB of preallocated map.
+pub const DEFAULT_CGROUP_HEADROOM: u32 = 65_536;
 
 /// File operation bits of [`KernelRule::ops`]: bit i is the i-th operation
 /// of policy-lang's `FileOp` list, so its masks pass through unchanged.
