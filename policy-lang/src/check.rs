@@ -795,28 +795,7 @@ impl Checker {
     /// A pattern the kernel cannot evaluate is an error unless the user asked for the
     /// downgrade; then it is a visible warning.
     fn kernel_evaluable(&mut self, m: &Match, action: Action, downgrade: bool) {
-        let pats: Vec<&Spanned<PathPattern>> = match m {
-            Match::Exec(e) => e.paths.iter().chain(&e.parent).chain(&e.ancestor).collect(),
-            Match::File(f) => f
-                .paths
-                .iter()
-                .chain(&f.binaries.from)
-                .chain(&f.binaries.except_from)
-                .collect(),
-            Match::Network(n) => n
-                .binaries
-                .from
-                .iter()
-                .chain(&n.binaries.except_from)
-                .collect(),
-            Match::Kernel(k) => k
-                .binaries
-                .from
-                .iter()
-                .chain(&k.binaries.except_from)
-                .collect(),
-            Match::Condition(_) => Vec::new(),
-        };
+        let pats = m.path_patterns();
         for p in pats.into_iter().filter(|p| !p.value.kernel_evaluable()) {
             if action == Action::Allow {
                 // Matching an allow rule in user space would not exempt anything in the

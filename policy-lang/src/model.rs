@@ -196,6 +196,35 @@ pub enum Match {
 }
 
 impl Match {
+    /// Every path pattern of the match: the paths it is about and its binary filters
+    /// (`from`, `except_from`, `parent`, `ancestor`). A condition has none.
+    pub fn path_patterns(&self) -> Vec<&Spanned<PathPattern>> {
+        match self {
+            Match::Exec(e) => e.paths.iter().chain(&e.parent).chain(&e.ancestor).collect(),
+            Match::File(f) => f
+                .paths
+                .iter()
+                .chain(&f.binaries.from)
+                .chain(&f.binaries.except_from)
+                .collect(),
+            Match::Network(n) => n
+                .binaries
+                .from
+                .iter()
+                .chain(&n.binaries.except_from)
+                .collect(),
+            Match::Kernel(k) => k
+                .binaries
+                .from
+                .iter()
+                .chain(&k.binaries.except_from)
+                .collect(),
+            Match::Condition(_) => Vec::new(),
+        }
+    }
+}
+
+impl Match {
     /// The operation class, or None for user-space conditions.
     pub fn class(&self) -> Option<Class> {
         match self {

@@ -550,29 +550,10 @@ fn match_expr(m: &Match) -> Expr {
 }
 
 fn needs_userspace(m: &Match) -> bool {
-    let pats: Vec<&Spanned<PathPattern>> = match m {
-        Match::Exec(e) => e.paths.iter().chain(&e.parent).chain(&e.ancestor).collect(),
-        Match::File(f) => f
-            .paths
+    matches!(m, Match::Condition(_))
+        || m.path_patterns()
             .iter()
-            .chain(&f.binaries.from)
-            .chain(&f.binaries.except_from)
-            .collect(),
-        Match::Network(n) => n
-            .binaries
-            .from
-            .iter()
-            .chain(&n.binaries.except_from)
-            .collect(),
-        Match::Kernel(k) => k
-            .binaries
-            .from
-            .iter()
-            .chain(&k.binaries.except_from)
-            .collect(),
-        Match::Condition(_) => return true,
-    };
-    pats.iter().any(|p| !p.value.kernel_evaluable())
+            .any(|p| !p.value.kernel_evaluable())
 }
 
 /// Builds LPM entries where each entry also carries the rules of covering prefixes.

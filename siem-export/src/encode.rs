@@ -40,6 +40,24 @@ impl Default for Product {
 }
 
 /// The last path component (`sh` for `/bin/sh`); empty for `/`.
+/// Writes one JSON document for `ev`; on failure nothing of it is left in `out`.
+pub(crate) fn write_json(
+    encoder: &'static str,
+    ev: &SecurityEvent,
+    doc: &impl serde::Serialize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    serde_json::to_writer(&mut *out, doc).map_err(|source| {
+        out.truncate(start);
+        EncodeError::Json {
+            encoder,
+            id: ev.id,
+            source,
+        }
+    })
+}
+
 pub(crate) fn basename(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => &path[i + 1..],

@@ -33,16 +33,7 @@ impl Encoder for Ecs {
     }
 
     fn encode(&self, ev: &SecurityEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let doc = self.document(ev);
-        let start = out.len();
-        serde_json::to_writer(&mut *out, &doc).map_err(|source| {
-            out.truncate(start);
-            EncodeError::Json {
-                encoder: self.name(),
-                id: ev.id,
-                source,
-            }
-        })
+        super::write_json(self.name(), ev, &self.document(ev), out)
     }
 }
 
