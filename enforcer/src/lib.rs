@@ -1,4 +1,5 @@
 //! The enforcer's library part: what the `enforcer` binary, its benchmarks
 //! and its integration tests share. Today that is the local event store.
 
+pub mod enrich;
 pub mod store;
