@@ -4,13 +4,16 @@
 
 use anyhow::Context;
 use serde::Deserialize;
+use siem_export::config::SinkConfig;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/enforcer";
 
+/// The config file. `S` is how a `[[export.sinks]]` entry is held: read first as a TOML table
+/// with its position, then turned into a [`SinkConfig`] with errors that name the sink.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct Config<S = SinkConfig> {
     /// Where events and state are kept. Default `/var/lib/enforcer`.
     pub state_dir: PathBuf,
     /// Policy files or folders. Default: none, which means the embedded rule library.
@@ -21,7 +24,63 @@ pub struct Config {
     pub event_log: EventLogConfig,
     /// The event store `<state_dir>/events.db` (what `enforcer events query` reads).
     pub store: StoreConfig,
+    /// Export to SIEMs: the sinks and the outbox `<state_dir>/outbox.db`.
+    pub export: ExportConfig<S>,
 }
+
+/// `[export]`: where events are forwarded. No sinks (the default): nothing is exported and no
+/// outbox is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig<S = SinkConfig> {
+    /// `[[export.sinks]]`, siem-export's sink configuration (name, type, filter, batch, retry
+    /// and the type's own keys).
+    pub sinks: Vec<S>,
+    /// On SIGTERM, how long batches being sent (and events not sent yet) may take before the
+    /// daemon exits; what is not delivered by then stays in the outbox. Default 5000.
+    pub shutdown_grace_ms: u64,
+    /// `[export.outbox]`.
+    pub outbox: OutboxSettings,
+}
+
+impl<S> Default for ExportConfig<S> {
+    fn default() -> Self {
+        ExportConfig {
+            sinks: Vec::new(),
+            shutdown_grace_ms: 5000,
+            outbox: OutboxSettings::default(),
+        }
+    }
+}
+
+/// `[export.outbox]`: the durable queue between the daemon and the sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Upper bound on the outbox database's used size; past it, audit events are refused and
+    /// deny/kill events evict dead letters, then undelivered audit events. Default 1 GiB.
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            max_bytes: siem_export::outbox::OutboxConfig::default().max_bytes,
+        }
+    }
+}
+
+impl OutboxSettings {
+    pub fn outbox_config(&self) -> siem_export::outbox::OutboxConfig {
+        siem_export::outbox::OutboxConfig {
+            max_bytes: self.max_bytes,
+            ..siem_export::outbox::OutboxConfig::default()
+        }
+    }
+}
+
+/// The smallest `export.outbox.max_bytes` accepted: room for a few thousand events.
+const MIN_OUTBOX_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -68,7 +127,7 @@ pub struct EventLogConfig {
     pub keep_files: u32,
 }
 
-impl Default for Config {
+impl<S> Default for Config<S> {
     fn default() -> Self {
         Config {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
@@ -76,6 +135,7 @@ impl Default for Config {
             mode: None,
             event_log: EventLogConfig::default(),
             store: StoreConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -98,15 +158,108 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        if config.event_log.max_file_bytes < 4096 {
+        let raw: Config<toml::Spanned<toml::Table>> =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if raw.event_log.max_file_bytes < 4096 {
             anyhow::bail!(
                 "`event_log.max_file_bytes` is {}; it must be at least 4096 (one event)",
-                config.event_log.max_file_bytes
+                raw.event_log.max_file_bytes
             );
         }
-        Ok(config)
+        if raw.export.outbox.max_bytes < MIN_OUTBOX_BYTES {
+            anyhow::bail!(
+                "`export.outbox.max_bytes` is {}; it must be at least {MIN_OUTBOX_BYTES} (1 MiB)",
+                raw.export.outbox.max_bytes
+            );
+        }
+        let mut sinks: Vec<SinkConfig> = Vec::with_capacity(raw.export.sinks.len());
+        for (i, entry) in raw.export.sinks.into_iter().enumerate() {
+            let sink = parse_sink(i, entry, text)?;
+            if sinks.iter().any(|s| s.name == sink.name) {
+                anyhow::bail!(
+                    "two `[[export.sinks]]` are named `{}`: sink names must be unique",
+                    sink.name
+                );
+            }
+            sinks.push(sink);
+        }
+        Ok(Config {
+            state_dir: raw.state_dir,
+            policies: raw.policies,
+            mode: raw.mode,
+            event_log: raw.event_log,
+            store: raw.store,
+            export: ExportConfig {
+                sinks,
+                shutdown_grace_ms: raw.export.shutdown_grace_ms,
+                outbox: raw.export.outbox,
+            },
+        })
     }
+
+    /// The configured sink names, in order (what the outbox is opened with).
+    pub fn sink_names(&self) -> Vec<&str> {
+        self.export.sinks.iter().map(|s| s.name.as_str()).collect()
+    }
+}
+
+/// The sink's type-specific keys are read through a serde `flatten`, which loses the key of a
+/// type error ("invalid type: integer `5`, expected a string"). The culprit is the one key
+/// whose removal makes that error go away; `None` when the message names the key already or no
+/// single key is to blame (a missing key).
+fn culprit_key(table: &toml::Table, error: &str) -> Option<String> {
+    let mut found = None;
+    if table.keys().any(|key| error.contains(&format!("`{key}`"))) {
+        return None;
+    }
+    // Without `name` or `type` every error turns into that one.
+    for key in table.keys().filter(|k| *k != "name" && *k != "type") {
+        let mut without = table.clone();
+        without.remove(key);
+        let still = match toml::Value::Table(without).try_into::<SinkConfig>() {
+            Ok(_) => false,
+            Err(e) => e.to_string().trim().replace('\n', " ") == error,
+        };
+        if !still {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(key.clone());
+        }
+    }
+    found
+}
+
+/// One `[[export.sinks]]` entry (the `index`th): errors name the sink (or its number when it
+/// has no name), the line its table starts on, and the key serde complained about.
+fn parse_sink(
+    index: usize,
+    entry: toml::Spanned<toml::Table>,
+    text: &str,
+) -> anyhow::Result<SinkConfig> {
+    let line = text
+        .get(..entry.span().start)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1;
+    let table = entry.into_inner();
+    let what = match table.get("name").and_then(toml::Value::as_str) {
+        Some(name) => format!("sink `{name}`"),
+        None => format!("sink number {}", index + 1),
+    };
+    let sink: SinkConfig = match toml::Value::Table(table.clone()).try_into() {
+        Ok(sink) => sink,
+        Err(e) => {
+            let mut detail = e.to_string().trim().replace('\n', " ");
+            if let Some(key) = culprit_key(&table, &detail) {
+                detail.push_str(&format!(" (key `{key}`)"));
+            }
+            anyhow::bail!("`[[export.sinks]]` {what} (line {line}): {detail}");
+        }
+    };
+    if sink.name.is_empty() {
+        anyhow::bail!("`[[export.sinks]]` {what} (line {line}): `name` must not be empty");
+    }
+    Ok(sink)
 }
 
 #[cfg(test)]
@@ -123,6 +276,81 @@ mod tests {
         assert_eq!(c.mode, None);
         assert_eq!(c.store.max_age_days, 30);
         assert_eq!(c.store.max_bytes, 1 << 30);
+        assert!(c.export.sinks.is_empty());
+        assert_eq!(c.export.shutdown_grace_ms, 5000);
+        assert_eq!(c.export.outbox.max_bytes, 1 << 30);
+    }
+
+    const SINKS: &str = "state_dir = \"/x\"\n\
+        [export]\nshutdown_grace_ms = 2000\n\
+        [export.outbox]\nmax_bytes = 10485760\n\
+        [[export.sinks]]\nname = \"soc\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\n\
+        format = \"ocsf\"\nsecrets = [{ file = \"/etc/enforcer/hook.secret\" }]\n\
+        filter = { verdicts = [\"denied\"] }\nbatch = { max_delay_ms = 100 }\n\
+        [[export.sinks]]\nname = \"local\"\ntype = \"file\"\npath = \"/var/log/e.jsonl\"\n";
+
+    #[test]
+    fn export_sinks_and_outbox_parse() {
+        use siem_export::config::SinkKind;
+        let c = Config::parse(SINKS).unwrap();
+        assert_eq!(c.sink_names(), ["soc", "local"]);
+        assert_eq!(c.export.shutdown_grace_ms, 2000);
+        assert_eq!(c.export.outbox.outbox_config().max_bytes, 10 << 20);
+        let soc = &c.export.sinks[0];
+        assert!(matches!(&soc.kind, SinkKind::Webhook(w) if w.secrets.len() == 1));
+        assert_eq!(soc.batch.max_delay_ms, 100);
+        assert_eq!(soc.batch.max_events, 500);
+        assert!(matches!(&c.export.sinks[1].kind, SinkKind::File(_)));
+    }
+
+    #[test]
+    fn sink_errors_name_the_sink_the_key_and_the_line() {
+        let bad = SINKS.replace("format = \"ocsf\"", "fromat = \"ocsf\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            err.contains("sink `soc`") && err.contains("fromat") && err.contains("line 6"),
+            "{err}"
+        );
+        let bad = SINKS.replace("url = \"http://127.0.0.1:9/h\"\n", "");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("sink `soc`") && err.contains("`url`"), "{err}");
+        let bad = SINKS.replace("type = \"file\"", "type = \"kafka\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            err.contains("sink `local`") && err.contains("kafka"),
+            "{err}"
+        );
+        let bad = SINKS.replace("\"http://127.0.0.1:9/h\"", "5");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            err.contains("sink `soc`") && err.contains("key `url`"),
+            "{err}"
+        );
+        let bad = SINKS.replace("max_delay_ms", "max_dalay_ms");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            err.contains("sink `soc`") && err.contains("max_dalay_ms"),
+            "{err}"
+        );
+        let bad = SINKS.replace("name = \"local\"", "name = \"soc\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("`soc`") && err.contains("unique"), "{err}");
+        let bad = SINKS.replace("name = \"local\"\n", "");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(
+            err.contains("sink number 2") && err.contains("`name`"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::parse("[export]\nshutdown_grace = 1\n").unwrap_err()
+        );
+        assert!(err.contains("shutdown_grace"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::parse("[export.outbox]\nmax_bytes = 1000\n").unwrap_err()
+        );
+        assert!(err.contains("export.outbox.max_bytes"), "{err}");
     }
 
     #[test]

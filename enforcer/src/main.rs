@@ -5,6 +5,7 @@ mod config;
 mod doctor;
 mod events_cmd;
 mod exit_code;
+mod export_cmd;
 mod kernel_apply;
 mod policy_cmd;
 mod run;
@@ -59,6 +60,9 @@ enum Command {
     /// Query and follow the local event store; import exported events.
     #[command(subcommand)]
     Events(events_cmd::EventsCommand),
+    /// Try the configured SIEM sinks, replay dead letters, show the export outbox.
+    #[command(subcommand)]
+    Export(export_cmd::ExportCommand),
 }
 
 fn init_logging(format: LogFormat) {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args).map(|()| exit_code::OK),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Events(cmd) => events_cmd::run(cmd),
+        Command::Export(cmd) => export_cmd::run(cmd),
     };
     match result {
         Ok(code) => exit_code::to_exit_code(code),

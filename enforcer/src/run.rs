@@ -4,6 +4,7 @@
 use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
+use crate::export_cmd;
 use crate::kernel_apply;
 use crate::policy_cmd;
 use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
@@ -11,10 +12,17 @@ use anyhow::Context;
 use bpf_lsm::plan::KernelPlan;
 use bpf_lsm::{FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
 use enforcer::store::{self, Store, Writer, WriterOptions};
+use siem_export::config::SinkRuntime;
+use siem_export::dispatcher::Dispatcher;
+use siem_export::outbox::Outbox;
+use siem_export::SecurityEvent;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -195,11 +203,20 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     )
     .context("starting the event store writer")?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let export = if config.export.sinks.is_empty() {
+        None
+    } else {
+        Some(prepare_export(&config, &state_dir)?)
+    };
+
+    // Two workers: the ring buffer is read on the main thread (block_on) while the export
+    // workers send on the runtime's threads; the outbox runs on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(rules, mode, log, &writer));
+    let result = runtime.block_on(serve(rules, mode, log, &writer, export));
     // Whatever happened, what was queued for the store is written before exit.
     match writer.shutdown() {
         Ok((_, stats)) => tracing::info!(
@@ -280,11 +297,185 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
     Ok(Rules { load, names })
 }
 
+/// What export needs before the runtime starts: the sinks built (secrets read) and the outbox
+/// opened. A sink that cannot be built is a config error: the daemon does not start.
+struct ExportSetup {
+    outbox: Arc<Outbox>,
+    sinks: Vec<SinkRuntime>,
+    grace: Duration,
+}
+
+fn prepare_export(config: &Config, state_dir: &Path) -> Result<ExportSetup, Failure> {
+    let sinks = config
+        .export
+        .sinks
+        .iter()
+        .map(|s| s.build())
+        .collect::<Result<Vec<_>, _>>()
+        .context("building the export sinks")
+        .map_err(|e| Failure::new(exit_code::CONFIG, e))?;
+    let outbox = export_cmd::open_outbox(state_dir, config)
+        .map_err(|e| Failure::new(exit_code::STATE_DIR, e))?;
+    match outbox.stats() {
+        Ok(stats) => {
+            for s in stats.sinks.iter().filter(|s| s.queued + s.dead > 0) {
+                tracing::info!(
+                    sink = %s.sink,
+                    queued = s.queued,
+                    dead = s.dead,
+                    "outbox: events left by the previous run are sent first; dead letters wait for \
+                     `enforcer export replay`"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the outbox statistics failed"),
+    }
+    Ok(ExportSetup {
+        outbox: Arc::new(outbox),
+        sinks,
+        grace: Duration::from_millis(config.export.shutdown_grace_ms),
+    })
+}
+
+/// Batches of events (one per ring-buffer wakeup) waiting to be stored in the outbox. Bounded:
+/// when the outbox falls this far behind, batches are dropped from export (they are still in
+/// the local log and store) rather than stall the ring buffer.
+const EXPORT_QUEUE_BATCHES: usize = 1024;
+
+/// The daemon's side of export: events go through a channel to a task that stores them in the
+/// outbox (the ring-buffer loop never waits for the disk), and the dispatcher's workers deliver
+/// them from there.
+struct Exporter {
+    tx: mpsc::Sender<Vec<SecurityEvent>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Events that could not be queued for export.
+    dropped: u64,
+}
+
+impl Exporter {
+    /// Starts the dispatcher; call inside the runtime.
+    fn start(setup: ExportSetup) -> Result<Self, Failure> {
+        let names: Vec<String> = setup.sinks.iter().map(|s| s.name.clone()).collect();
+        let dispatcher = Dispatcher::start(setup.outbox, setup.sinks)
+            .context("starting the export dispatcher")?;
+        tracing::info!(sinks = ?names, "export started");
+        let (tx, rx) = mpsc::channel(EXPORT_QUEUE_BATCHES);
+        let task = tokio::spawn(export_task(dispatcher, rx, setup.grace));
+        Ok(Exporter {
+            tx,
+            task,
+            dropped: 0,
+        })
+    }
+
+    /// Queues one wakeup's events without waiting.
+    fn submit(&mut self, batch: Vec<SecurityEvent>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tx.try_send(batch) {
+            let (why, batch) = match e {
+                mpsc::error::TrySendError::Full(b) => ("the outbox is too far behind", b),
+                mpsc::error::TrySendError::Closed(b) => ("the export task stopped", b),
+            };
+            if self.dropped == 0 {
+                tracing::error!(
+                    reason = why,
+                    "events are not exported (they are still in the local log and store); \
+                     the total is logged at stop"
+                );
+            }
+            self.dropped += batch.len() as u64;
+        }
+    }
+
+    /// Stores what is still queued, gives the sinks up to the grace period to deliver, and
+    /// stops the workers; what is not delivered stays in the outbox for the next start.
+    async fn shutdown(self) {
+        let Exporter { tx, task, dropped } = self;
+        drop(tx);
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the export task failed");
+        }
+        if dropped > 0 {
+            tracing::error!(events = dropped, "events were not queued for export");
+        }
+    }
+}
+
+async fn export_task(
+    dispatcher: Dispatcher,
+    mut rx: mpsc::Receiver<Vec<SecurityEvent>>,
+    grace: Duration,
+) {
+    let mut batches = Vec::new();
+    // Everything that piled up while the previous enqueue ran goes in one transaction.
+    while rx.recv_many(&mut batches, EXPORT_QUEUE_BATCHES).await > 0 {
+        let events: Vec<SecurityEvent> = batches.drain(..).flatten().collect();
+        let n = events.len();
+        // The outbox logs and counts what its disk-full policy refuses or evicts.
+        if let Err(e) = dispatcher.enqueue(events).await {
+            tracing::error!(events = n, error = %e, "storing events in the export outbox failed; they are not exported");
+        }
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    // Give the sinks the grace period to deliver what is queued (a sink that is down keeps
+    // its events in the outbox until the next start).
+    loop {
+        match dispatcher.stats().await {
+            Ok(stats) if stats.sinks.iter().all(|s| s.queued + s.in_flight == 0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the outbox statistics failed");
+                break;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = dispatcher.metrics();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    dispatcher
+        .shutdown(left.max(Duration::from_millis(500)))
+        .await;
+    for s in metrics.snapshot().sinks {
+        tracing::info!(
+            sink = %s.name,
+            delivered = s.delivered,
+            retried = s.retried,
+            dead_lettered = s.dead_lettered,
+            filtered = s.filtered,
+            "export stopped"
+        );
+    }
+}
+
 async fn serve(
+    rules: Rules,
+    mode: Option<ModeArg>,
+    log: VerdictLog,
+    writer: &Writer,
+    export: Option<ExportSetup>,
+) -> Result<(), Failure> {
+    let mut exporter = match export {
+        Some(setup) => Some(Exporter::start(setup)?),
+        None => None,
+    };
+    let result = watch(rules, mode, log, writer, exporter.as_mut()).await;
+    if let Some(exporter) = exporter {
+        exporter.shutdown().await;
+    }
+    result
+}
+
+async fn watch(
     rules: Rules,
     mode: Option<ModeArg>,
     mut log: VerdictLog,
     writer: &Writer,
+    mut exporter: Option<&mut Exporter>,
 ) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -345,7 +536,7 @@ async fn serve(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, writer, &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = sigterm.recv() => break,
@@ -359,6 +550,7 @@ async fn serve(
         &ctx,
         &mut log,
         writer,
+        exporter,
         &mut decode_errors,
     )?;
     log.flush()?;
@@ -378,8 +570,10 @@ fn drain(
     ctx: &Stamp,
     log: &mut VerdictLog,
     writer: &Writer,
+    exporter: Option<&mut Exporter>,
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
+    let mut batch = Vec::new();
     while let Some(item) = ring.next() {
         match bpf_lsm::decode_record(&item) {
             Ok(record) => {
@@ -387,6 +581,9 @@ fn drain(
                 let event =
                     verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
                 log.append(&event)?;
+                if exporter.is_some() {
+                    batch.push(event.clone());
+                }
                 // Never blocks: a full queue is counted as dropped by the writer.
                 writer.submit(event);
             }
@@ -395,6 +592,9 @@ fn drain(
                 tracing::warn!(error = %e, "skipping a malformed kernel record");
             }
         }
+    }
+    if let Some(exporter) = exporter {
+        exporter.submit(batch);
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod cgroup;
 pub mod command;
 pub mod doctor;
 pub mod enforcer_process;
+pub mod export;
 pub mod file_open;
 pub mod guest;
 pub mod kernel_plan;
@@ -69,6 +70,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("doctor", doctor::TESTS),
     ("kernel_plan", kernel_plan::TESTS),
     ("policy_run", policy_run::TESTS),
+    ("export", export::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.

@@ -131,7 +131,10 @@ fn policy_file_is_enforced_in_its_cgroup() -> Result<()> {
     );
     exec_child.context("exec in the cgroup created after load")?;
     dropped.context("exec of a file under a file rule with `ops: [exec]`")?;
-    ensure!(dropped_read.status.success(), "reading the dropped binary must work: {dropped_read}");
+    ensure!(
+        dropped_read.status.success(),
+        "reading the dropped binary must work: {dropped_read}"
+    );
     ensure!(
         exec_outside.status.success() && exec_outside.stdout == "hi\n",
         "{exec_outside}"
