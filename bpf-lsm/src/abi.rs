@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -12,6 +12,7 @@ pub const NAME_BYTES: usize = 256;
 
 pub const EVENT_FILE_OPEN: u16 = 1;
 pub const EVENT_EXEC: u16 = 2;
+pub const EVENT_NET: u16 = 3;
 
 pub const VERDICT_ALLOW: u16 = 0;
 pub const VERDICT_DENY: u16 = 1;
@@ -21,6 +22,8 @@ pub const VERDICT_KILL: u16 = 3;
 pub const FLAG_PATH_UNRESOLVED: u32 = 1 << 0;
 pub const FLAG_DEFAULT: u32 = 1 << 1;
 pub const FLAG_KILLED: u32 = 1 << 2;
+pub const FLAG_V4_MAPPED: u32 = 1 << 3;
+pub const FLAG_CGROUP_HOOK: u32 = 1 << 4;
 
 pub const RULE_NONE: u32 = u32::MAX;
 pub const POLICY_NONE: u32 = u32::MAX;
@@ -32,12 +35,26 @@ pub const ACTION_KILL: u32 = 3;
 
 pub const CLASS_FILE: u32 = 0;
 pub const CLASS_EXEC: u32 = 1;
-pub const CLASSES: usize = 2;
+pub const CLASS_NET: u32 = 2;
+pub const CLASSES: usize = 4;
 
 pub const OP_READ: u32 = 1 << 0;
 pub const OP_WRITE: u32 = 1 << 1;
 pub const OP_APPEND: u32 = 1 << 2;
 pub const OP_EXEC: u32 = 1 << 10;
+
+pub const NET_CONNECT: u32 = 1 << 0;
+pub const NET_BIND: u32 = 1 << 1;
+pub const NET_LISTEN: u32 = 1 << 2;
+pub const NET_SEND: u32 = 1 << 3;
+pub const FAMILY_IPV4: u32 = 1 << 0;
+pub const FAMILY_IPV6: u32 = 1 << 1;
+pub const PROTO_TCP: u32 = 1 << 0;
+pub const PROTO_UDP: u32 = 1 << 1;
+
+/// Address families of [`NetEvent::family`] (Linux values).
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 
 pub const MAX_POLICIES: usize = 64;
 
@@ -168,6 +185,66 @@ pub struct Rule {
     pub ops: u32,
 }
 
+/// `struct enf_net_event`: a network verdict, sent whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetEvent {
+    pub hdr: EventHeader,
+    pub op: u32,
+    pub family: u16,
+    pub protocol: u16,
+    pub port: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct enf_lpm_v4_key`: key of `enf_net_v4`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LpmV4Key {
+    pub prefixlen: u32,
+    pub addr: [u8; 4],
+}
+
+/// `struct enf_lpm_v6_key`: key of `enf_net_v6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LpmV6Key {
+    pub prefixlen: u32,
+    pub addr: [u8; 16],
+}
+
+/// `struct enf_net_list`: value of both tries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetList {
+    pub list_off: u32,
+    pub list_len: u32,
+}
+
+/// `struct enf_net_rule`: value of `enf_net_rules`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetRule {
+    pub id: u32,
+    pub slot: u32,
+    pub action: u32,
+    pub ops: u32,
+    pub families: u32,
+    pub protocols: u32,
+    pub ports_off: u32,
+    pub ports_len: u32,
+}
+
+/// `struct enf_port_range`: value of `enf_net_ports`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
 // SAFETY: plain-old-data structs of integers and byte arrays with explicit
 // padding fields, so every byte pattern is valid and none is uninitialised.
 unsafe impl aya::Pod for CgroupPolicies {}
@@ -185,6 +262,16 @@ unsafe impl aya::Pod for StateKey {}
 unsafe impl aya::Pod for State {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Rule {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LpmV4Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LpmV6Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for NetList {}
+// SAFETY: as above.
+unsafe impl aya::Pod for NetRule {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PortRange {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -246,6 +333,20 @@ mod tests {
                 [wildcard, list_off, list_len, max_suffix]
             ),
             layout!("enf_rule", Rule, [id, slot, action, ops]),
+            layout!(
+                "enf_net_event",
+                NetEvent,
+                [hdr, op, family, protocol, port, _pad, _pad2, addr]
+            ),
+            layout!("enf_lpm_v4_key", LpmV4Key, [prefixlen, addr]),
+            layout!("enf_lpm_v6_key", LpmV6Key, [prefixlen, addr]),
+            layout!("enf_net_list", NetList, [list_off, list_len]),
+            layout!(
+                "enf_net_rule",
+                NetRule,
+                [id, slot, action, ops, families, protocols, ports_off, ports_len]
+            ),
+            layout!("enf_port_range", PortRange, [lo, hi]),
         ]
     }
 

@@ -3,9 +3,10 @@
 //! a crash: every length and enum is checked, and a malformed record is an
 //! error the caller counts and skips.
 
-use crate::abi::{self, EventHeader, ExecEvent, FileEvent};
+use crate::abi::{self, EventHeader, ExecEvent, FileEvent, NetEvent};
 use crate::plan::Action;
 use core::mem::{offset_of, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What the kernel decided, as the first (`file_open`-only) API reports it:
 /// a kill is reported as `Deny`. [`decode_record`] has the full picture.
@@ -77,6 +78,12 @@ pub enum DecodeError {
     UnknownVerdict(u16),
     #[error("record says its path has {claimed} bytes but carries {present}")]
     PathLength { claimed: usize, present: usize },
+    #[error("network record of {len} bytes; it has {expected}")]
+    NetLength { len: usize, expected: usize },
+    #[error("network record has address family {0}")]
+    NetFamily(u16),
+    #[error("network record has operation bits {0:#x}")]
+    NetOp(u32),
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -157,11 +164,60 @@ pub struct ExecRecord {
     pub path: Vec<u8>,
 }
 
+/// A network operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetOp {
+    Connect,
+    Bind,
+    Listen,
+    Send,
+}
+
+impl NetOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetOp::Connect => "connect",
+            NetOp::Bind => "bind",
+            NetOp::Listen => "listen",
+            NetOp::Send => "send",
+        }
+    }
+}
+
+/// A network decision (connect, bind, listen or UDP send).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetRecord {
+    pub header: Header,
+    pub op: NetOp,
+    /// The address as decided: an IPv4-mapped IPv6 address is reported as
+    /// IPv4 ([`NetRecord::v4_mapped`] says so). The remote address for
+    /// connect and send, the local one for bind and listen.
+    pub addr: IpAddr,
+    /// Host byte order (0 for a listen on a socket not bound yet).
+    pub port: u16,
+    /// IPPROTO_* of the socket (6 TCP, 17 UDP, ...).
+    pub protocol: u16,
+}
+
+impl NetRecord {
+    /// The operation gave an IPv4-mapped IPv6 address.
+    pub fn v4_mapped(&self) -> bool {
+        self.header.flags & abi::FLAG_V4_MAPPED != 0
+    }
+
+    /// A cgroup socket program (no BPF LSM) decided, not an LSM hook.
+    pub fn by_cgroup_hook(&self) -> bool {
+        self.header.flags & abi::FLAG_CGROUP_HOOK != 0
+    }
+}
+
 /// One decoded ring-buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     FileOpen(FileRecord),
     Exec(ExecRecord),
+    Net(NetRecord),
 }
 
 impl Record {
@@ -169,6 +225,7 @@ impl Record {
         match self {
             Record::FileOpen(r) => &r.header,
             Record::Exec(r) => &r.header,
+            Record::Net(r) => &r.header,
         }
     }
 }
@@ -259,8 +316,41 @@ pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
             )?;
             Ok(Record::Exec(ExecRecord { header, path }))
         }
+        abi::EVENT_NET => decode_net(record, header).map(Record::Net),
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+fn decode_net(record: &[u8], header: Header) -> Result<NetRecord, DecodeError> {
+    let expected = size_of::<NetEvent>();
+    if record.len() != expected {
+        return Err(DecodeError::NetLength {
+            len: record.len(),
+            expected,
+        });
+    }
+    let op = match u32_at(record, offset_of!(NetEvent, op)) {
+        abi::NET_CONNECT => NetOp::Connect,
+        abi::NET_BIND => NetOp::Bind,
+        abi::NET_LISTEN => NetOp::Listen,
+        abi::NET_SEND => NetOp::Send,
+        other => return Err(DecodeError::NetOp(other)),
+    };
+    let off = offset_of!(NetEvent, addr);
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&record[off..off + 16]);
+    let addr = match u16_at(record, offset_of!(NetEvent, family)) {
+        abi::AF_INET => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+        abi::AF_INET6 => IpAddr::V6(Ipv6Addr::from(a)),
+        other => return Err(DecodeError::NetFamily(other)),
+    };
+    Ok(NetRecord {
+        header,
+        op,
+        addr,
+        port: u16_at(record, offset_of!(NetEvent, port)),
+        protocol: u16_at(record, offset_of!(NetEvent, protocol)),
+    })
 }
 
 /// Decodes one ring-buffer record for the first, `file_open`-only API
@@ -293,6 +383,7 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
             }))
         }
         Record::Exec(_) => Err(DecodeError::UnknownKind(abi::EVENT_EXEC)),
+        Record::Net(_) => Err(DecodeError::UnknownKind(abi::EVENT_NET)),
     }
 }
 
@@ -490,6 +581,116 @@ pub(crate) mod tests {
             r[i] = (seed >> 8) as u8;
             let cut = (seed >> 16) as usize % (r.len() + 1);
             let _ = decode(&r[..cut]);
+        }
+    }
+
+    /// Builds a network record the way the kernel lays it out.
+    fn net_record(verdict: u16, op: u32, family: u16, addr: &[u8], port: u16) -> Vec<u8> {
+        let mut b = file_record(verdict, b"");
+        b.truncate(size_of::<EventHeader>());
+        b.resize(size_of::<NetEvent>(), 0);
+        b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&abi::EVENT_NET.to_ne_bytes());
+        b[offset_of!(EventHeader, flags)..][..4]
+            .copy_from_slice(&(abi::FLAG_V4_MAPPED | abi::FLAG_CGROUP_HOOK).to_ne_bytes());
+        b[offset_of!(NetEvent, op)..][..4].copy_from_slice(&op.to_ne_bytes());
+        b[offset_of!(NetEvent, family)..][..2].copy_from_slice(&family.to_ne_bytes());
+        b[offset_of!(NetEvent, protocol)..][..2].copy_from_slice(&6u16.to_ne_bytes());
+        b[offset_of!(NetEvent, port)..][..2].copy_from_slice(&port.to_ne_bytes());
+        b[offset_of!(NetEvent, addr)..][..addr.len()].copy_from_slice(addr);
+        b
+    }
+
+    #[test]
+    fn decodes_network_records() {
+        let r = net_record(
+            abi::VERDICT_DENY,
+            abi::NET_CONNECT,
+            abi::AF_INET,
+            &[127, 0, 0, 2],
+            9,
+        );
+        let Record::Net(n) = decode_record(&r).unwrap() else {
+            panic!("not a network record")
+        };
+        assert_eq!(n.op, NetOp::Connect);
+        assert_eq!(n.addr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((n.port, n.protocol), (9, 6));
+        assert_eq!(n.header.action, Action::Deny);
+        assert_eq!(n.header.rule_id, Some(5));
+        assert!(n.v4_mapped() && n.by_cgroup_hook());
+        let six: Ipv6Addr = "fd00::1".parse().unwrap();
+        let r = net_record(
+            abi::VERDICT_AUDIT,
+            abi::NET_LISTEN,
+            abi::AF_INET6,
+            &six.octets(),
+            0,
+        );
+        let Record::Net(n) = decode_record(&r).unwrap() else {
+            panic!("not a network record")
+        };
+        assert_eq!((n.op, n.addr, n.port), (NetOp::Listen, IpAddr::V6(six), 0));
+        assert_eq!(n.header.action, Action::Audit);
+        // The first API does not know network records.
+        assert_eq!(decode(&r), Err(DecodeError::UnknownKind(abi::EVENT_NET)));
+    }
+
+    #[test]
+    fn rejects_malformed_network_records() {
+        let good = net_record(
+            abi::VERDICT_DENY,
+            abi::NET_BIND,
+            abi::AF_INET,
+            &[10, 0, 0, 1],
+            22,
+        );
+        assert!(decode_record(&good).is_ok());
+        for len in 0..size_of::<EventHeader>() {
+            assert!(matches!(
+                decode_record(&good[..len]),
+                Err(DecodeError::Short { .. })
+            ));
+        }
+        for len in size_of::<EventHeader>()..good.len() {
+            assert!(matches!(
+                decode_record(&good[..len]),
+                Err(DecodeError::NetLength { .. })
+            ));
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_record(&long),
+            Err(DecodeError::NetLength { .. })
+        ));
+        for op in [0, 3, 1 << 4, u32::MAX] {
+            let r = net_record(abi::VERDICT_DENY, op, abi::AF_INET, &[1, 2, 3, 4], 1);
+            assert_eq!(decode_record(&r), Err(DecodeError::NetOp(op)));
+        }
+        for fam in [0, 1, 3, 11] {
+            let r = net_record(abi::VERDICT_DENY, abi::NET_SEND, fam, &[1, 2, 3, 4], 1);
+            assert_eq!(decode_record(&r), Err(DecodeError::NetFamily(fam)));
+        }
+        let mut r = good.clone();
+        r[offset_of!(EventHeader, verdict)] = 7;
+        assert_eq!(decode_record(&r), Err(DecodeError::UnknownVerdict(7)));
+        let mut r = good.clone();
+        r[offset_of!(EventHeader, abi_version)] = 2;
+        assert!(matches!(
+            decode_record(&r),
+            Err(DecodeError::AbiVersion { .. })
+        ));
+        // Arbitrary corruption never panics.
+        let mut seed = 0xdead_beefu32;
+        for _ in 0..20_000 {
+            let mut r = good.clone();
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let i = seed as usize % r.len();
+            r[i] = (seed >> 8) as u8;
+            let cut = (seed >> 16) as usize % (r.len() + 1);
+            let _ = decode_record(&r[..cut]);
         }
     }
 }

@@ -16,14 +16,15 @@ pub mod probe;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    Record, Verdict,
+    NetOp, NetRecord, Record, Verdict,
 };
 pub use loader::{
     EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,
 };
 pub use path_hash::path_hash;
 pub use plan::{
-    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, PathMatcherEntries,
-    PlanError, SuffixAccept, Wildcard,
+    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, NetMechanism,
+    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, PlanError, SuffixAccept,
+    Wildcard,
 };
 pub use probe::{probe_kernel, Check, CheckStatus, KernelReport};

@@ -5,13 +5,15 @@
 use crate::abi;
 use crate::objects;
 use crate::plan::{
-    self, Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
-    PathMatcherEntries, PlanError,
+    self, net, Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
+    NetMechanism, NetworkPlan, PathMatcherEntries, PlanError,
 };
+use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, Lsm, ProgramError};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 pub use crate::plan::Mode;
 
@@ -78,6 +80,12 @@ pub enum LoadError {
     Plan(#[from] PlanError),
     #[error("cannot write map `{map}`: {detail}")]
     MapWrite { map: &'static str, detail: String },
+    #[error("cannot attach `{program}` to cgroup `{}`: {detail}", cgroup.display())]
+    CgroupAttach {
+        program: &'static str,
+        cgroup: PathBuf,
+        detail: String,
+    },
 }
 
 impl LoadError {
@@ -133,6 +141,8 @@ pub type EventRing = RingBuf<MapData>;
 pub struct Loaded {
     ebpf: Ebpf,
     hooks: Vec<&'static str>,
+    net_mechanism: Option<NetMechanism>,
+    cgroup_attachments: Vec<PathBuf>,
 }
 
 const OBJECT: &str = "enforcer";
@@ -142,6 +152,22 @@ const MKDIR: &str = "enf_cgroup_mkdir";
 const RMDIR: &str = "enf_cgroup_rmdir";
 const FILE_OPEN: &str = "enf_file_open";
 const BPRM_CHECK: &str = "enf_bprm_check";
+/// (program, hook, op) of the LSM network programs.
+const NET_LSM: &[(&str, &str, u32)] = &[
+    ("enf_socket_connect", "socket_connect", net::CONNECT),
+    ("enf_socket_bind", "socket_bind", net::BIND),
+    ("enf_socket_listen", "socket_listen", net::LISTEN),
+    ("enf_socket_sendmsg", "socket_sendmsg", net::SEND),
+];
+/// (program, op) of the cgroup socket programs (no `listen` among them).
+const NET_CGROUP: &[(&str, u32)] = &[
+    ("enf_cg_connect4", net::CONNECT),
+    ("enf_cg_connect6", net::CONNECT),
+    ("enf_cg_bind4", net::BIND),
+    ("enf_cg_bind6", net::BIND),
+    ("enf_cg_sendmsg4", net::SEND),
+    ("enf_cg_sendmsg6", net::SEND),
+];
 
 fn map_mut<'a>(
     ebpf: &'a mut Ebpf,
@@ -187,6 +213,88 @@ fn size(n: usize) -> u32 {
     u32::try_from(n.max(1)).unwrap_or(u32::MAX)
 }
 
+fn write_lpm<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &[(u32, [u8; N], abi::NetList)],
+) -> Result<(), LoadError> {
+    let mut map: LpmTrie<_, [u8; N], abi::NetList> =
+        LpmTrie::try_from(map_mut(ebpf, name)?).map_err(|e| LoadError::map(name, e))?;
+    for (len, addr, list) in entries {
+        map.insert(&LpmKey::new(*len, *addr), *list, 0)
+            .map_err(|e| LoadError::MapWrite {
+                map: name,
+                detail: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+fn load_lsm(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    program: &'static str,
+    hook: &str,
+) -> Result<(), LoadError> {
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::MissingProgram { program })?;
+    let lsm: &mut Lsm = prog
+        .try_into()
+        .map_err(|e| LoadError::program(program, e))?;
+    lsm.load(hook, btf)
+        .map_err(|e| LoadError::program(program, e))
+}
+
+/// The network mechanism of a plan that needs network hooks: `Auto` is BPF
+/// LSM when file or exec hooks need it anyway, else what a real load of
+/// `lsm/socket_connect` says.
+fn resolve_mechanism(
+    ebpf: &mut Ebpf,
+    btf: &Btf,
+    wanted: NetMechanism,
+    lsm_needed: bool,
+) -> Result<NetMechanism, LoadError> {
+    match wanted {
+        NetMechanism::Lsm | NetMechanism::CgroupSock => Ok(wanted),
+        NetMechanism::Auto if lsm_needed => Ok(NetMechanism::Lsm),
+        NetMechanism::Auto => match load_lsm(ebpf, btf, NET_LSM[0].0, NET_LSM[0].1) {
+            Ok(()) => Ok(NetMechanism::Lsm),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "BPF LSM programs do not load here: network rules go to the cgroup socket \
+                     programs (connect, bind and UDP send; no listen)"
+                );
+                Ok(NetMechanism::CgroupSock)
+            }
+        },
+    }
+}
+
+/// The cgroup2 directories the cgroup socket programs attach to.
+fn attach_dirs(n: &NetworkPlan) -> Result<Vec<PathBuf>, LoadError> {
+    let root = match &n.cgroup2_root {
+        Some(r) => r.clone(),
+        None => crate::probe::cgroup2_mount().ok_or_else(|| {
+            LoadError::Plan(PlanError::Network(
+                "no cgroup2 file system is mounted: the cgroup socket programs need one".into(),
+            ))
+        })?,
+    };
+    Ok(n.attach_cgroups
+        .iter()
+        .map(|rel| {
+            let rel = rel.trim_start_matches('/');
+            if rel.is_empty() {
+                root.clone()
+            } else {
+                Path::new(&root).join(rel)
+            }
+        })
+        .collect())
+}
+
 impl Loaded {
     /// Loads the programs `plan` needs, fills their maps and attaches them:
     /// `lsm/file_open` when there are file rules or a file default deny,
@@ -205,6 +313,10 @@ impl Loaded {
             .map_max_entries("enf_states", size(entries.states.len()))
             .map_max_entries("enf_suffixes", size(entries.suffixes.len()))
             .map_max_entries("enf_rule_list", size(entries.rule_list.len()))
+            .map_max_entries("enf_net_v4", size(entries.net_v4.len()))
+            .map_max_entries("enf_net_v6", size(entries.net_v6.len()))
+            .map_max_entries("enf_net_rules", size(entries.net_rules.len()))
+            .map_max_entries("enf_net_ports", size(entries.net_ports.len()))
             .load(bytes)
             .map_err(|source| LoadError::Object {
                 object: OBJECT,
@@ -226,17 +338,77 @@ impl Loaded {
                 .map(|(r, i)| (i, r)),
         )?;
         write_hash(&mut ebpf, "enf_cgroup_policies", &entries.cgroups)?;
+        write_lpm(&mut ebpf, "enf_net_v4", &entries.net_v4)?;
+        write_lpm(&mut ebpf, "enf_net_v6", &entries.net_v6)?;
+        write_array(
+            &mut ebpf,
+            "enf_net_rules",
+            entries
+                .net_rules
+                .iter()
+                .copied()
+                .zip(0u32..)
+                .map(|(r, i)| (i, r)),
+        )?;
+        write_array(
+            &mut ebpf,
+            "enf_net_ports",
+            entries
+                .net_ports
+                .iter()
+                .copied()
+                .zip(0u32..)
+                .map(|(r, i)| (i, r)),
+        )?;
+
+        let h = entries.hooks;
+        let lsm_needed = h.file_open || h.bprm_check_security;
+        let net_mechanism = if h.net_ops != 0 {
+            Some(resolve_mechanism(
+                &mut ebpf,
+                &btf,
+                plan.network.mechanism,
+                lsm_needed,
+            )?)
+        } else {
+            None
+        };
+        let mut cgroup_dirs = Vec::new();
+        if net_mechanism == Some(NetMechanism::CgroupSock) {
+            if h.net_ops & net::LISTEN != 0 {
+                return Err(LoadError::Plan(PlanError::Network(
+                    "`listen` (a rule's op, or a network default deny) needs BPF LSM: the cgroup \
+                     socket programs neither deny nor see it"
+                        .into(),
+                )));
+            }
+            cgroup_dirs = attach_dirs(&plan.network)?;
+            if cgroup_dirs.is_empty() && !plan.cgroups.is_empty() {
+                return Err(LoadError::Plan(PlanError::Network(
+                    "the cgroup socket programs need the cgroups to attach to \
+                     (NetworkPlan::attach_cgroups)"
+                        .into(),
+                )));
+            }
+        }
 
         let mut hooks: Vec<(&'static str, &'static str)> = Vec::new();
-        if entries.hooks.file_open || entries.hooks.bprm_check_security {
+        if h.any() {
             hooks.push((MKDIR, "cgroup_mkdir"));
             hooks.push((RMDIR, "cgroup_rmdir"));
         }
-        if entries.hooks.file_open {
+        if h.file_open {
             hooks.push((FILE_OPEN, "file_open"));
         }
-        if entries.hooks.bprm_check_security {
+        if h.bprm_check_security {
             hooks.push((BPRM_CHECK, "bprm_check_security"));
+        }
+        if net_mechanism == Some(NetMechanism::Lsm) {
+            for &(program, hook, op) in NET_LSM {
+                if h.net_ops & op != 0 {
+                    hooks.push((program, hook));
+                }
+            }
         }
         for &(program, target) in &hooks {
             let prog = ebpf
@@ -253,20 +425,70 @@ impl Loaded {
                 let lsm: &mut Lsm = prog
                     .try_into()
                     .map_err(|e| LoadError::program(program, e))?;
-                lsm.load(target, &btf)
-                    .map_err(|e| LoadError::program(program, e))?;
+                // The mechanism probe may have loaded it already.
+                if lsm.fd().is_err() {
+                    lsm.load(target, &btf)
+                        .map_err(|e| LoadError::program(program, e))?;
+                }
                 lsm.attach().map_err(|e| LoadError::program(program, e))?;
+            }
+        }
+        let mut attached: Vec<&'static str> = hooks.iter().map(|(p, _)| *p).collect();
+        if net_mechanism == Some(NetMechanism::CgroupSock) {
+            for &(program, op) in NET_CGROUP {
+                if h.net_ops & op == 0 {
+                    continue;
+                }
+                let prog = ebpf
+                    .program_mut(program)
+                    .ok_or(LoadError::MissingProgram { program })?;
+                let cg: &mut CgroupSockAddr = prog
+                    .try_into()
+                    .map_err(|e| LoadError::program(program, e))?;
+                cg.load().map_err(|e| LoadError::program(program, e))?;
+                for dir in &cgroup_dirs {
+                    let file = std::fs::File::open(dir).map_err(|e| LoadError::CgroupAttach {
+                        program,
+                        cgroup: dir.clone(),
+                        detail: e.to_string(),
+                    })?;
+                    // A bpf_link (aya uses one from Linux 5.7 on) is always a multi
+                    // attachment, as BPF_F_ALLOW_MULTI: other programs on the cgroup
+                    // and its subtree keep running. The kernel refuses attach flags on
+                    // a link, so none are passed (`Single` is "no flags").
+                    cg.attach(&file, CgroupAttachMode::Single).map_err(|e| {
+                        LoadError::CgroupAttach {
+                            program,
+                            cgroup: dir.clone(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                }
+                attached.push(program);
             }
         }
         Ok(Loaded {
             ebpf,
-            hooks: hooks.iter().map(|(p, _)| *p).collect(),
+            hooks: attached,
+            net_mechanism,
+            cgroup_attachments: cgroup_dirs,
         })
     }
 
     /// The programs attached, by name (`enf_file_open`, ...).
     pub fn attached(&self) -> &[&'static str] {
         &self.hooks
+    }
+
+    /// How network rules are enforced: `Lsm` or `CgroupSock` (never `Auto`),
+    /// `None` when the plan has none.
+    pub fn network_mechanism(&self) -> Option<NetMechanism> {
+        self.net_mechanism
+    }
+
+    /// The cgroup2 directories the cgroup socket programs are attached to.
+    pub fn cgroup_attachments(&self) -> &[PathBuf] {
+        &self.cgroup_attachments
     }
 
     /// Loads `lsm/file_open` with exact-path deny rules: the first API, kept
@@ -393,6 +615,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
             })
             .collect(),
         cgroup_headroom: None,
+        network: NetworkPlan::default(),
     })
 }
 

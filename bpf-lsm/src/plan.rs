@@ -22,10 +22,22 @@
 //!   (offset, length) pair, each entry a whole rule (id, slot, action, ops).
 //!   Lists have no length cap but bpf_loop's 2^23 iterations.
 //!
+//! - `enf_net_v4`, `enf_net_v6` (LPM tries, key: prefix length + address in
+//!   network byte order) -> (offset, length) into `enf_net_rules`: the rules of
+//!   the prefix and of every shorter prefix covering it (policy-lang's
+//!   `LpmEntry::rules`), so one longest-prefix lookup yields every candidate.
+//!   An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is looked up in the v4 trie.
+//! - `enf_net_rules` (array): every prefix's list concatenated, each entry a
+//!   whole rule (id, slot, action, ops, families, protocols, ports offset and
+//!   length).
+//! - `enf_net_ports` (array): each network rule's inclusive port ranges, once
+//!   per rule; a rule with none matches any port.
+//!
 //! # Caps
 //! At most [`MAX_POLICIES`] (64) policies per plan: a cgroup's policies are a
 //! u64 bit set. More is an error ([`PlanError::TooManyPolicies`]), never a
-//! silent truncation.
+//! silent truncation. Rule lists and a rule's port ranges are walked with
+//! bpf_loop, so each is at most [`MAX_LIST_LEN`] long (an error beyond).
 
 use crate::abi;
 use crate::path_hash::path_hash;
@@ -52,6 +64,22 @@ pub mod ops {
     pub const EXEC: u32 = crate::abi::OP_EXEC;
     /// Every file operation (`FileOp::ALL`: 12 of them).
     pub const ALL: u32 = (1 << 12) - 1;
+}
+
+/// Network operation, family and protocol bits of [`NetRule`]: bit i is the
+/// i-th value of policy-lang's `NetOp`, `Family` and `Protocol` lists.
+pub mod net {
+    pub const CONNECT: u32 = crate::abi::NET_CONNECT;
+    pub const BIND: u32 = crate::abi::NET_BIND;
+    pub const LISTEN: u32 = crate::abi::NET_LISTEN;
+    pub const SEND: u32 = crate::abi::NET_SEND;
+    pub const ALL_OPS: u32 = CONNECT | BIND | LISTEN | SEND;
+    pub const IPV4: u32 = crate::abi::FAMILY_IPV4;
+    pub const IPV6: u32 = crate::abi::FAMILY_IPV6;
+    pub const ALL_FAMILIES: u32 = IPV4 | IPV6;
+    pub const TCP: u32 = crate::abi::PROTO_TCP;
+    pub const UDP: u32 = crate::abi::PROTO_UDP;
+    pub const ALL_PROTOCOLS: u32 = TCP | UDP;
 }
 
 /// Enforce (deny) or audit (record what would be denied, allow it).
@@ -201,6 +229,83 @@ pub struct KernelRule {
     pub ops: u32,
 }
 
+/// Which kernel programs enforce the network rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMechanism {
+    /// BPF LSM when the kernel loads LSM programs (a real load is tried),
+    /// else the cgroup socket programs.
+    #[default]
+    Auto,
+    /// `lsm/socket_connect`, `socket_bind`, `socket_listen`, `socket_sendmsg`.
+    Lsm,
+    /// `cgroup/connect4|6`, `bind4|6`, `sendmsg4|6` attached to
+    /// [`NetworkPlan::attach_cgroups`]: connect, bind and UDP send only
+    /// (`listen` is an error), and a kill rule denies without killing.
+    CgroupSock,
+}
+
+/// One address prefix and the network rules an address in it may match:
+/// its own and those of every shorter prefix covering it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetPrefix {
+    /// IPv4 or IPv6, host bits zero. IPv4-mapped IPv6 prefixes are given
+    /// as IPv4.
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+    /// [`NetRule::id`]s.
+    pub rules: Vec<u32>,
+}
+
+/// One network rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetRule {
+    /// Reported back in records; unique across [`KernelPlan::rules`] too.
+    pub id: u32,
+    pub policy: u32,
+    pub action: Action,
+    /// [`net`] operation bits.
+    pub ops: u32,
+    /// [`net`] family bits.
+    pub families: u32,
+    /// [`net`] protocol bits.
+    pub protocols: u32,
+    /// Inclusive port ranges; empty: any port.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// A policy's network default: what a network operation no allow rule of
+/// the policy matched gets (`Allow` when the policy is not listed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkDefault {
+    pub policy: u32,
+    pub action: Action,
+}
+
+/// The network part of a plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub rules: Vec<NetRule>,
+    pub v4: Vec<NetPrefix>,
+    pub v6: Vec<NetPrefix>,
+    pub defaults: Vec<NetworkDefault>,
+    pub mechanism: NetMechanism,
+    /// For [`NetMechanism::CgroupSock`]: the cgroup2 directories the
+    /// programs attach to, relative to the cgroup2 mount (`/` is the mount
+    /// itself). A program attached to a cgroup runs for its whole subtree,
+    /// so list the topmost selected cgroups; which policies apply is still
+    /// decided per task cgroup from [`KernelPlan::cgroups`].
+    pub attach_cgroups: Vec<String>,
+    /// The cgroup2 mount; `None`: found in /proc/self/mountinfo.
+    pub cgroup2_root: Option<std::path::PathBuf>,
+}
+
+impl NetworkPlan {
+    fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.defaults.iter().all(|d| d.action == Action::Allow)
+    }
+}
+
 /// Everything the kernel programs need.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KernelPlan {
@@ -213,6 +318,8 @@ pub struct KernelPlan {
     /// ([`DEFAULT_CGROUP_HEADROOM`] when `None`). When it runs out, a new
     /// cgroup is not covered and `KernelStats::inherit_failed` counts it.
     pub cgroup_headroom: Option<u32>,
+    /// Network rules, prefixes and defaults.
+    pub network: NetworkPlan,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -234,6 +341,8 @@ pub enum PlanError {
         matcher: &'static str,
         detail: String,
     },
+    #[error("network: {0}")]
+    Network(String),
 }
 
 /// The hooks a plan needs.
@@ -241,6 +350,15 @@ pub enum PlanError {
 pub struct Hooks {
     pub file_open: bool,
     pub bprm_check_security: bool,
+    /// Network operations ([`net`] bits) some rule or default decides.
+    pub net_ops: u32,
+}
+
+impl Hooks {
+    /// Any hook at all (the cgroup inheritance programs go with them).
+    pub fn any(&self) -> bool {
+        self.file_open || self.bprm_check_security || self.net_ops != 0
+    }
 }
 
 /// The map entries of a plan, ready to write.
@@ -254,6 +372,10 @@ pub(crate) struct MapEntries {
     pub states: Vec<(abi::StateKey, abi::State)>,
     pub suffixes: Vec<(abi::EdgeKey, abi::Suffix)>,
     pub rule_list: Vec<abi::Rule>,
+    pub net_v4: Vec<(u32, [u8; 4], abi::NetList)>,
+    pub net_v6: Vec<(u32, [u8; 16], abi::NetList)>,
+    pub net_rules: Vec<abi::NetRule>,
+    pub net_ports: Vec<abi::PortRange>,
 }
 
 fn name_bytes(bytes: &[u8]) -> [u8; abi::NAME_BYTES] {
@@ -306,6 +428,8 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
             dflt: [
                 p.file_default.effective(p.mode).abi(),
                 p.exec_default.effective(p.mode).abi(),
+                abi::ACTION_ALLOW,
+                abi::ACTION_ALLOW,
             ],
             ..abi::Policy::default()
         })
@@ -316,6 +440,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
     ] {
         compile_matcher(class, name, m, &rules, &mut policies, &mut out)?;
     }
+    let net_ops = compile_network(&plan.network, &slots, &rules, &mut policies, &mut out)?;
     out.policies = policies
         .into_iter()
         .enumerate()
@@ -352,8 +477,187 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
                 .policies
                 .iter()
                 .any(|p| p.exec_default != Action::Allow),
+        net_ops,
     };
     Ok(out)
+}
+
+fn net_err(detail: String) -> PlanError {
+    PlanError::Network(detail)
+}
+
+/// The (prefix length, address bytes) of a trie key, checked.
+fn prefix_key<const N: usize>(p: &NetPrefix) -> Result<(u32, [u8; N]), PlanError> {
+    use std::net::IpAddr;
+    let bytes: Vec<u8> = match p.addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => {
+            if a.to_ipv4_mapped().is_some() && p.prefix >= 96 {
+                return Err(net_err(format!(
+                    "{}/{} is IPv4-mapped: give it as IPv4 (mapped addresses are looked up in the v4 trie)",
+                    p.addr, p.prefix
+                )));
+            }
+            a.octets().to_vec()
+        }
+    };
+    let mut key = [0u8; N];
+    if bytes.len() != N {
+        return Err(net_err(format!(
+            "{}/{} is in the wrong family's list",
+            p.addr, p.prefix
+        )));
+    }
+    key.copy_from_slice(&bytes);
+    let width = u32_of(N * 8);
+    let len = u32::from(p.prefix);
+    if len > width {
+        return Err(net_err(format!(
+            "{}/{}: a prefix is at most {width} bits",
+            p.addr, p.prefix
+        )));
+    }
+    for (i, b) in key.iter().enumerate() {
+        let start = u32_of(i * 8);
+        let keep = len.saturating_sub(start).min(8);
+        let mask: u8 = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+        if b & !mask != 0 {
+            return Err(net_err(format!(
+                "{}/{} has host bits set",
+                p.addr, p.prefix
+            )));
+        }
+    }
+    Ok((len, key))
+}
+
+/// Lays out the network rules, tries and defaults; returns the operations
+/// that need a hook.
+fn compile_network(
+    n: &NetworkPlan,
+    slots: &HashMap<u32, (u32, Mode)>,
+    file_rules: &HashMap<u32, abi::Rule>,
+    policies: &mut [abi::Policy],
+    out: &mut MapEntries,
+) -> Result<u32, PlanError> {
+    let class = abi::CLASS_NET as usize;
+    let mut hook_ops = 0u32;
+    let mut seen_default = HashSet::new();
+    for d in &n.defaults {
+        let &(slot, mode) = slots
+            .get(&d.policy)
+            .ok_or_else(|| PlanError::UnknownPolicy {
+                what: "a network default".into(),
+                policy: d.policy,
+            })?;
+        if !seen_default.insert(d.policy) {
+            return Err(net_err(format!(
+                "policy {} has two network defaults",
+                d.policy
+            )));
+        }
+        if let Some(p) = policies.get_mut(slot as usize) {
+            p.dflt[class] = d.action.effective(mode).abi();
+        }
+        if d.action != Action::Allow {
+            hook_ops |= net::ALL_OPS;
+        }
+    }
+    let mut rules: HashMap<u32, abi::NetRule> = HashMap::new();
+    for r in &n.rules {
+        let &(slot, mode) = slots
+            .get(&r.policy)
+            .ok_or_else(|| PlanError::UnknownPolicy {
+                what: format!("network rule {}", r.id),
+                policy: r.policy,
+            })?;
+        if file_rules.contains_key(&r.id) {
+            return Err(PlanError::DuplicateRule(r.id));
+        }
+        if r.ops == 0 || r.ops & !net::ALL_OPS != 0 {
+            return Err(net_err(format!(
+                "rule {} has operations {:#x}",
+                r.id, r.ops
+            )));
+        }
+        if r.families & !net::ALL_FAMILIES != 0 || r.protocols & !net::ALL_PROTOCOLS != 0 {
+            return Err(net_err(format!(
+                "rule {} has families {:#x} / protocols {:#x}",
+                r.id, r.families, r.protocols
+            )));
+        }
+        if r.ports.len() > MAX_LIST_LEN {
+            return Err(net_err(format!(
+                "rule {} has {} port ranges; at most {MAX_LIST_LEN}",
+                r.id,
+                r.ports.len()
+            )));
+        }
+        if let Some((lo, hi)) = r.ports.iter().find(|(lo, hi)| lo > hi) {
+            return Err(net_err(format!(
+                "rule {}: port range {lo}-{hi} is empty",
+                r.id
+            )));
+        }
+        let ports_off = u32_of(out.net_ports.len());
+        out.net_ports
+            .extend(r.ports.iter().map(|&(lo, hi)| abi::PortRange { lo, hi }));
+        let entry = abi::NetRule {
+            id: r.id,
+            slot,
+            action: r.action.effective(mode).abi(),
+            ops: r.ops,
+            families: r.families,
+            protocols: r.protocols,
+            ports_off,
+            ports_len: u32_of(r.ports.len()),
+        };
+        if rules.insert(r.id, entry).is_some() {
+            return Err(PlanError::DuplicateRule(r.id));
+        }
+        hook_ops |= r.ops;
+    }
+    let push_list = |p: &NetPrefix, out: &mut MapEntries| {
+        if p.rules.len() > MAX_LIST_LEN {
+            return Err(net_err(format!(
+                "{}/{} lists {} rules; at most {MAX_LIST_LEN}",
+                p.addr,
+                p.prefix,
+                p.rules.len()
+            )));
+        }
+        let off = u32_of(out.net_rules.len());
+        for id in &p.rules {
+            let r = rules.get(id).ok_or_else(|| PlanError::UnknownRule {
+                what: format!("network prefix {}/{}", p.addr, p.prefix),
+                rule: *id,
+            })?;
+            out.net_rules.push(*r);
+        }
+        Ok(abi::NetList {
+            list_off: off,
+            list_len: u32_of(p.rules.len()),
+        })
+    };
+    let mut keys4 = HashSet::new();
+    for p in &n.v4 {
+        let (len, key) = prefix_key::<4>(p)?;
+        if !keys4.insert((len, key)) {
+            return Err(net_err(format!("{}/{} is listed twice", p.addr, p.prefix)));
+        }
+        let list = push_list(p, out)?;
+        out.net_v4.push((len, key, list));
+    }
+    let mut keys6 = HashSet::new();
+    for p in &n.v6 {
+        let (len, key) = prefix_key::<16>(p)?;
+        if !keys6.insert((len, key)) {
+            return Err(net_err(format!("{}/{} is listed twice", p.addr, p.prefix)));
+        }
+        let list = push_list(p, out)?;
+        out.net_v6.push((len, key, list));
+    }
+    Ok(if n.is_empty() { 0 } else { hook_ops })
 }
 
 fn compile_matcher(
@@ -576,6 +880,7 @@ mod tests {
                 rule(9, 10, Action::Audit, ops::APPEND),
             ],
             cgroup_headroom: Some(5),
+            network: NetworkPlan::default(),
         }
     }
 
@@ -586,7 +891,8 @@ mod tests {
             e.hooks,
             Hooks {
                 file_open: true,
-                bprm_check_security: false
+                bprm_check_security: false,
+                net_ops: 0,
             }
         );
         assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
@@ -639,10 +945,19 @@ mod tests {
             e.hooks,
             Hooks {
                 file_open: false,
-                bprm_check_security: true
+                bprm_check_security: true,
+                net_ops: 0,
             }
         );
-        assert_eq!(e.policies[1].1.dflt, [abi::ACTION_ALLOW, abi::ACTION_AUDIT]);
+        assert_eq!(
+            e.policies[1].1.dflt,
+            [
+                abi::ACTION_ALLOW,
+                abi::ACTION_AUDIT,
+                abi::ACTION_ALLOW,
+                abi::ACTION_ALLOW
+            ]
+        );
     }
 
     #[test]
@@ -717,5 +1032,166 @@ mod tests {
         })));
         // A 255-byte component is fine.
         assert!(!bad(|m| m.edges.push(Edge::new(1, &[b'x'; 255], 5))));
+    }
+
+    fn net_rule(id: u32, policy: u32, action: Action, ports: &[(u16, u16)]) -> NetRule {
+        NetRule {
+            id,
+            policy,
+            action,
+            ops: net::CONNECT,
+            families: net::ALL_FAMILIES,
+            protocols: net::TCP,
+            ports: ports.to_vec(),
+        }
+    }
+
+    fn prefix(text: &str, len: u8, rules: &[u32]) -> NetPrefix {
+        NetPrefix {
+            addr: text.parse().unwrap(),
+            prefix: len,
+            rules: rules.to_vec(),
+        }
+    }
+
+    /// 10.0.0.0/8 (rule 20, deny 22 and 80-90) inside 0.0.0.0/0 (rule 21,
+    /// audit), fd00::/8 (rule 22 in the audit-mode policy).
+    fn with_network() -> KernelPlan {
+        let mut p = small();
+        p.network = NetworkPlan {
+            rules: vec![
+                net_rule(20, 10, Action::Deny, &[(22, 22), (80, 90)]),
+                net_rule(21, 10, Action::Audit, &[]),
+                net_rule(22, 11, Action::Kill, &[]),
+            ],
+            v4: vec![
+                prefix("0.0.0.0", 0, &[21]),
+                prefix("10.0.0.0", 8, &[20, 21]),
+            ],
+            v6: vec![prefix("fd00::", 8, &[22])],
+            defaults: vec![NetworkDefault {
+                policy: 11,
+                action: Action::Deny,
+            }],
+            ..NetworkPlan::default()
+        };
+        p
+    }
+
+    #[test]
+    fn lays_out_network_tries_rules_and_ports() {
+        let e = compile(&with_network()).unwrap();
+        // A default deny needs every operation's hook.
+        assert_eq!(e.hooks.net_ops, net::ALL_OPS);
+        assert_eq!(e.net_v4.len(), 2);
+        assert_eq!(
+            e.net_v4[0],
+            (
+                0,
+                [0; 4],
+                abi::NetList {
+                    list_off: 0,
+                    list_len: 1
+                }
+            )
+        );
+        assert_eq!(e.net_v4[1].0, 8);
+        assert_eq!(e.net_v4[1].1, [10, 0, 0, 0]);
+        assert_eq!(
+            e.net_v4[1].2,
+            abi::NetList {
+                list_off: 1,
+                list_len: 2
+            }
+        );
+        let (len, key, list) = e.net_v6[0];
+        assert_eq!((len, key[0], list.list_off), (8, 0xfd, 3));
+        // Rule 20's ports are written once; the copies refer to them.
+        assert_eq!(
+            e.net_ports,
+            vec![
+                abi::PortRange { lo: 22, hi: 22 },
+                abi::PortRange { lo: 80, hi: 90 }
+            ]
+        );
+        let r20 = e.net_rules[1];
+        assert_eq!((r20.id, r20.ports_off, r20.ports_len), (20, 0, 2));
+        assert_eq!(r20.action, abi::ACTION_DENY);
+        // Rule 22's kill is audit in its audit-mode policy, and so is the default.
+        let r22 = e.net_rules[3];
+        assert_eq!((r22.id, r22.slot, r22.action), (22, 1, abi::ACTION_AUDIT));
+        assert_eq!(
+            e.policies[1].1.dflt[abi::CLASS_NET as usize],
+            abi::ACTION_AUDIT
+        );
+        assert_eq!(
+            e.policies[0].1.dflt[abi::CLASS_NET as usize],
+            abi::ACTION_ALLOW
+        );
+    }
+
+    #[test]
+    fn network_hooks_follow_the_rules_ops() {
+        let mut p = with_network();
+        p.network.defaults.clear();
+        p.network.rules[0].ops = net::BIND;
+        assert_eq!(compile(&p).unwrap().hooks.net_ops, net::BIND | net::CONNECT);
+        p.network = NetworkPlan::default();
+        assert_eq!(compile(&p).unwrap().hooks.net_ops, 0);
+    }
+
+    #[test]
+    fn rejects_bad_network_entries() {
+        let bad = |f: fn(&mut NetworkPlan)| {
+            let mut p = with_network();
+            f(&mut p.network);
+            compile(&p).unwrap_err()
+        };
+        assert!(
+            matches!(bad(|n| n.v4.push(prefix("10.1.0.0", 8, &[20]))), PlanError::Network(m) if m.contains("host bits"))
+        );
+        assert!(matches!(
+            bad(|n| n.v4.push(prefix("10.0.0.0", 33, &[20]))),
+            PlanError::Network(_)
+        ));
+        assert!(
+            matches!(bad(|n| n.v4.push(prefix("10.0.0.0", 8, &[20]))), PlanError::Network(m) if m.contains("twice"))
+        );
+        assert!(
+            matches!(bad(|n| n.v4.push(prefix("fd00::", 8, &[20]))), PlanError::Network(m) if m.contains("family"))
+        );
+        assert!(
+            matches!(bad(|n| n.v6.push(prefix("::ffff:10.0.0.0", 104, &[20]))), PlanError::Network(m) if m.contains("IPv4-mapped"))
+        );
+        assert!(matches!(
+            bad(|n| n.v6.push(prefix("fe80::", 10, &[99]))),
+            PlanError::UnknownRule { rule: 99, .. }
+        ));
+        assert!(
+            matches!(bad(|n| n.rules[0].ports.push((10, 9))), PlanError::Network(m) if m.contains("empty"))
+        );
+        assert!(matches!(bad(|n| n.rules[0].ops = 0), PlanError::Network(_)));
+        assert!(matches!(
+            bad(|n| n.rules[0].families = 4),
+            PlanError::Network(_)
+        ));
+        assert!(matches!(
+            bad(|n| n.rules[0].policy = 77),
+            PlanError::UnknownPolicy { policy: 77, .. }
+        ));
+        assert_eq!(bad(|n| n.rules[1].id = 20), PlanError::DuplicateRule(20));
+        // A network rule id may not reuse a file rule's (records carry one id).
+        assert_eq!(bad(|n| n.rules[1].id = 7), PlanError::DuplicateRule(7));
+        assert!(matches!(
+            bad(|n| n.defaults.push(NetworkDefault {
+                policy: 11,
+                action: Action::Allow
+            })),
+            PlanError::Network(_)
+        ));
+        assert!(matches!(
+            bad(|n| n.defaults[0].policy = 5),
+            PlanError::UnknownPolicy { policy: 5, .. }
+        ));
     }
 }

@@ -122,6 +122,16 @@ fn mounts() -> Vec<Mount> {
         .unwrap_or_default()
 }
 
+/// Where cgroup2 is mounted (the first cgroup2 mount in
+/// /proc/self/mountinfo): `/sys/fs/cgroup` on a unified host,
+/// `/sys/fs/cgroup/unified` on a hybrid one.
+pub fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    mounts()
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point.into())
+}
+
 fn errno_text(err: &std::io::Error) -> String {
     match err.raw_os_error() {
         Some(libc::EPERM) => format!("refused with EPERM ({err})"),

@@ -6,13 +6,13 @@
 //! name, with what it needs: the enforcer never loads a silently weaker policy.
 
 use bpf_lsm::plan::{
-    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode,
-    PathMatcherEntries, SuffixAccept, Wildcard,
+    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode, NetMechanism,
+    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, SuffixAccept, Wildcard,
 };
 use policy_lang::matcher::PathMatcher;
-use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, Posture};
-use policy_lang::plan::{Enforcement, Plan, PlanPolicy, PlanRule, PlanSelector};
-use std::collections::BTreeMap;
+use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
+use policy_lang::plan::{Enforcement, LpmEntry, Plan, PlanPolicy, PlanRule, PlanSelector};
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -64,8 +64,41 @@ fn file_op_names(ops: u32) -> Vec<&'static str> {
         .collect()
 }
 
+/// The network operations the kernel programs decide: every one with BPF LSM; without it the
+/// cgroup socket programs see connect, bind and UDP send, and not listen.
+fn kernel_net_ops(bpf_lsm: bool) -> u32 {
+    NetOp::ALL
+        .iter()
+        .filter(|op| bpf_lsm || **op != NetOp::Listen)
+        .fold(0, |m, op| m | op.bit())
+}
+
+fn net_op_names(ops: u32) -> Vec<&'static str> {
+    NetOp::ALL
+        .iter()
+        .filter(|op| ops & op.bit() != 0)
+        .map(|op| op.name())
+        .collect()
+}
+
+/// What the kernel does for a network rule or default, from how policy-lang says it is
+/// enforced on this kernel (so that a downgrade it accepted, such as a kill that only denies
+/// without BPF LSM, is what the kernel does too).
+fn enforced_action(e: Enforcement) -> Option<Action> {
+    match e {
+        Enforcement::LsmDeny | Enforcement::CgroupSockDeny => Some(Action::Deny),
+        Enforcement::LsmDenyAndKill => Some(Action::Kill),
+        Enforcement::KernelAudit => Some(Action::Audit),
+        Enforcement::Allow => Some(Action::Allow),
+        Enforcement::KillAtExec
+        | Enforcement::TracepointKill
+        | Enforcement::UserspaceAudit
+        | Enforcement::UserspaceAlert => None,
+    }
+}
+
 /// What keeps `r` out of this build's kernel programs, if anything.
-fn rule_gap(r: &PlanRule) -> Option<String> {
+fn rule_gap(r: &PlanRule, bpf_lsm: bool) -> Option<String> {
     if r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert {
         return Some(
             "`alert` rules are evaluated in user space on events, which this build does not do yet"
@@ -91,7 +124,22 @@ fn rule_gap(r: &PlanRule) -> Option<String> {
             }
         }
         Some(Class::Exec) => {}
-        Some(Class::Network) => needs.push("the network hooks".into()),
+        Some(Class::Network) => {
+            let unsupported = net_op_names(r.ops & !kernel_net_ops(bpf_lsm));
+            if !unsupported.is_empty() {
+                needs.push(format!(
+                    "BPF LSM for {} (the cgroup socket programs of a kernel without it decide \
+                     connect, bind and send only)",
+                    unsupported.join(", ")
+                ));
+            }
+            if enforced_action(r.enforcement).is_none() {
+                needs.push(format!(
+                    "a kernel mechanism for `{}`",
+                    r.enforcement.describe()
+                ));
+            }
+        }
         Some(Class::Kernel) => needs.push("the kernel-operation hooks".into()),
         None => needs.push("a kernel hook for its class".into()),
     }
@@ -228,17 +276,29 @@ fn selected(sel: &PlanSelector, path: &str) -> bool {
 /// Translates `plan` for the kernel, scoping policies to the cgroups of `tree`.
 pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<Unsupported>> {
     let mut gaps = Vec::new();
+    let bpf_lsm = plan.kernel.bpf_lsm;
     for p in &plan.policies {
         for d in &p.defaults {
-            if d.posture == Posture::Deny && matches!(d.class, Class::Network | Class::Kernel) {
+            if d.posture != Posture::Deny {
+                continue;
+            }
+            let why = match d.class {
+                Class::Kernel => Some(
+                    "`defaults: {kernel: deny}` needs the kernel hooks, which this build's \
+                     kernel programs do not have yet"
+                        .to_string(),
+                ),
+                Class::Network if !bpf_lsm => Some(
+                    "`defaults: {network: deny}` covers `listen`, which needs BPF LSM: the \
+                     cgroup socket programs of a kernel without it neither deny nor see it"
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
                 gaps.push(Unsupported {
                     what: p.name.clone(),
-                    why: format!(
-                        "`defaults: {{{}: deny}}` needs the {} hooks, which this build's kernel \
-                         programs do not have yet",
-                        d.class.name(),
-                        d.class.name()
-                    ),
+                    why,
                 });
             }
         }
@@ -257,7 +317,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         }
     }
     for r in &plan.rules {
-        if let Some(why) = rule_gap(r) {
+        if let Some(why) = rule_gap(r, bpf_lsm) {
             gaps.push(Unsupported {
                 what: rule_label(plan, r),
                 why,
@@ -284,6 +344,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
     let rules = plan
         .rules
         .iter()
+        .filter(|r| r.class != Some(Class::Network))
         .filter_map(|r| {
             Some(KernelRule {
                 id: r.id,
@@ -301,6 +362,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
             }
         }
     }
+    let network = network_plan(plan, &by_cgroup, tree);
     Ok(KernelPlan {
         policies,
         cgroups: by_cgroup
@@ -314,7 +376,94 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         exec_matcher: entries(&plan.maps.exec_paths),
         rules,
         cgroup_headroom: None,
+        network,
     })
+}
+
+fn prefixes(entries: &[LpmEntry], known: &BTreeSet<u32>) -> Vec<NetPrefix> {
+    entries
+        .iter()
+        .map(|e| NetPrefix {
+            addr: e.cidr.addr,
+            prefix: e.cidr.prefix,
+            rules: e
+                .rules
+                .iter()
+                .copied()
+                .filter(|id| known.contains(id))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The network rules, prefixes and defaults, enforced by BPF LSM when the plan was compiled
+/// for a kernel with it, else by the cgroup socket programs attached to the topmost selected
+/// cgroups (their subtrees run them).
+fn network_plan(
+    plan: &Plan,
+    by_cgroup: &BTreeMap<u64, Vec<u32>>,
+    tree: &[CgroupNode],
+) -> NetworkPlan {
+    let rules: Vec<NetRule> = plan
+        .rules
+        .iter()
+        .filter(|r| r.class == Some(Class::Network))
+        .filter_map(|r| {
+            Some(NetRule {
+                id: r.id,
+                policy: r.policy,
+                action: enforced_action(r.enforcement)?,
+                ops: r.ops,
+                families: r.families,
+                protocols: r.protocols,
+                ports: r.ports.iter().map(|p| (p.lo, p.hi)).collect(),
+            })
+        })
+        .collect();
+    let known: BTreeSet<u32> = rules.iter().map(|r| r.id).collect();
+    let defaults = plan
+        .policies
+        .iter()
+        .filter_map(|p| {
+            let d = p.defaults.iter().find(|d| d.class == Class::Network)?;
+            let action = match d.posture {
+                Posture::Allow => Action::Allow,
+                Posture::Deny => d.enforcement.and_then(enforced_action)?,
+            };
+            (action != Action::Allow).then_some(NetworkDefault {
+                policy: p.id,
+                action,
+            })
+        })
+        .collect();
+    let selected: BTreeSet<&str> = tree
+        .iter()
+        .filter(|n| by_cgroup.contains_key(&n.id))
+        .map(|n| n.path.as_str())
+        .collect();
+    let attach_cgroups = selected
+        .iter()
+        .filter(|path| {
+            !self_and_ancestors(path)
+                .iter()
+                .skip(1)
+                .any(|a| selected.contains(a))
+        })
+        .map(|p| (*p).to_string())
+        .collect();
+    NetworkPlan {
+        rules,
+        v4: prefixes(&plan.maps.net_v4, &known),
+        v6: prefixes(&plan.maps.net_v6, &known),
+        defaults,
+        mechanism: if plan.kernel.bpf_lsm {
+            NetMechanism::Lsm
+        } else {
+            NetMechanism::CgroupSock
+        },
+        attach_cgroups,
+        cgroup2_root: None,
+    }
 }
 
 #[cfg(test)]
@@ -426,9 +575,9 @@ policies:
       - name: bins
         action: deny
         file: {path: /usr/bin/**, ops: [create, write]}
-      - name: metadata
+      - name: ptrace
         action: deny
-        network: {cidr: [169.254.169.254]}
+        kernel: {ops: [ptrace]}
 ",
         );
         let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
@@ -445,7 +594,7 @@ policies:
             text[1]
         );
         assert!(
-            text[2].starts_with("`p/metadata`: needs the network hooks"),
+            text[2].starts_with("`p/ptrace`: needs the kernel-operation hooks"),
             "{}",
             text[2]
         );
@@ -473,5 +622,148 @@ policies:
             .collect();
         paths.sort();
         assert_eq!(paths, vec!["/", "/a", "/a/b", "/c"]);
+    }
+
+    const NET_POLICY: &str = "
+policies:
+  - name: egress
+    select: {cgroups: [/app.slice/*]}
+    mode: enforce
+    rules:
+      - name: metadata
+        action: deny
+        network: {cidr: [169.254.169.254, 10.0.0.0/8], ports: ['80', '8000-8100'], ops: [connect]}
+      - name: v6
+        action: kill
+        network: {cidr: ['fd00::/8'], protocol: [udp], ops: [send]}
+      - name: ten
+        action: allow
+        network: {cidr: [10.1.0.0/16], ops: [connect]}
+";
+
+    #[test]
+    fn network_rules_become_tries_rules_and_attach_points() {
+        let plan = compile(NET_POLICY);
+        let k = kernel_plan(
+            &plan,
+            &tree(&[
+                "/",
+                "/app.slice",
+                "/app.slice/a",
+                "/app.slice/a/b",
+                "/app.slice/c",
+            ]),
+        )
+        .unwrap();
+        let n = &k.network;
+        assert_eq!(n.mechanism, NetMechanism::Lsm);
+        assert!(k.rules.is_empty(), "network rules are not file/exec rules");
+        assert_eq!(n.rules.len(), 3);
+        let meta = n.rules.iter().find(|r| r.id == 0).unwrap();
+        assert_eq!(meta.action, Action::Deny);
+        assert_eq!(meta.ops, NetOp::Connect.bit());
+        assert_eq!(meta.ports, vec![(80, 80), (8000, 8100)]);
+        assert_eq!(
+            n.rules.iter().find(|r| r.id == 1).unwrap().action,
+            Action::Kill
+        );
+        // 10.1.0.0/16 carries its covering 10.0.0.0/8's rule too.
+        let sixteen = n.v4.iter().find(|p| p.prefix == 16).unwrap();
+        assert_eq!(sixteen.rules, vec![0, 2]);
+        assert_eq!(n.v4.len(), 3);
+        assert_eq!(n.v6.len(), 1);
+        // The selected cgroups are a, a/b and c; programs attach to a and c only.
+        assert_eq!(n.attach_cgroups, vec!["/app.slice/a", "/app.slice/c"]);
+        assert!(n.defaults.is_empty());
+        // bpf-lsm takes it as it is.
+        assert!(bpf_lsm::plan::NetworkPlan::default() != *n);
+    }
+
+    fn compile_without_lsm(yaml: &str) -> Plan {
+        let set = policy_lang::load_sources([("p.yaml", yaml)])
+            .unwrap_or_else(|e| panic!("{}", e.render()));
+        let k = KernelFeatures {
+            bpf_lsm: false,
+            cgroup_sock_addr: true,
+            bpf_send_signal: true,
+            ..KernelFeatures::full()
+        };
+        policy_lang::compile(&set, &k).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn without_bpf_lsm_the_cgroup_programs_take_connect_bind_send_but_not_listen() {
+        let plan = compile_without_lsm(
+            "
+policies:
+  - name: p
+    select: {cgroups: [/a]}
+    mode: enforce
+    allow_downgrade: true
+    rules:
+      - name: out
+        action: kill
+        network: {cidr: [192.0.2.0/24], ops: [connect, send]}
+",
+        );
+        let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
+        assert_eq!(k.network.mechanism, NetMechanism::CgroupSock);
+        // policy-lang: cgroup socket hooks cannot kill, the rule denies.
+        assert_eq!(k.network.rules[0].action, Action::Deny);
+        assert_eq!(k.network.attach_cgroups, vec!["/a"]);
+
+        let plan = compile_without_lsm(
+            "
+policies:
+  - name: p
+    select: {cgroups: [/a]}
+    mode: enforce
+    allow_downgrade: true
+    defaults: {network: deny}
+    rules:
+      - name: srv
+        action: deny
+        network: {ops: [listen], ports: ['22']}
+",
+        );
+        let gaps = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap_err();
+        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+        assert_eq!(gaps.len(), 2, "{text:#?}");
+        assert!(
+            text[0].starts_with("`p`: `defaults: {network: deny}` covers `listen`"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("`p/srv`: needs BPF LSM for listen"),
+            "{}",
+            text[1]
+        );
+    }
+
+    #[test]
+    fn a_network_default_deny_is_a_kernel_default_with_bpf_lsm() {
+        let plan = compile(
+            "
+policies:
+  - name: p
+    select: {cgroups: [/a]}
+    mode: enforce
+    defaults: {network: deny}
+    rules:
+      - name: dns
+        action: allow
+        network: {cidr: [127.0.0.53], ports: ['53'], protocol: [udp]}
+",
+        );
+        let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
+        assert_eq!(
+            k.network.defaults,
+            vec![NetworkDefault {
+                policy: 0,
+                action: Action::Deny
+            }]
+        );
+        assert_eq!(k.network.rules[0].action, Action::Allow);
     }
 }

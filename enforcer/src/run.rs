@@ -11,6 +11,7 @@ use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
 use anyhow::Context;
 use bpf_lsm::plan::KernelPlan;
 use bpf_lsm::{FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
+use enforcer::enrich::{EnrichConfig, Enricher};
 use enforcer::store::{self, Store, Writer, WriterOptions};
 use siem_export::config::SinkRuntime;
 use siem_export::dispatcher::Dispatcher;
@@ -64,10 +65,12 @@ impl From<ModeArg> for Mode {
     }
 }
 
-/// What every event is stamped with.
+/// What every event is stamped and enriched with.
 struct Stamp {
     host: String,
     clock: Clock,
+    /// The process table (exe, argv, ancestors, exec id) and workload identity.
+    enricher: Enricher,
 }
 
 /// What the kernel gets.
@@ -520,11 +523,19 @@ async fn watch(
         return Ok(());
     };
 
-    let ctx = Stamp {
+    let (enricher, scan) =
+        Enricher::start(EnrichConfig::default()).context("scanning /proc for running processes")?;
+    tracing::info!(
+        processes = scan.loaded,
+        unreadable = scan.failed,
+        "process table loaded"
+    );
+    let mut ctx = Stamp {
         host: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
         clock: Clock::now()?,
+        enricher,
     };
     let ring = loaded.take_events()?;
     // SAFETY: the ring buffer owns its map fd and returns that same fd from
@@ -536,7 +547,7 @@ async fn watch(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &rules, &ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &rules, &mut ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = sigterm.recv() => break,
@@ -547,7 +558,7 @@ async fn watch(
     drain(
         ring.get_mut(),
         &rules,
-        &ctx,
+        &mut ctx,
         &mut log,
         writer,
         exporter,
@@ -567,7 +578,7 @@ async fn watch(
 fn drain(
     ring: &mut bpf_lsm::EventRing,
     rules: &Rules,
-    ctx: &Stamp,
+    ctx: &mut Stamp,
     log: &mut VerdictLog,
     writer: &Writer,
     exporter: Option<&mut Exporter>,
@@ -578,8 +589,10 @@ fn drain(
         match bpf_lsm::decode_record(&item) {
             Ok(record) => {
                 println!("{}", verdict_log::human(&record, &rules.names));
-                let event =
+                let mut event =
                     verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
+                let h = record.header();
+                ctx.enricher.enrich(&mut event, h.pid, h.cgroup_id);
                 log.append(&event)?;
                 if exporter.is_some() {
                     batch.push(event.clone());

@@ -5,7 +5,10 @@
 use crate::config::EventLogConfig;
 use bpf_lsm::events::{Header, Record};
 use bpf_lsm::plan::Action;
-use siem_export::event::{ByteText, Cgroup, EventClass, ExecTarget, FileTarget, Process, Target};
+use siem_export::event::{
+    AddressFamily, ByteText, Cgroup, Direction, EventClass, ExecTarget, FileTarget, NetworkTarget,
+    Process, Protocol, Target,
+};
 use siem_export::sink::FsyncPolicy;
 use siem_export::{FileSink, FileSinkConfig, SecurityEvent, Severity, Sink, Timestamp};
 use std::collections::HashMap;
@@ -163,6 +166,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
     let (class, operation) = match record {
         Record::FileOpen(_) => (EventClass::File, "open"),
         Record::Exec(_) => (EventClass::Exec, "exec"),
+        Record::Net(n) => (EventClass::Network, n.op.name()),
     };
     let rule = names.rule(h);
     let mut ev = SecurityEvent::new(
@@ -206,8 +210,39 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             argv: Vec::new(),
             argv_truncated: false,
         }),
+        Record::Net(n) => network_target(n),
     });
     ev
+}
+
+/// connect and send name the remote end, bind and listen the local one.
+fn network_target(n: &bpf_lsm::NetRecord) -> Target {
+    let (local, remote) = match n.op {
+        bpf_lsm::NetOp::Connect | bpf_lsm::NetOp::Send => (None, Some((n.addr, n.port))),
+        bpf_lsm::NetOp::Bind | bpf_lsm::NetOp::Listen => (Some((n.addr, n.port)), None),
+    };
+    Target::Network(NetworkTarget {
+        family: if n.addr.is_ipv4() {
+            AddressFamily::Ipv4
+        } else {
+            AddressFamily::Ipv6
+        },
+        protocol: match n.protocol {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        },
+        direction: if remote.is_some() {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        },
+        src_ip: local.map(|(a, _)| a),
+        src_port: local.map(|(_, p)| p),
+        dst_ip: remote.map(|(a, _)| a),
+        dst_port: remote.map(|(_, p)| p),
+        unix_path: None,
+    })
 }
 
 /// One line for a terminal.
@@ -219,9 +254,16 @@ pub fn human(record: &Record, names: &Names) -> String {
         Action::Deny => "DENY ",
         Action::Kill => "KILL ",
     };
+    let net_text;
     let (hook, path) = match record {
         Record::FileOpen(f) => ("open", &f.path),
         Record::Exec(e) => ("exec", &e.path),
+        Record::Net(n) => {
+            net_text = std::net::SocketAddr::new(n.addr, n.port)
+                .to_string()
+                .into_bytes();
+            (n.op.name(), &net_text)
+        }
     };
     let path = if h.path_unresolved() {
         "<unresolved path>".to_string()

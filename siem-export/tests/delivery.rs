@@ -259,7 +259,7 @@ async fn receiver_down_then_back_loses_nothing() {
     rx.push(Action::Drop);
     rx.push(Action::Delay(Duration::from_millis(300), Response::ok()));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    rx.stop();
+    rx.stop().await;
     for chunk in 0..6 {
         d.enqueue(events(200 + chunk * 50..250 + chunk * 50))
             .await
@@ -292,7 +292,7 @@ async fn receiver_down_then_back_loses_nothing() {
 async fn a_restarted_dispatcher_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let mut rx = Receiver::start().await;
-    rx.stop();
+    rx.stop().await;
     {
         let d = start(
             &dir,
@@ -502,7 +502,7 @@ async fn export_test_reports_the_answer() {
 
     let mut rx2 = Receiver::start().await;
     let url = rx2.url("/in");
-    rx2.stop();
+    rx2.stop().await;
     let mut down = webhook(&dir, "down", url, 10).build().unwrap();
     let r = send_test_event("down", down.sink.as_mut(), "node-a", Duration::from_secs(5)).await;
     assert_eq!(r.outcome, "retryable");

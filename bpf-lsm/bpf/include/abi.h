@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 2
+#define ENF_ABI_VERSION 3
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -24,6 +24,7 @@
 /* Event kinds (enf_event_header.kind). */
 #define ENF_EVENT_FILE_OPEN 1
 #define ENF_EVENT_EXEC 2
+#define ENF_EVENT_NET 3
 
 /* Verdicts (enf_event_header.verdict). */
 #define ENF_VERDICT_ALLOW 0
@@ -39,6 +40,12 @@
 #define ENF_FLAG_DEFAULT (1u << 1)
 /* SIGKILL was sent to the acting process. */
 #define ENF_FLAG_KILLED (1u << 2)
+/* A network record: the address was IPv4-mapped IPv6 (::ffff:a.b.c.d) and was
+ * decided, and is reported, as the IPv4 address. */
+#define ENF_FLAG_V4_MAPPED (1u << 3)
+/* A network record: decided by a cgroup socket program (the fallback without
+ * BPF LSM), not by an LSM hook. */
+#define ENF_FLAG_CGROUP_HOOK (1u << 4)
 
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu
@@ -54,7 +61,10 @@
 /* Operation classes, each with its own matcher and default posture. */
 #define ENF_CLASS_FILE 0
 #define ENF_CLASS_EXEC 1
-#define ENF_CLASSES 2
+#define ENF_CLASS_NET 2
+/* A power of two: class indexes are masked with ENF_CLASSES - 1. Slot 3 is
+ * kept for the kernel-operation class. */
+#define ENF_CLASSES 4
 
 /* File operation bits (enf_rule.ops, enf_file_event.access): bit i is the
  * i-th operation of policy-lang's FileOp list, so its masks pass through. */
@@ -62,6 +72,20 @@
 #define ENF_OP_WRITE (1u << 1)
 #define ENF_OP_APPEND (1u << 2)
 #define ENF_OP_EXEC (1u << 10)
+
+/* Network operation bits (enf_net_rule.ops, enf_net_event.op): bit i is the
+ * i-th operation of policy-lang's NetOp list. */
+#define ENF_NET_CONNECT (1u << 0)
+#define ENF_NET_BIND (1u << 1)
+#define ENF_NET_LISTEN (1u << 2)
+#define ENF_NET_SEND (1u << 3)
+/* Address family bits (enf_net_rule.families): policy-lang's Family order. */
+#define ENF_FAMILY_IPV4 (1u << 0)
+#define ENF_FAMILY_IPV6 (1u << 1)
+/* Protocol bits (enf_net_rule.protocols): policy-lang's Protocol order. A
+ * socket of another protocol matches no rule (only defaults apply to it). */
+#define ENF_PROTO_TCP (1u << 0)
+#define ENF_PROTO_UDP (1u << 1)
 
 /* A cgroup's policies are a u64 set of slots. */
 #define ENF_MAX_POLICIES 64
@@ -182,6 +206,54 @@ struct enf_rule {
 	__u32 slot;                    /* its policy's slot */
 	__u32 action;                  /* ENF_ACTION_*, effective */
 	__u32 ops;                     /* ENF_OP_* (file rules); exec rules: unused */
+};
+
+/* A network verdict (connect, bind, listen, send), sent whole. */
+struct enf_net_event {
+	struct enf_event_header hdr;
+	__u32 op;                      /* one ENF_NET_* bit */
+	__u16 family;                  /* AF_INET (2) or AF_INET6 (10), as decided */
+	__u16 protocol;                /* IPPROTO_* of the socket (6 TCP, 17 UDP, ...) */
+	__u16 port;                    /* host byte order */
+	__u16 _pad;
+	__u32 _pad2;
+	__u8 addr[16];                 /* network byte order; AF_INET: the first 4 bytes */
+};
+
+/* Keys of the LPM tries `enf_net_v4` and `enf_net_v6`. */
+struct enf_lpm_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];                  /* network byte order */
+};
+
+struct enf_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Value of both tries: the rules of the longest matching prefix and of every
+ * shorter prefix covering it, enf_net_rules[list_off..+list_len]. */
+struct enf_net_list {
+	__u32 list_off;
+	__u32 list_len;
+};
+
+/* Value of `enf_net_rules` (array): every prefix's list, concatenated. */
+struct enf_net_rule {
+	__u32 id;
+	__u32 slot;
+	__u32 action;                  /* ENF_ACTION_*, effective */
+	__u32 ops;                     /* ENF_NET_* */
+	__u32 families;                /* ENF_FAMILY_* */
+	__u32 protocols;               /* ENF_PROTO_* */
+	__u32 ports_off;               /* enf_net_ports[ports_off..+ports_len]; */
+	__u32 ports_len;               /* 0: any port */
+};
+
+/* Value of `enf_net_ports` (array): inclusive port ranges, host byte order. */
+struct enf_port_range {
+	__u16 lo;
+	__u16 hi;
 };
 
 #endif /* ENFORCER_ABI_H */

@@ -96,17 +96,9 @@ static long enf_decide_step(__u32 i, void *data)
  * Decides an operation of `class` on `path` (len bytes; resolved == false
  * when bpf_d_path failed) for a task whose policies are `slots`.
  */
-static __always_inline int enf_decide(const char *path, __u32 len, bool resolved, __u32 class,
-				      __u32 access, __u64 slots, struct enf_decision *d)
+/* The per-CPU match set, cleared, and `d` reset to "nothing decided". */
+static __always_inline struct enf_hits *enf_decide_begin(struct enf_decision *d)
 {
-	struct enf_match_ctx m = { .slots = slots, .class = class, .access = access };
-	struct enf_decide_ctx c = {
-		.d = d,
-		.slots = slots,
-		.class = class,
-		.access = access,
-		.unresolved = !resolved,
-	};
 	struct enf_hits *h;
 	__u32 zero = 0;
 
@@ -117,18 +109,44 @@ static __always_inline int enf_decide(const char *path, __u32 len, bool resolved
 
 	h = bpf_map_lookup_elem(&enf_hits, &zero);
 	if (!h)
-		return -1;
+		return NULL;
 	/* Only the masks need clearing: a rule entry is read only under its bit. */
 	h->slots[0] = 0;
 	h->slots[1] = 0;
 	h->slots[2] = 0;
 	h->slots[3] = 0;
-	m.hits = h;
-	c.hits = h;
+	return h;
+}
 
+/* Decides per policy and across policies from the matches in `h`. */
+static __always_inline void enf_decide_policies(struct enf_hits *h, __u32 class, __u32 access,
+						__u64 slots, bool unresolved,
+						struct enf_decision *d)
+{
+	struct enf_decide_ctx c = {
+		.hits = h,
+		.d = d,
+		.slots = slots,
+		.class = class,
+		.access = access,
+		.unresolved = unresolved,
+	};
+
+	bpf_loop(ENF_MAX_POLICIES, enf_decide_step, &c, 0);
+}
+
+static __always_inline int enf_decide(const char *path, __u32 len, bool resolved, __u32 class,
+				      __u32 access, __u64 slots, struct enf_decision *d)
+{
+	struct enf_match_ctx m = { .slots = slots, .class = class, .access = access };
+	struct enf_hits *h = enf_decide_begin(d);
+
+	if (!h)
+		return -1;
+	m.hits = h;
 	if (resolved)
 		enf_walk_path(path, len, &m);
-	bpf_loop(ENF_MAX_POLICIES, enf_decide_step, &c, 0);
+	enf_decide_policies(h, class, access, slots, !resolved, d);
 	return 0;
 }
 

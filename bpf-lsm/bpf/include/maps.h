@@ -59,6 +59,39 @@ struct {
 	__type(value, struct enf_rule);
 } enf_rule_list SEC(".maps");
 
+/* Network rules: longest-prefix tries per family -> a list of rules in
+ * enf_net_rules, whose port ranges are in enf_net_ports. An IPv4-mapped IPv6
+ * address is looked up in the v4 trie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct enf_lpm_v4_key);
+	__type(value, struct enf_net_list);
+} enf_net_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct enf_lpm_v6_key);
+	__type(value, struct enf_net_list);
+} enf_net_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_net_rule);
+} enf_net_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_port_range);
+} enf_net_ports SEC(".maps");
+
 /* Counters the kernel side keeps for user space (ENF_STAT_*). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -104,6 +137,14 @@ struct {
 	__type(value, struct enf_exec_scratch);
 } enf_exec_scratch SEC(".maps");
 
+/* A network record is assembled here (also puts its type in the BTF). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_net_event);
+} enf_net_scratch SEC(".maps");
+
 /* Matches of one decision, per action: the policy slots with a match and,
  * per slot, the lowest matching rule id (kernel-internal, not ABI). */
 struct enf_hits {
@@ -117,5 +158,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct enf_hits);
 } enf_hits SEC(".maps");
+
+/* Records that rule `id` of policy `slot` matched with `action`; per
+ * (action, slot) the lowest rule id is kept for the record. */
+static __always_inline void enf_hits_add(struct enf_hits *h, __u32 slot, __u32 action, __u32 id)
+{
+	__u64 bit;
+
+	slot &= ENF_MAX_POLICIES - 1;
+	action &= ENF_ACTIONS - 1;
+	bit = 1ULL << slot;
+	if (!(h->slots[action] & bit) || id < h->rule[action][slot])
+		h->rule[action][slot] = id;
+	h->slots[action] |= bit;
+}
 
 #endif /* ENFORCER_MAPS_H */

@@ -36,16 +36,12 @@ struct enf_match_ctx {
 static __always_inline void enf_hit(struct enf_match_ctx *m, const struct enf_rule *r)
 {
 	__u32 slot = r->slot & (ENF_MAX_POLICIES - 1);
-	__u32 action = r->action & (ENF_ACTIONS - 1);
-	__u64 bit = 1ULL << slot;
 
-	if (!(m->slots & bit))
+	if (!(m->slots & (1ULL << slot)))
 		return;
 	if (m->class == ENF_CLASS_FILE && !(r->ops & m->access))
 		return;
-	if (!(m->hits->slots[action] & bit) || r->id < m->hits->rule[action][slot])
-		m->hits->rule[action][slot] = r->id;
-	m->hits->slots[action] |= bit;
+	enf_hits_add(m->hits, slot, r->action, r->id);
 }
 
 struct enf_list_ctx {

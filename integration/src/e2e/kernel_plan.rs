@@ -207,7 +207,7 @@ fn file_verdicts(rs: &[Record]) -> Vec<(Action, Option<u32>, String)> {
                 f.header.rule_id,
                 String::from_utf8_lossy(&f.path).into_owned(),
             )),
-            Record::Exec(_) => None,
+            _ => None,
         })
         .collect()
 }

@@ -22,6 +22,7 @@ pub mod export;
 pub mod file_open;
 pub mod guest;
 pub mod kernel_plan;
+pub mod network;
 pub mod policy_run;
 
 use std::cell::RefCell;
@@ -71,6 +72,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("kernel_plan", kernel_plan::TESTS),
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
+    ("network", network::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.

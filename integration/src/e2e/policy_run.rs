@@ -22,6 +22,10 @@ pub const TESTS: &[Test] = &[
         audit_flag_turns_denies_into_audits,
     ),
     Test::new(
+        "verdicts_are_enriched_from_the_process_table",
+        verdicts_are_enriched_from_the_process_table,
+    ),
+    Test::new(
         "embedded_library_blocks_exec_from_tmp",
         embedded_library_blocks_exec_from_tmp,
     ),
@@ -175,6 +179,61 @@ fn audit_flag_turns_denies_into_audits() -> Result<()> {
     );
     let audited = query(&state, &["--verdict", "audited", "--rule", "no-secret"])?;
     ensure!(audited.len() == 1, "expected one audit event: {audited:#?}");
+    Ok(())
+}
+
+/// A shell that stays alive after its open is denied: the event carries its exe, argv,
+/// exec id, ancestors and cgroup path, read from the process table.
+fn verdicts_are_enriched_from_the_process_table() -> Result<()> {
+    let cg = Cgroup::create("e2e-policy-enrich")?;
+    let policy = setup("e2e-policy-enrich")?;
+    let enforcer = Enforcer::start(&["--policy", &policy])?;
+    // `; true` keeps the shell from exec-ing its last command, so its argv stays its own.
+    let script = format!("read x < {DIR}/secret; sleep 2; true");
+    let mut shell = Command::new("/bin/sh");
+    shell
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cg.spawn(&mut shell)?;
+    let pid = child.id();
+    let out = child.wait_with_output().context("waiting for the shell")?;
+    let state = enforcer.state_dir().to_path_buf();
+    ensure!(enforcer.stop()?.success(), "enforcer did not stop cleanly");
+    ensure!(
+        out.status.success(),
+        "the shell itself must survive the denied read"
+    );
+    let events = query(&state, &["--rule", "no-secret", "--pid", &pid.to_string()])?;
+    let e = events
+        .first()
+        .with_context(|| format!("no event for pid {pid}"))?;
+    let p = &e["process"];
+    ensure!(p["exe"] == "/bin/busybox", "exe: {e}");
+    ensure!(
+        p["argv"][0] == "/bin/sh" && p["argv"][1] == "-c",
+        "argv: {e}"
+    );
+    ensure!(
+        p["exec_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "exec_id: {e}"
+    );
+    // The guest's busybox image has no /etc/passwd; where there is one, uid 0 is named.
+    if std::path::Path::new("/etc/passwd").exists() {
+        ensure!(p["user"] == "root", "user: {e}");
+    }
+    let ancestors = p["ancestors"].as_array().context("no ancestors")?;
+    ensure!(
+        ancestors.iter().any(|a| a["exe"]
+            .as_str()
+            .is_some_and(|x| x.ends_with("enforcer-e2e"))),
+        "the test binary is an ancestor: {e}"
+    );
+    ensure!(
+        e["cgroup"]["path"] == "/e2e-policy-enrich",
+        "cgroup path: {e}"
+    );
     Ok(())
 }
 

@@ -140,15 +140,18 @@ impl Receiver {
     }
 
     /// Goes away: the listener and every open connection close.
-    pub fn stop(&mut self) {
+    /// Goes away: once this returns the port refuses connections (the listener is dropped
+    /// with its task, which an abort alone only schedules).
+    pub async fn stop(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
+            let _ = t.await;
         }
     }
 
     /// Comes back on the same port, keeping what it received.
     pub async fn restart(&mut self) {
-        self.stop();
+        self.stop().await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let again = Self::start_with(Arc::clone(&self.state), self.addr.port()).await;
         *self = again;
@@ -197,7 +200,9 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
     }
 }
 
