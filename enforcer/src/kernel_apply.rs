@@ -273,6 +273,29 @@ fn selected(sel: &PlanSelector, path: &str) -> bool {
     included && !excluded
 }
 
+/// On a kernel without BPF LSM only network rules have a kernel mechanism (the cgroup socket
+/// programs). Returns the plan with the file and exec rules taken out, and those rules'
+/// `policy/rule` names, which the caller must report: they are neither enforced nor audited.
+pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
+    let mut part = plan.clone();
+    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part
+        .rules
+        .drain(..)
+        .partition(|r| r.class == Some(Class::Network));
+    part.rules = kept;
+    part.maps.file_paths = PathMatcher::default();
+    part.maps.exec_paths = PathMatcher::default();
+    for p in &mut part.policies {
+        for d in &mut p.defaults {
+            if matches!(d.class, Class::File | Class::Exec) {
+                d.posture = Posture::Allow;
+            }
+        }
+    }
+    let names = dropped.iter().map(|r| rule_label(plan, r)).collect();
+    (part, names)
+}
+
 /// Translates `plan` for the kernel, scoping policies to the cgroups of `tree`.
 pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<Unsupported>> {
     let mut gaps = Vec::new();
@@ -598,6 +621,40 @@ policies:
             "{}",
             text[2]
         );
+    }
+
+    #[test]
+    fn without_bpf_lsm_only_the_network_part_is_kept() {
+        let set = policy_lang::load_sources([(
+            "p.yaml",
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: audit
+    defaults: {exec: deny}
+    rules:
+      - name: f
+        action: deny
+        file: {path: /etc/shadow, ops: [read]}
+      - name: n
+        action: deny
+        network: {ops: [connect], cidr: [169.254.169.254]}
+",
+        )])
+        .unwrap();
+        let no_lsm = KernelFeatures {
+            bpf_lsm: false,
+            ..KernelFeatures::full()
+        };
+        let plan = policy_lang::compile(&set, &no_lsm).unwrap();
+        let (part, dropped) = network_part(&plan);
+        assert_eq!(dropped, vec!["p/f"]);
+        assert_eq!(part.rules.len(), 1);
+        let k = kernel_plan(&part, &tree(&["/"])).unwrap();
+        assert!(k.file_matcher.accepts.is_empty() && k.exec_matcher.accepts.is_empty());
+        assert_eq!(k.policies[0].exec_default, Action::Allow);
+        assert_eq!(k.network.rules.len(), 1);
     }
 
     #[test]

@@ -270,6 +270,35 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
         },
         "policy set compiled"
     );
+    let names = Names::of(&plan);
+    // Without BPF LSM only the network rules have a kernel mechanism (cgroup socket
+    // programs); the rest is said plainly, rule by rule, and the daemon runs what it can.
+    let plan = if plan.kernel.bpf_lsm {
+        plan
+    } else {
+        let (part, skipped) = kernel_apply::network_part(&plan);
+        for rule in &skipped {
+            tracing::warn!(
+                "rule `{rule}` is neither enforced nor audited here: this kernel cannot load BPF \
+                 LSM programs"
+            );
+        }
+        if !skipped.is_empty() {
+            tracing::warn!(
+                "{} of {} rules need BPF LSM; `enforcer doctor` says what this kernel supports, \
+                 and `cargo xtask vm run` tries the policy against a kernel with BPF LSM",
+                skipped.len(),
+                plan.rules.len()
+            );
+        }
+        part
+    };
+    if plan.rules.is_empty() && !plan.policies.iter().any(has_kernel_default) {
+        return Ok(Rules {
+            load: Load::Nothing,
+            names,
+        });
+    }
     let root = cgroup::cgroup2_root().map_err(|e| Failure::new(exit_code::ERROR, e))?;
     let tree = kernel_apply::cgroup_tree(&root)
         .with_context(|| format!("walking the cgroup tree under `{}`", root.display()))?;
@@ -285,19 +314,17 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
             ),
         )
     })?;
-    let names = Names::of(&plan);
-    let load = if plan.kernel.bpf_lsm {
-        Load::Plan(Box::new(kernel_plan))
-    } else {
-        tracing::warn!(
-            "this kernel cannot load BPF LSM programs: none of the {} rules is enforced or \
-             audited in the kernel here; `enforcer doctor` says what this kernel supports, and \
-             `cargo xtask vm run` tries the policy against a kernel with BPF LSM",
-            plan.rules.len()
-        );
-        Load::Nothing
-    };
-    Ok(Rules { load, names })
+    Ok(Rules {
+        load: Load::Plan(Box::new(kernel_plan)),
+        names,
+    })
+}
+
+/// A default `deny` is enforced in the kernel even without any rule.
+fn has_kernel_default(p: &policy_lang::plan::PlanPolicy) -> bool {
+    p.defaults
+        .iter()
+        .any(|d| d.posture == policy_lang::model::Posture::Deny)
 }
 
 /// What export needs before the runtime starts: the sinks built (secrets read) and the outbox
@@ -503,7 +530,10 @@ async fn watch(
     };
     let (rule_count, cgroup_count) = match &rules.load {
         Load::Adhoc(plan) => (plan.rules.len(), plan.cgroups.len()),
-        Load::Plan(plan) => (plan.rules.len(), plan.cgroups.len()),
+        Load::Plan(plan) => (
+            plan.rules.len() + plan.network.rules.len(),
+            plan.cgroups.len(),
+        ),
         Load::Nothing => (rules.names.rules.len(), 0),
     };
     tracing::info!(

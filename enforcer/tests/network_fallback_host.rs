@@ -1,0 +1,162 @@
+//! `enforcer run --policy` on a kernel without BPF LSM (our build machines): network rules
+//! are still real denies, through the cgroup socket programs, inside the selected cgroup
+//! only; the verdict reaches the event store. On a kernel with BPF LSM the VM suite covers
+//! the same rules through the LSM hooks, and this test says so and stops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn enforcer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_enforcer"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn cgroup2_root() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
+        })
+        .expect("cgroup2 mounted")
+}
+
+/// `bash -c` that joins `cgroup` (if any) and opens a TCP connection to addr:port.
+fn connect(cgroup: Option<&str>, port: u16) -> std::process::Output {
+    let join = cgroup
+        .map(|c| format!("echo $$ > {c}/cgroup.procs && "))
+        .unwrap_or_default();
+    let script = format!("{join}exec bash -c 'exec 3<>/dev/tcp/127.0.0.2/{port}'");
+    Command::new("bash").args(["-c", &script]).output().unwrap()
+}
+
+#[test]
+fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
+        eprintln!("skipped: this kernel has BPF LSM (the VM suite's network:: tests cover it) or no cgroup socket programs");
+        return;
+    }
+
+    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    let name = format!("enforcer-net-host-{}", std::process::id());
+    let cgroup = format!("{}/{name}", cgroup2_root());
+    std::fs::create_dir(&cgroup).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("net.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "policies:
+  - name: egress
+    select: {{cgroups: [/{name}]}}
+    mode: enforce
+    rules:
+      - name: no-port
+        message: connect to the forbidden port
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
+"
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut daemon = enforcer()
+        .arg("run")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("enforcer ready")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = daemon.kill();
+                let _ = std::fs::remove_dir(&cgroup);
+                panic!("no `enforcer ready`:\n{}", log.join("\n"));
+            }
+        }
+    }
+
+    let inside = connect(Some(&cgroup), port);
+    let outside = connect(None, port);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    let _ = std::fs::remove_dir(&cgroup);
+
+    assert!(
+        status.success(),
+        "enforcer exited with {status}:\n{}",
+        log.join("\n")
+    );
+    let inside_err = String::from_utf8_lossy(&inside.stderr);
+    assert!(
+        !inside.status.success() && inside_err.contains("Operation not permitted"),
+        "inside: {inside_err}"
+    );
+    assert!(
+        outside.status.success(),
+        "outside: {}",
+        String::from_utf8_lossy(&outside.stderr)
+    );
+
+    let query = enforcer()
+        .args([
+            "events",
+            "query",
+            "--format",
+            "json",
+            "--verdict",
+            "denied",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let events: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    let e = &events[0];
+    assert_eq!(e["rule"], "no-port", "{events}");
+    assert_eq!(e["class"], "network", "{e}");
+    assert_eq!(e["target"]["network"]["dst_ip"], "127.0.0.2", "{e}");
+    assert_eq!(e["target"]["network"]["dst_port"], port, "{e}");
+}
