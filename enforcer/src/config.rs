@@ -26,6 +26,34 @@ pub struct Config<S = SinkConfig> {
     pub store: StoreConfig,
     /// Export to SIEMs: the sinks and the outbox `<state_dir>/outbox.db`.
     pub export: ExportConfig<S>,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to listen on. Default `127.0.0.1:9464` (this host only); `""` turns the
+    /// endpoint off.
+    pub address: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: crate::metrics::DEFAULT_ADDRESS.to_string(),
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address to serve on; `None`: metrics are off. Checked by [`Config::parse`].
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        crate::metrics::parse_address(&self.address)
+            .ok()
+            .and_then(|a| a.0)
+    }
 }
 
 /// `[export]`: where events are forwarded. No sinks (the default): nothing is exported and no
@@ -136,6 +164,7 @@ impl<S> Default for Config<S> {
             event_log: EventLogConfig::default(),
             store: StoreConfig::default(),
             export: ExportConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -172,6 +201,9 @@ impl Config {
                 raw.export.outbox.max_bytes
             );
         }
+        if let Err(e) = crate::metrics::parse_address(&raw.metrics.address) {
+            anyhow::bail!("`metrics.address`: {e}");
+        }
         let mut sinks: Vec<SinkConfig> = Vec::with_capacity(raw.export.sinks.len());
         for (i, entry) in raw.export.sinks.into_iter().enumerate() {
             let sink = parse_sink(i, entry, text)?;
@@ -194,6 +226,7 @@ impl Config {
                 shutdown_grace_ms: raw.export.shutdown_grace_ms,
                 outbox: raw.export.outbox,
             },
+            metrics: raw.metrics,
         })
     }
 
@@ -279,6 +312,32 @@ mod tests {
         assert!(c.export.sinks.is_empty());
         assert_eq!(c.export.shutdown_grace_ms, 5000);
         assert_eq!(c.export.outbox.max_bytes, 1 << 30);
+        assert_eq!(c.metrics.address, "127.0.0.1:9464");
+        assert_eq!(
+            c.metrics.socket_addr(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_metrics_address_parses_turns_off_and_is_checked() {
+        let c = Config::parse("[metrics]\naddress = \"[::1]:9100\"\n").unwrap();
+        assert_eq!(c.metrics.socket_addr(), Some("[::1]:9100".parse().unwrap()));
+        let c = Config::parse("[metrics]\naddress = \"\"\n").unwrap();
+        assert_eq!(c.metrics.socket_addr(), None);
+        let err = format!(
+            "{:#}",
+            Config::parse("[metrics]\naddress = \"localhost\"\n").unwrap_err()
+        );
+        assert!(
+            err.contains("metrics.address") && err.contains("localhost"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::parse("[metrics]\nadress = \"\"\n").unwrap_err()
+        );
+        assert!(err.contains("adress"), "{err}");
     }
 
     const SINKS: &str = "state_dir = \"/x\"\n\

@@ -24,6 +24,8 @@ pub const POLICY: u8 = 7;
 pub const KERNEL_LOAD: u8 = 8;
 /// The config file is unreadable or invalid.
 pub const CONFIG: u8 = 9;
+/// `run`: the metrics address is in use or cannot be bound.
+pub const PORT: u8 = 10;
 
 /// An error that carries the exit code it should end the process with.
 #[derive(Debug)]

@@ -7,6 +7,7 @@ mod events_cmd;
 mod exit_code;
 mod export_cmd;
 mod kernel_apply;
+mod metrics;
 mod policy_cmd;
 mod run;
 mod verdict_log;
@@ -25,7 +26,8 @@ Exit codes:
   6  the state directory is not writable
   7  invalid policy or rule
   8  the kernel refused a program (the verifier log is printed)
-  9  the config file is unreadable or invalid";
+  9  the config file is unreadable or invalid
+  10 the metrics address is in use or cannot be bound";
 
 #[derive(Parser)]
 #[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]

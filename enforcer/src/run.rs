@@ -6,6 +6,7 @@ use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
 use crate::export_cmd;
 use crate::kernel_apply;
+use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
 use crate::policy_cmd;
 use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
 use anyhow::Context;
@@ -48,6 +49,10 @@ pub struct RunArgs {
     /// the cgroup2 mount. Repeatable.
     #[arg(long = "cgroup", value_name = "CGROUP")]
     pub cgroups: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (ADDR is IP:PORT; "" turns them off).
+    /// Default: the config's `[metrics] address`, else 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_address)]
+    pub metrics_address: Option<MetricsAddress>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +76,7 @@ struct Stamp {
     clock: Clock,
     /// The process table (exe, argv, ancestors, exec id) and workload identity.
     enricher: Enricher,
+    metrics: Arc<DaemonMetrics>,
 }
 
 /// What the kernel gets.
@@ -192,6 +198,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     ensure_state_dir(&state_dir)?;
     ensure_bpffs()?;
+    // Bound before anything is opened or loaded: an address in use stops the daemon here.
+    let metrics_address = match args.metrics_address {
+        Some(MetricsAddress(addr)) => addr,
+        None => config.metrics.socket_addr(),
+    };
+    let listener = metrics_address.map(metrics::bind).transpose()?;
+    let metrics = Arc::new(DaemonMetrics::new(env!("CARGO_PKG_VERSION")));
     let log = VerdictLog::open(&state_dir.join("events.jsonl"), &config.event_log)?;
     let store_path = store::path_in(&state_dir);
     let store = Store::open(&store_path)
@@ -219,7 +232,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(rules, mode, log, &writer, export));
+    let result = runtime.block_on(serve(
+        rules,
+        mode,
+        log,
+        &writer,
+        export,
+        Served { metrics, listener },
+    ));
     // Whatever happened, what was queued for the store is written before exit.
     match writer.shutdown() {
         Ok((_, stats)) => tracing::info!(
@@ -380,14 +400,16 @@ struct Exporter {
     task: tokio::task::JoinHandle<()>,
     /// Events that could not be queued for export.
     dropped: u64,
+    metrics: Arc<DaemonMetrics>,
 }
 
 impl Exporter {
     /// Starts the dispatcher; call inside the runtime.
-    fn start(setup: ExportSetup) -> Result<Self, Failure> {
+    fn start(setup: ExportSetup, metrics: Arc<DaemonMetrics>) -> Result<Self, Failure> {
         let names: Vec<String> = setup.sinks.iter().map(|s| s.name.clone()).collect();
-        let dispatcher = Dispatcher::start(setup.outbox, setup.sinks)
+        let dispatcher = Dispatcher::start(Arc::clone(&setup.outbox), setup.sinks)
             .context("starting the export dispatcher")?;
+        metrics.set_export(dispatcher.metrics(), setup.outbox);
         tracing::info!(sinks = ?names, "export started");
         let (tx, rx) = mpsc::channel(EXPORT_QUEUE_BATCHES);
         let task = tokio::spawn(export_task(dispatcher, rx, setup.grace));
@@ -395,6 +417,7 @@ impl Exporter {
             tx,
             task,
             dropped: 0,
+            metrics,
         })
     }
 
@@ -416,13 +439,17 @@ impl Exporter {
                 );
             }
             self.dropped += batch.len() as u64;
+            self.metrics
+                .count_export_handoff_dropped(batch.len() as u64);
         }
     }
 
     /// Stores what is still queued, gives the sinks up to the grace period to deliver, and
     /// stops the workers; what is not delivered stays in the outbox for the next start.
     async fn shutdown(self) {
-        let Exporter { tx, task, dropped } = self;
+        let Exporter {
+            tx, task, dropped, ..
+        } = self;
         drop(tx);
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the export task failed");
@@ -482,20 +509,43 @@ async fn export_task(
     }
 }
 
+/// The metrics and, unless they are off, the bound listener they are served on.
+struct Served {
+    metrics: Arc<DaemonMetrics>,
+    listener: Option<std::net::TcpListener>,
+}
+
+/// How often the event loop copies the kernel's, the store's and the process table's counters
+/// into the metrics.
+const METRICS_REFRESH: Duration = Duration::from_secs(1);
+
 async fn serve(
     rules: Rules,
     mode: Option<ModeArg>,
     log: VerdictLog,
     writer: &Writer,
     export: Option<ExportSetup>,
+    served: Served,
 ) -> Result<(), Failure> {
-    let mut exporter = match export {
-        Some(setup) => Some(Exporter::start(setup)?),
+    let Served { metrics, listener } = served;
+    let server = match listener {
+        Some(listener) => Some(
+            metrics::spawn_server(listener, Arc::clone(&metrics))
+                .context("serving the metrics")
+                .map_err(|e| Failure::new(exit_code::PORT, e))?,
+        ),
         None => None,
     };
-    let result = watch(rules, mode, log, writer, exporter.as_mut()).await;
+    let mut exporter = match export {
+        Some(setup) => Some(Exporter::start(setup, Arc::clone(&metrics))?),
+        None => None,
+    };
+    let result = watch(rules, mode, log, writer, exporter.as_mut(), metrics).await;
     if let Some(exporter) = exporter {
         exporter.shutdown().await;
+    }
+    if let Some(server) = server {
+        server.abort();
     }
     result
 }
@@ -506,6 +556,7 @@ async fn watch(
     mut log: VerdictLog,
     writer: &Writer,
     mut exporter: Option<&mut Exporter>,
+    metrics: Arc<DaemonMetrics>,
 ) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -536,6 +587,13 @@ async fn watch(
         ),
         Load::Nothing => (rules.names.rules.len(), 0),
     };
+    metrics.set_rules_loaded(if loaded.is_some() {
+        rule_count as u64
+    } else {
+        0
+    });
+    let mut refresh = tokio::time::interval(METRICS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
         rules = rule_count,
         cgroups = cgroup_count,
@@ -545,9 +603,12 @@ async fn watch(
     );
 
     let Some(mut loaded) = loaded else {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = sigint.recv() => {}
+        loop {
+            tokio::select! {
+                _ = refresh.tick() => metrics.set_store(writer.stats()),
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+            }
         }
         tracing::info!("stopping");
         return Ok(());
@@ -566,6 +627,7 @@ async fn watch(
             .unwrap_or_default(),
         clock: Clock::now()?,
         enricher,
+        metrics,
     };
     let ring = loaded.take_events()?;
     // SAFETY: the ring buffer owns its map fd and returns that same fd from
@@ -580,6 +642,7 @@ async fn watch(
                 drain(guard.get_inner_mut(), &rules, &mut ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
                 guard.clear_ready();
             }
+            _ = refresh.tick() => refresh_metrics(&ctx, &loaded, writer),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
@@ -605,6 +668,22 @@ async fn watch(
     Ok(())
 }
 
+/// Copies the counters kept elsewhere into the metrics.
+fn refresh_metrics(ctx: &Stamp, loaded: &Loaded, writer: &Writer) {
+    let m = &ctx.metrics;
+    m.set_store(writer.stats());
+    match loaded.stats() {
+        Ok(stats) => m.set_kernel(stats),
+        Err(e) => tracing::debug!(error = %e, "reading the kernel statistics failed"),
+    }
+    let table = ctx.enricher.table();
+    m.set_table(TableSample {
+        entries: table.len() as u64,
+        table: table.stats,
+        cgroups: table.cgroups().stats,
+    });
+}
+
 fn drain(
     ring: &mut bpf_lsm::EventRing,
     rules: &Rules,
@@ -623,6 +702,7 @@ fn drain(
                     verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
                 let h = record.header();
                 ctx.enricher.enrich(&mut event, h.pid, h.cgroup_id);
+                ctx.metrics.count_event(event.class, event.verdict);
                 log.append(&event)?;
                 if exporter.is_some() {
                     batch.push(event.clone());
@@ -632,6 +712,7 @@ fn drain(
             }
             Err(e) => {
                 *decode_errors += 1;
+                ctx.metrics.count_decode_error();
                 tracing::warn!(error = %e, "skipping a malformed kernel record");
             }
         }

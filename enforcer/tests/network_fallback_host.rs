@@ -85,7 +85,7 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
     .unwrap();
     let state = dir.path().join("state");
     let mut daemon = enforcer()
-        .arg("run")
+        .args(["run", "--metrics-address", ""])
         .arg("--policy")
         .arg(&policy)
         .arg("--state-dir")

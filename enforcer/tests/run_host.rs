@@ -123,7 +123,15 @@ fn run_reports_ready_and_stops_on_sigterm() {
     let state = tempfile::tempdir().unwrap();
     let cgroup_root = cgroup2_root();
     let mut child = enforcer()
-        .args(["run", "--deny-open", "/etc/hostname", "--cgroup"])
+        // No metrics server: tests may run beside another daemon on the default port.
+        .args([
+            "run",
+            "--metrics-address",
+            "",
+            "--deny-open",
+            "/etc/hostname",
+            "--cgroup",
+        ])
         .arg(&cgroup_root)
         .arg("--mode")
         .arg("audit")
