@@ -30,10 +30,13 @@ use tokio::time::Instant;
 use crate::config::{BatchConfig, SinkRuntime};
 use crate::event::{EventClass, SecurityEvent, Timestamp, Verdict};
 use crate::filter::EventFilter;
-use crate::outbox::{now_ms, EnqueueReport, EntryKey, Leased, Outbox, OutboxError, OutboxStats};
+use crate::outbox::{
+    now_ms, EnqueueReport, EntryKey, Leased as LeasedEvent, LeasedNative, Outbox, OutboxError,
+    OutboxStats,
+};
 use crate::retry::{Jitter, RetryPolicy};
 use crate::severity::Severity;
-use crate::sink::{AsyncSink, Delivery};
+use crate::sink::{AsyncSink, Delivery, NativeRecord};
 
 /// How long an idle worker sleeps when nothing wakes it (it also wakes on
 /// every enqueue and when a retry falls due).
@@ -335,6 +338,44 @@ impl Dispatcher {
     }
 }
 
+/// A leased batch: decoded events, or the stored native JSON as it is.
+enum Leased {
+    Decoded(Vec<LeasedEvent>),
+    Native(Vec<LeasedNative>),
+}
+
+impl Leased {
+    fn len(&self) -> usize {
+        match self {
+            Leased::Decoded(v) => v.len(),
+            Leased::Native(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What is handed to the sink.
+enum Batch {
+    Decoded(Vec<SecurityEvent>),
+    Native(Vec<NativeRecord>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Decoded(v) => v.len(),
+            Batch::Native(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 struct Worker {
     outbox: Arc<Outbox>,
     name: String,
@@ -408,7 +449,19 @@ impl Worker {
             }
             let (name, max) = (self.name.clone(), self.batch.max_events);
             self.wake.fresh.store(0, Ordering::Relaxed);
-            let Some(leased) = self.blocking(move |o| o.lease(&name, max, now_ms())).await else {
+            // A sink that sends native JSON and wants every event gets the
+            // stored bytes as they are: nothing to decode or encode again.
+            let native = self.filter.is_pass_all() && self.sink.sends_native_json();
+            let leased = if native {
+                self.blocking(move |o| o.lease_native(&name, max, now_ms()))
+                    .await
+                    .map(Leased::Native)
+            } else {
+                self.blocking(move |o| o.lease(&name, max, now_ms()))
+                    .await
+                    .map(Leased::Decoded)
+            };
+            let Some(leased) = leased else {
                 backoff_until = Some(Instant::now() + Duration::from_secs(1));
                 continue;
             };
@@ -455,19 +508,33 @@ impl Worker {
 
     /// Sends one leased batch and records the outcome. Returns when the
     /// sink may be tried again, if it failed as a whole.
-    async fn process(&mut self, leased: Vec<Leased>) -> Option<Instant> {
+    async fn process(&mut self, leased: Leased) -> Option<Instant> {
         let mut delivered: Vec<EntryKey> = Vec::new();
         // (key, attempts) of the events sent, parallel to `events`.
         let mut meta: Vec<(EntryKey, u32)> = Vec::with_capacity(leased.len());
-        let mut events: Vec<SecurityEvent> = Vec::with_capacity(leased.len());
-        for l in leased {
-            if self.filter.matches(&l.event) {
-                meta.push((l.key, l.attempts));
-                events.push(l.event);
-            } else {
-                delivered.push(l.key);
+        let events = match leased {
+            Leased::Decoded(rows) => {
+                let mut events: Vec<SecurityEvent> = Vec::with_capacity(rows.len());
+                for l in rows {
+                    if self.filter.matches(&l.event) {
+                        meta.push((l.key, l.attempts));
+                        events.push(l.event);
+                    } else {
+                        delivered.push(l.key);
+                    }
+                }
+                Batch::Decoded(events)
             }
-        }
+            // Leased natively only when the filter passes everything.
+            Leased::Native(rows) => Batch::Native(
+                rows.into_iter()
+                    .map(|l| {
+                        meta.push((l.key, l.attempts));
+                        l.record
+                    })
+                    .collect(),
+            ),
+        };
         let filtered = delivered.len();
         add(&self.metrics.filtered, filtered);
         let mut retry: Vec<(EntryKey, u32, Option<Duration>, String)> = Vec::new();
@@ -480,7 +547,11 @@ impl Worker {
                 .store(events.len() as u64, Ordering::Relaxed);
             add(&self.metrics.batches, 1);
             let timeout = Duration::from_millis(self.batch.send_timeout_ms);
-            let report = match tokio::time::timeout(timeout, self.sink.send(&events)).await {
+            let send = match &events {
+                Batch::Decoded(events) => self.sink.send(events),
+                Batch::Native(records) => self.sink.send_native(records),
+            };
+            let report = match tokio::time::timeout(timeout, send).await {
                 Ok(r) => r.deliveries,
                 Err(_) => Vec::new(),
             };

@@ -26,9 +26,13 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 
 use crate::encode::{Encoder, NativeJson};
 use crate::event::{SecurityEvent, Verdict};
+use crate::sink::NativeRecord;
 
 /// Version of the outbox schema written by this build (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
+
+/// Page size of a new outbox file (an existing one keeps its own).
+const PAGE_SIZE: i64 = 16_384;
 
 /// Estimated bytes one delivery row and one event row cost besides the body
 /// (keys, index entries, page slack). Used to decide whether an event fits.
@@ -109,6 +113,25 @@ pub struct Leased {
     pub attempts: u32,
     pub enqueued_at_ms: i64,
     pub priority: Priority,
+}
+
+/// One row handed out by [`Outbox::lease_native`]: the event as stored.
+#[derive(Debug, Clone)]
+pub struct LeasedNative {
+    pub key: EntryKey,
+    pub record: NativeRecord,
+    /// Delivery attempts to this sink including this one.
+    pub attempts: u32,
+    pub enqueued_at_ms: i64,
+    pub priority: Priority,
+}
+
+struct LeaseRow<T> {
+    key: EntryKey,
+    item: T,
+    attempts: u32,
+    enqueued_at_ms: i64,
+    priority: Priority,
 }
 
 /// What [`Outbox::enqueue`] did with a batch.
@@ -220,6 +243,10 @@ impl Outbox {
         cfg: OutboxConfig,
     ) -> Result<Self, OutboxError> {
         conn.busy_timeout(Duration::from_secs(10))?;
+        // Only takes effect on a new file (before WAL and the first table):
+        // 16 KiB pages hold a whole batch's events in a quarter of the log
+        // frames, and each frame is a write and a copy at checkpoint.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "journal_size_limit", cfg.wal_limit_bytes as i64)?;
@@ -417,15 +444,73 @@ impl Outbox {
     /// an attempt. Rows whose lease expired are taken back first. A stored
     /// event that no longer decodes is dead-lettered here.
     pub fn lease(&self, sink: &str, max: usize, now: i64) -> Result<Vec<Leased>, OutboxError> {
+        let rows = self.lease_with(sink, max, now, |body, _| {
+            serde_json::from_slice::<SecurityEvent>(body).map_err(|e| e.to_string())
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Leased {
+                key: r.key,
+                event: r.item,
+                attempts: r.attempts,
+                enqueued_at_ms: r.enqueued_at_ms,
+                priority: r.priority,
+            })
+            .collect())
+    }
+
+    /// [`Outbox::lease`] without decoding: each event comes as its stored
+    /// native JSON, for sinks that send it as it is
+    /// ([`crate::sink::AsyncSink::send_native`]). The stored text is still
+    /// checked to be one well-formed JSON object (a cheap syntax check, no
+    /// allocation); one that is not is dead-lettered here, as `lease` does,
+    /// so a damaged row can never corrupt a whole batch's payload.
+    pub fn lease_native(
+        &self,
+        sink: &str,
+        max: usize,
+        now: i64,
+    ) -> Result<Vec<LeasedNative>, OutboxError> {
+        let rows = self.lease_with(sink, max, now, |body, id| {
+            if body.first() != Some(&b'{') {
+                return Err("not a JSON object".to_owned());
+            }
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| e.to_string())?;
+            Ok(NativeRecord {
+                id: id.to_owned(),
+                json: body.to_vec(),
+            })
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LeasedNative {
+                key: r.key,
+                record: r.item,
+                attempts: r.attempts,
+                enqueued_at_ms: r.enqueued_at_ms,
+                priority: r.priority,
+            })
+            .collect())
+    }
+
+    /// The lease transaction; `take` turns a stored body (and its event id)
+    /// into what the caller hands out, or says why it is unreadable.
+    fn lease_with<T>(
+        &self,
+        sink: &str,
+        max: usize,
+        now: i64,
+        mut take: impl FnMut(&[u8], &str) -> Result<T, String>,
+    ) -> Result<Vec<LeaseRow<T>>, OutboxError> {
         let sink_id = self.sink_id(sink)?;
         let lease_until = now.saturating_add(self.cfg.lease_timeout.as_millis() as i64);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE deliveries SET state = 0, lease_until = NULL
              WHERE sink = ?1 AND state = 1 AND lease_until < ?2",
-            params![sink_id, now],
-        )?;
+        )?
+        .execute(params![sink_id, now])?;
         let mut out = Vec::new();
         let mut broken = Vec::new();
         {
@@ -434,10 +519,6 @@ impl Outbox {
                  JOIN events e ON e.seq = d.seq
                  WHERE d.sink = ?1 AND d.state = 0 AND d.priority = ?2 AND d.next_attempt_at <= ?3
                  ORDER BY d.next_attempt_at, d.seq LIMIT ?4",
-            )?;
-            let mut upd = tx.prepare_cached(
-                "UPDATE deliveries SET state = 1, attempts = attempts + 1, lease_until = ?3, updated_at = ?4
-                 WHERE seq = ?1 AND sink = ?2",
             )?;
             for prio in [Priority::High, Priority::Low] {
                 let room = max.saturating_sub(out.len() + broken.len());
@@ -449,25 +530,35 @@ impl Outbox {
                     let seq: i64 = row.get(0)?;
                     let attempts: i64 = row.get(1)?;
                     let enqueued_at: i64 = row.get(2)?;
-                    let body: Vec<u8> = row.get(3)?;
-                    match serde_json::from_slice::<SecurityEvent>(&body) {
-                        Ok(event) => out.push(Leased {
+                    let body = row.get_ref(3)?.as_bytes().map_err(|e| conversion(3, e))?;
+                    let id = row.get_ref(4)?.as_str().map_err(|e| conversion(4, e))?;
+                    match take(body, id) {
+                        Ok(item) => out.push(LeaseRow {
                             key: EntryKey(seq),
-                            event,
+                            item,
                             attempts: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
                             enqueued_at_ms: enqueued_at,
                             priority: prio,
                         }),
                         Err(err) => {
-                            let id: String = row.get(4)?;
                             broken.push((seq, format!("stored event {id} is unreadable: {err}")));
                         }
                     }
                 }
                 drop(rows);
             }
-            for l in &out {
-                upd.execute(params![l.key.0, sink_id, lease_until, now])?;
+            // One statement for the whole batch rather than one per row.
+            if !out.is_empty() {
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state = 1, attempts = attempts + 1, lease_until = ?3, updated_at = ?4
+                     WHERE sink = ?2 AND seq IN (SELECT value FROM json_each(?1))",
+                )?
+                .execute(params![
+                    seq_list(out.iter().map(|r| r.key)),
+                    sink_id,
+                    lease_until,
+                    now
+                ])?;
             }
         }
         for (seq, reason) in &broken {
@@ -510,20 +601,19 @@ impl Outbox {
         let sink_id = self.sink_id(sink)?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut done = 0;
-        {
-            let mut del = tx.prepare_cached(
-                "DELETE FROM deliveries WHERE seq = ?1 AND sink = ?2 AND state != 3",
-            )?;
-            let mut gc = tx.prepare_cached(
-                "DELETE FROM events WHERE seq = ?1
-                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = ?1)",
-            )?;
-            for k in keys {
-                done += del.execute(params![k.0, sink_id])?;
-                gc.execute([k.0])?;
-            }
-        }
+        // Two statements for the whole batch, whatever its size.
+        let list = seq_list(keys.iter().copied());
+        let done = tx
+            .prepare_cached(
+                "DELETE FROM deliveries
+                 WHERE sink = ?2 AND state != 3 AND seq IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![list, sink_id])?;
+        tx.prepare_cached(
+            "DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?1))
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
+        )?
+        .execute([&list])?;
         bump(&tx, sink_id, "delivered", done)?;
         tx.commit()?;
         Ok(done)
@@ -541,17 +631,18 @@ impl Outbox {
         let sink_id = self.sink_id(sink)?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut upd = tx.prepare_cached(
+        let n = tx
+            .prepare_cached(
                 "UPDATE deliveries SET state = 0, next_attempt_at = ?3, reason = ?4, lease_until = NULL, updated_at = ?5
-                 WHERE seq = ?1 AND sink = ?2 AND state = 1",
-            )?;
-            let now = now_ms();
-            for k in keys {
-                n += upd.execute(params![k.0, sink_id, not_before, reason, now])?;
-            }
-        }
+                 WHERE sink = ?2 AND state = 1 AND seq IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![
+                seq_list(keys.iter().copied()),
+                sink_id,
+                not_before,
+                reason,
+                now_ms()
+            ])?;
         bump(&tx, sink_id, "retried", n)?;
         tx.commit()?;
         Ok(n)
@@ -570,17 +661,17 @@ impl Outbox {
         let sink_id = self.sink_id(sink)?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut n = 0;
-        {
-            let mut upd = tx.prepare_cached(
+        let n = tx
+            .prepare_cached(
                 "UPDATE deliveries SET state = 3, reason = ?3, lease_until = NULL, updated_at = ?4
-                 WHERE seq = ?1 AND sink = ?2 AND state != 3",
-            )?;
-            let now = now_ms();
-            for k in keys {
-                n += upd.execute(params![k.0, sink_id, reason, now])?;
-            }
-        }
+                 WHERE sink = ?2 AND state != 3 AND seq IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute(params![
+                seq_list(keys.iter().copied()),
+                sink_id,
+                reason,
+                now_ms()
+            ])?;
         bump(&tx, sink_id, "dead_lettered", n)?;
         tx.commit()?;
         Ok(n)
@@ -750,6 +841,26 @@ CREATE TABLE counters (
     PRIMARY KEY (sink, name)
 ) WITHOUT ROWID;
 ";
+
+fn conversion(column: usize, e: rusqlite::types::FromSqlError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, Box::new(e))
+}
+
+/// Keys as a JSON array (`[1,2,3]`), for `seq IN (SELECT value FROM
+/// json_each(?))`: one statement for a whole batch of rows.
+fn seq_list(keys: impl Iterator<Item = EntryKey>) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(16 * keys.size_hint().0 + 2);
+    s.push('[');
+    for (i, k) in keys.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{}", k.0);
+    }
+    s.push(']');
+    s
+}
 
 /// Bytes of the database in use: all pages minus the free list.
 fn used_bytes(conn: &Connection) -> Result<u64, rusqlite::Error> {

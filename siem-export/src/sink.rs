@@ -132,6 +132,16 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
+/// One stored event as the outbox holds it: its id (the 26-character text
+/// form) and its native JSON encoding, exactly as [`crate::NativeJson`]
+/// wrote it. Sinks that send native JSON can splice `json` into their
+/// payload without decoding and encoding the event again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeRecord {
+    pub id: String,
+    pub json: Vec<u8>,
+}
+
 /// A boxed future borrowing the sink and the batch.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = BatchReport> + Send + 'a>>;
 
@@ -148,6 +158,22 @@ pub trait AsyncSink: Send {
 
     fn send<'a>(&'a mut self, events: &'a [SecurityEvent]) -> SendFuture<'a>;
 
+    /// Whether [`AsyncSink::send_native`] sends the stored bytes as they
+    /// are (the sink's payload is native JSON), so the dispatcher can skip
+    /// decoding them when the sink's filter needs no event fields.
+    fn sends_native_json(&self) -> bool {
+        false
+    }
+
+    /// Delivers events given as stored native JSON. Same contract as
+    /// [`AsyncSink::send`], and the destination must receive the same bytes
+    /// `send` would produce for the decoded events. The default decodes
+    /// each record and calls `send`; a record that does not decode is
+    /// reported as a permanent failure.
+    fn send_native<'a>(&'a mut self, records: &'a [NativeRecord]) -> SendFuture<'a> {
+        Box::pin(send_decoded(self, records))
+    }
+
     /// Makes delivered data durable (file sink); network sinks have
     /// nothing to do.
     fn flush(&mut self) -> FlushFuture<'_> {
@@ -158,6 +184,46 @@ pub trait AsyncSink: Send {
     /// `enforcer export test` (e.g. `HTTP 200: {"text":"Success","code":0}`).
     fn last_answer(&self) -> Option<String> {
         None
+    }
+}
+
+/// Decodes stored native JSON records and sends the events with
+/// [`AsyncSink::send`] (what [`AsyncSink::send_native`] does by default). A
+/// record that does not decode is reported as a permanent failure.
+pub async fn send_decoded<S: AsyncSink + ?Sized>(
+    sink: &mut S,
+    records: &[NativeRecord],
+) -> BatchReport {
+    let mut out: Vec<Option<Delivery>> = vec![None; records.len()];
+    let mut events = Vec::with_capacity(records.len());
+    let mut index = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        match SecurityEvent::from_json(&r.json) {
+            Ok(ev) => {
+                events.push(ev);
+                index.push(i);
+            }
+            Err(e) => {
+                out[i] = Some(Delivery::permanent(format!(
+                    "stored event {} is unreadable: {e}",
+                    r.id
+                )))
+            }
+        }
+    }
+    if !events.is_empty() {
+        let report = sink.send(&events).await;
+        for (k, &i) in index.iter().enumerate() {
+            out[i] = report.deliveries.get(k).cloned();
+        }
+    }
+    BatchReport {
+        deliveries: out
+            .into_iter()
+            .map(|d| {
+                d.unwrap_or_else(|| Delivery::retryable("sink reported no result for this event"))
+            })
+            .collect(),
     }
 }
 
@@ -212,5 +278,65 @@ impl<S: Sink + 'static> AsyncSink for BlockingSink<S> {
             .await
             .map_err(|e| SinkError::Config(format!("sink task failed: {e}")))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Encoder;
+    use crate::event::tests::{full_event, minimal_event};
+
+    /// Delivers everything and remembers what it was given.
+    struct Recorder(Vec<SecurityEvent>);
+
+    impl AsyncSink for Recorder {
+        fn describe(&self) -> String {
+            "recorder".into()
+        }
+
+        fn send<'a>(&'a mut self, events: &'a [SecurityEvent]) -> SendFuture<'a> {
+            self.0.extend_from_slice(events);
+            let n = events.len();
+            Box::pin(async move { BatchReport::uniform(n, Delivery::Delivered) })
+        }
+    }
+
+    #[test]
+    fn default_send_native_decodes_and_reports_unreadable_records() {
+        let events = [full_event(), minimal_event()];
+        let mut records: Vec<NativeRecord> = events
+            .iter()
+            .map(|ev| {
+                let mut json = Vec::new();
+                crate::NativeJson.encode(ev, &mut json).unwrap();
+                NativeRecord {
+                    id: ev.id.to_string(),
+                    json,
+                }
+            })
+            .collect();
+        records.insert(
+            1,
+            NativeRecord {
+                id: "01JV71WJCN974T330MJ77Q73D6".into(),
+                json: b"{\"schema_version\":1}".to_vec(),
+            },
+        );
+        let mut sink = Recorder(Vec::new());
+        assert!(!sink.sends_native_json());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let report = rt.block_on(sink.send_native(&records));
+        assert_eq!(report.deliveries.len(), 3);
+        assert!(report.deliveries[0].is_delivered());
+        assert!(
+            matches!(&report.deliveries[1], Delivery::Permanent { reason } if reason.contains("unreadable")),
+            "{:?}",
+            report.deliveries[1]
+        );
+        assert!(report.deliveries[2].is_delivered());
+        assert_eq!(sink.0, events);
     }
 }

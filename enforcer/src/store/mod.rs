@@ -50,16 +50,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// a power loss can lose the last transactions, never consistency (the
 /// export outbox, which must not lose events, uses FULL). A page cache big
 /// enough for the hot leaf pages of every index, so a batch does not spill
-/// dirty pages to the log mid-transaction or re-read pages; checkpoints
-/// every 16 MiB of log instead of 4 MiB, so a page changed by consecutive
-/// batches is copied back once.
+/// dirty pages to the log mid-transaction or re-read pages. The checkpoint
+/// interval is set in bytes ([`WAL_CHECKPOINT_BYTES`]), whatever the
+/// file's page size.
 const WRITER_PRAGMAS: &str = "
     PRAGMA synchronous = NORMAL;
     PRAGMA cache_size = -65536;
-    PRAGMA wal_autocheckpoint = 16384;
-    PRAGMA mmap_size = 268435456;
+    PRAGMA mmap_size = 2147418112;
     PRAGMA temp_store = MEMORY;
 ";
+
+/// The log is checkpointed after this many bytes rather than SQLite's
+/// default 4 MiB (1,000 pages of 4 KiB), so a page changed by consecutive
+/// batches is copied back once rather than once per batch.
+const WAL_CHECKPOINT_BYTES: u64 = 64 << 20;
 
 /// Everything that can go wrong with the store. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +254,14 @@ impl Store {
             });
         }
         store.conn.execute_batch(WRITER_PRAGMAS).at(path)?;
+        let page_size = store.sizes()?.page_size.max(512);
+        store
+            .conn
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {}",
+                WAL_CHECKPOINT_BYTES / page_size
+            ))
+            .at(path)?;
         // A first read transaction creates the `-wal` and `-shm` files now,
         // so readers see a writer is present (see `open_read_only`).
         store

@@ -28,6 +28,29 @@ const VACUUM_STEP: u64 = 1_024;
 /// Size passes at most per run (each deletes an estimate, then measures).
 const SIZE_ROUNDS: usize = 16;
 
+/// Selects the oldest `?2` events of `priority` (see [`super::priority`]),
+/// oldest first: one arm per verdict of that priority, each reading at most
+/// `?2` entries of the `(verdict, time_ns)` index, already in time order,
+/// merged by sorting at most a few times `?2` rows, however big the store
+/// is. So no `(priority, time_ns)` index is needed. (`?1` is not used.)
+pub(super) fn oldest_of_priority(priority: i64) -> String {
+    let arms: Vec<String> = Verdict::ALL
+        .iter()
+        .filter(|&&v| super::priority(v) == priority)
+        .map(|v| {
+            format!(
+                "SELECT * FROM (SELECT seq, time_ns FROM events WHERE verdict = '{}' \
+                 ORDER BY time_ns, seq LIMIT ?2)",
+                v.as_str()
+            )
+        })
+        .collect();
+    format!(
+        "SELECT seq FROM ({}) ORDER BY time_ns, seq LIMIT ?2",
+        arms.join(" UNION ALL ")
+    )
+}
+
 /// How much the store keeps. `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -131,13 +154,9 @@ impl Store {
         counts: &mut VerdictCounts,
     ) -> Result<(), StoreError> {
         for prio in [0i64, 1] {
+            let select = oldest_of_priority(prio);
             while want > 0 {
-                let n = self.delete_batch(
-                    "SELECT seq FROM events WHERE priority = ?1 ORDER BY time_ns LIMIT ?2",
-                    prio,
-                    want.min(DELETE_BATCH),
-                    counts,
-                )?;
+                let n = self.delete_batch(&select, prio, want.min(DELETE_BATCH), counts)?;
                 want -= n.min(want);
                 if n == 0 {
                     break;

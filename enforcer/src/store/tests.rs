@@ -115,6 +115,12 @@ fn migrates_an_empty_file_and_sets_the_pragmas() {
     assert_eq!(pragma(&store, "auto_vacuum"), "Integer(2)"); // incremental
     assert_eq!(pragma(&store, "synchronous"), "Integer(1)"); // normal
     assert_eq!(
+        pragma(&store, "page_size"),
+        format!("Integer({})", schema::PAGE_SIZE)
+    );
+    // 64 MiB of log between checkpoints, in pages of this file.
+    assert_eq!(pragma(&store, "wal_autocheckpoint"), "Integer(4096)");
+    assert_eq!(
         pragma(&store, "application_id"),
         format!("Integer({})", schema::APPLICATION_ID)
     );
@@ -649,4 +655,130 @@ fn writer_runs_retention_and_counts_deletions() {
     assert_eq!(stats.deleted_by_age.denied, 1);
     assert_eq!(stats.deleted_by_age.audited, 1);
     assert_eq!(store.stats().unwrap().events, 2);
+}
+
+fn index_names(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn migrates_a_version_1_store_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_in(dir.path());
+    // A store as the first release wrote it: schema version 1, 4 KiB pages
+    // (fixed before the first table, so the migration's page size has no
+    // effect), with events in it.
+    {
+        create_private(&path).unwrap();
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA page_size = 4096; PRAGMA auto_vacuum = INCREMENTAL;
+             CREATE TABLE scratch (x); DROP TABLE scratch;",
+        )
+        .unwrap();
+        schema::migrate_to(&mut conn, &path, 1).unwrap();
+        assert_eq!(schema::version(&conn, &path).unwrap(), 1);
+        assert!(index_names(&conn).contains(&"events_retention".to_owned()));
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        let mut v1 = Store {
+            conn,
+            path: path.clone(),
+            read_only: false,
+            snapshot: false,
+        };
+        let evs: Vec<SecurityEvent> = (0..3_000)
+            .map(|i| {
+                event(
+                    i,
+                    if i % 10 == 0 {
+                        Verdict::Denied
+                    } else {
+                        Verdict::Audited
+                    },
+                )
+            })
+            .collect();
+        for chunk in evs.chunks(500) {
+            v1.insert_batch(chunk).unwrap();
+        }
+    }
+    // Readers need the current version.
+    assert!(matches!(
+        Store::open_read_only(&path).unwrap_err(),
+        StoreError::TooOld { found: 1, .. }
+    ));
+    // A writer migrates it: the (priority, time) index goes, the events stay.
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.stats().unwrap().schema_version, SCHEMA_VERSION);
+    let names = index_names(&store.conn);
+    assert!(!names.contains(&"events_retention".to_owned()), "{names:?}");
+    assert!(names.contains(&"events_verdict".to_owned()), "{names:?}");
+    assert_eq!(pragma(&store, "page_size"), "Integer(4096)");
+    assert_eq!(pragma(&store, "wal_autocheckpoint"), "Integer(16384)");
+    let stats = store.stats().unwrap();
+    assert_eq!(stats.events, 3_000);
+    assert_eq!(stats.by_verdict.denied, 300);
+    let all = store
+        .query(&Query {
+            order: Order::OldestFirst,
+            ..Query::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&all), (0..3_000).collect::<Vec<u32>>());
+    // Size retention works on the migrated store: audited events go first.
+    let max = stats.file_bytes / 2;
+    let r = store
+        .enforce_retention(
+            &Retention {
+                max_age: None,
+                max_bytes: Some(max),
+            },
+            Timestamp::now(),
+        )
+        .unwrap();
+    assert!(r.deleted_by_size.audited > 0, "{r:?}");
+    assert_eq!(r.deleted_by_size.denied, 0, "{r:?}");
+    assert!(r.bytes_after <= max, "{r:?}");
+    // New events go in after the migration, and opening again is a no-op.
+    store
+        .insert_batch(&[event(5_000, Verdict::Killed)])
+        .unwrap();
+    drop(store);
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.stats().unwrap().by_verdict.killed, 1);
+}
+
+#[test]
+fn size_retention_reads_the_verdict_index_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    for prio in [0, 1] {
+        let sql = format!("EXPLAIN QUERY PLAN {}", retention::oldest_of_priority(prio));
+        let mut stmt = store.conn.prepare(&sql).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params![0, 10], |r| r.get::<_, String>(3))
+            .unwrap();
+        let plan = rows.map(Result::unwrap).collect::<Vec<_>>().join("; ");
+        assert!(plan.contains("INDEX events_verdict (verdict=?)"), "{plan}");
+        // Each arm is read in index order: only the merged, limited rows
+        // are sorted, never the table.
+        assert!(!plan.contains("SCAN events"), "{plan}");
+        assert_eq!(
+            plan.matches("USE TEMP B-TREE").count(),
+            1,
+            "only the merge sorts: {plan}"
+        );
+    }
+    // Every verdict is in exactly one group.
+    let low = retention::oldest_of_priority(0);
+    let high = retention::oldest_of_priority(1);
+    for v in Verdict::ALL {
+        let quoted = format!("'{}'", v.as_str());
+        assert!(low.contains(&quoted) != high.contains(&quoted), "{v:?}");
+    }
 }

@@ -28,7 +28,9 @@ use super::{
 use crate::encode::{Encoder, Framing};
 use crate::event::SecurityEvent;
 use crate::secret::SecretSource;
-use crate::sink::{AsyncSink, BatchReport, Delivery, SendFuture, SinkError};
+use crate::sink::{
+    send_decoded, AsyncSink, BatchReport, Delivery, NativeRecord, SendFuture, SinkError,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +84,8 @@ pub struct WebhookSink {
     keys: Vec<Key>,
     headers: HeaderMap,
     encoder: Box<dyn Encoder>,
+    /// The payload is native JSON: stored records are sent as they are.
+    native: bool,
     last_answer: Option<String>,
 }
 
@@ -116,6 +120,21 @@ pub fn sign(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
     )
 }
 
+/// `[record,record]`: the records spliced in as they are, one allocation.
+fn json_array(records: &[NativeRecord]) -> Vec<u8> {
+    let len = records.iter().map(|r| r.json.len() + 1).sum::<usize>() + 1;
+    let mut body = Vec::with_capacity(len);
+    body.push(b'[');
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&r.json);
+    }
+    body.push(b']');
+    body
+}
+
 /// `msg_` + 32 hex digits of SHA-256 over the ids (in batch order).
 pub fn batch_id<'a>(ids: impl IntoIterator<Item = &'a SecurityEvent>) -> String {
     let mut h = Sha256::new();
@@ -124,10 +143,29 @@ pub fn batch_id<'a>(ids: impl IntoIterator<Item = &'a SecurityEvent>) -> String 
         h.update(ev.id.encode(&mut buf).as_bytes());
         h.update(b"\n");
     }
+    hex_id(h)
+}
+
+/// [`batch_id`] from the ids' text form (as the outbox stores them: upper
+/// case, 26 characters), so a batch sent from stored records gets the same
+/// `webhook-id` as the same batch sent from decoded events.
+pub fn batch_id_of_texts<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    hex_id(h)
+}
+
+fn hex_id(h: Sha256) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = h.finalize();
-    let mut out = String::from("msg_");
-    for b in &digest[..16] {
-        out.push_str(&format!("{b:02x}"));
+    let mut out = String::with_capacity(4 + 32);
+    out.push_str("msg_");
+    for &b in &digest[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
@@ -172,6 +210,7 @@ impl WebhookSink {
             keys,
             headers,
             encoder: cfg.format.encoder(),
+            native: cfg.format == JsonFormat::Native,
             last_answer: None,
         })
     }
@@ -191,36 +230,7 @@ impl WebhookSink {
         }
         if !sent.is_empty() {
             let id = batch_id(sent.iter().map(|&i| &events[i]));
-            let ts = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let mut req = self
-                .client
-                .post(self.url.clone())
-                .headers(self.headers.clone())
-                .header(CONTENT_TYPE, self.encoder.content_type(Framing::JsonArray))
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", ts.to_string());
-            if !self.keys.is_empty() {
-                let sigs: Vec<String> = self
-                    .keys
-                    .iter()
-                    .map(|k| sign(&k.0, &id, ts, &body))
-                    .collect();
-                req = req.header("webhook-signature", sigs.join(" "));
-            }
-            let outcome = match exchange(req.body(body), BODY_EXCERPT).await {
-                Ok((status, headers, answer)) => {
-                    self.last_answer =
-                        Some(format!("HTTP {}: {}", status.as_u16(), excerpt(&answer)));
-                    classify(status, &headers, &answer)
-                }
-                Err(d) => {
-                    self.last_answer = Some(format!("{d:?}"));
-                    d
-                }
-            };
+            let outcome = self.post(&id, body).await;
             for i in sent {
                 out[i] = Some(outcome.clone());
             }
@@ -230,6 +240,54 @@ impl WebhookSink {
                 .into_iter()
                 .map(|d| d.unwrap_or_else(|| Delivery::retryable("not sent")))
                 .collect(),
+        }
+    }
+
+    /// Stored native JSON records spliced into one JSON array as they are:
+    /// the same body [`WebhookSink::send_batch`] builds from the decoded
+    /// events with the native encoder, and the same `webhook-id`.
+    async fn send_records(&mut self, records: &[NativeRecord]) -> BatchReport {
+        if records.is_empty() {
+            return BatchReport {
+                deliveries: Vec::new(),
+            };
+        }
+        let body = json_array(records);
+        let id = batch_id_of_texts(records.iter().map(|r| r.id.as_str()));
+        let outcome = self.post(&id, body).await;
+        BatchReport::uniform(records.len(), outcome)
+    }
+
+    /// POSTs one signed batch body; the outcome applies to every event in it.
+    async fn post(&mut self, id: &str, body: Vec<u8>) -> Delivery {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, self.encoder.content_type(Framing::JsonArray))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string());
+        if !self.keys.is_empty() {
+            let sigs: Vec<String> = self
+                .keys
+                .iter()
+                .map(|k| sign(&k.0, id, ts, &body))
+                .collect();
+            req = req.header("webhook-signature", sigs.join(" "));
+        }
+        match exchange(req.body(body), BODY_EXCERPT).await {
+            Ok((status, headers, answer)) => {
+                self.last_answer = Some(format!("HTTP {}: {}", status.as_u16(), excerpt(&answer)));
+                classify(status, &headers, &answer)
+            }
+            Err(d) => {
+                self.last_answer = Some(format!("{d:?}"));
+                d
+            }
         }
     }
 }
@@ -245,6 +303,18 @@ impl AsyncSink for WebhookSink {
 
     fn send<'a>(&'a mut self, events: &'a [SecurityEvent]) -> SendFuture<'a> {
         Box::pin(self.send_batch(events))
+    }
+
+    fn sends_native_json(&self) -> bool {
+        self.native
+    }
+
+    fn send_native<'a>(&'a mut self, records: &'a [NativeRecord]) -> SendFuture<'a> {
+        if self.native {
+            Box::pin(self.send_records(records))
+        } else {
+            Box::pin(send_decoded(self, records))
+        }
     }
 
     fn last_answer(&self) -> Option<String> {
@@ -277,6 +347,40 @@ mod tests {
         assert_eq!(batch_id([&a, &b]), batch_id([&a, &b]));
         assert_ne!(batch_id([&a, &b]), batch_id([&b, &a]));
         assert_eq!(batch_id([&a]).len(), 4 + 32);
+    }
+
+    #[test]
+    fn stored_records_make_the_same_body_and_id_as_the_events() {
+        let events = [full_event(), minimal_event()];
+        let records: Vec<NativeRecord> = events
+            .iter()
+            .map(|ev| {
+                let mut json = Vec::new();
+                crate::NativeJson.encode(ev, &mut json).unwrap();
+                NativeRecord {
+                    id: ev.id.to_string(),
+                    json,
+                }
+            })
+            .collect();
+        let mut body = Vec::new();
+        let results = crate::NativeJson.encode_batch(&events, Framing::JsonArray, &mut body);
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(json_array(&records), body);
+        assert_eq!(
+            batch_id_of_texts(records.iter().map(|r| r.id.as_str())),
+            batch_id(&events)
+        );
+        assert_eq!(json_array(&[]), b"[]");
+    }
+
+    #[test]
+    fn native_format_sends_stored_records_others_decode() {
+        let sink = WebhookSink::new(&WebhookConfig::new("http://127.0.0.1:9/x")).unwrap();
+        assert!(sink.sends_native_json());
+        let mut cfg = WebhookConfig::new("http://127.0.0.1:9/x");
+        cfg.format = JsonFormat::Ecs;
+        assert!(!WebhookSink::new(&cfg).unwrap().sends_native_json());
     }
 
     #[test]

@@ -48,8 +48,12 @@ fn durable_pragmas_and_schema_version() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
+    let page: i64 = conn
+        .pragma_query_value(None, "page_size", |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(sync, 2, "FULL");
+    assert_eq!(page, PAGE_SIZE);
     assert_eq!(version, SCHEMA_VERSION);
     conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
         .unwrap();
@@ -299,4 +303,115 @@ fn disk_full_policy() {
     let l = ob.lease("a", 1000, now_ms()).unwrap();
     assert!(l.iter().all(|l| l.priority == Priority::High));
     assert_eq!(l.len() as u64, high - 5001);
+}
+
+#[test]
+fn native_lease_hands_out_the_stored_bytes_and_counts_like_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(&dir, &["a", "b"]);
+    let events = evs(0..4, Verdict::Audited);
+    let mut high = ev(9, Verdict::Denied);
+    high.message = "high".into();
+    ob.enqueue_at(&events, 1000).unwrap();
+    ob.enqueue_at(std::slice::from_ref(&high), 1000).unwrap();
+    let native = ob.lease_native("a", 10, 1000).unwrap();
+    let decoded = ob.lease("b", 10, 1000).unwrap();
+    assert_eq!(native.len(), 5);
+    // Same rows, same order (deny first), same attempt counts.
+    assert_eq!(
+        native.iter().map(|l| l.key).collect::<Vec<_>>(),
+        keys(&decoded)
+    );
+    for (n, d) in native.iter().zip(&decoded) {
+        assert_eq!(n.attempts, 1);
+        assert_eq!(n.priority, d.priority);
+        assert_eq!(n.record.id, d.event.id.to_string());
+        // The stored bytes are what the native encoder writes.
+        let mut enc = Vec::new();
+        NativeJson.encode(&d.event, &mut enc).unwrap();
+        assert_eq!(n.record.json, enc);
+    }
+    assert_eq!(native[0].record.id, high.id.to_string());
+    // Leased: nothing more for `a` until the lease runs out.
+    assert!(ob.lease_native("a", 10, 1000).unwrap().is_empty());
+    assert_eq!(ob.stats().unwrap().sinks[0].in_flight, 5);
+    let keys_a: Vec<EntryKey> = native.iter().map(|l| l.key).collect();
+    assert_eq!(ob.ack("a", &keys_a).unwrap(), 5);
+    // `b` still needs them.
+    assert_eq!(ob.stats().unwrap().events, 5);
+    assert_eq!(ob.ack("b", &keys(&decoded)).unwrap(), 5);
+    assert_eq!(ob.stats().unwrap().events, 0);
+    assert_eq!(ob.stats().unwrap().sinks[0].delivered, 5);
+}
+
+#[test]
+fn native_lease_dead_letters_damaged_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(&dir, &["a"]);
+    ob.enqueue_at(&evs(0..3, Verdict::Audited), 1000).unwrap();
+    {
+        let conn = ob.lock();
+        conn.execute(
+            "UPDATE events SET body = CAST('{\"schema_version\":1,' AS BLOB) WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET body = CAST('[1]' AS BLOB) WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+    }
+    let l = ob.lease_native("a", 10, 1000).unwrap();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].key, EntryKey(1));
+    let dead = ob.dead_letters(Some("a"), 10).unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(dead[0].reason.contains("unreadable"), "{}", dead[0].reason);
+    assert_eq!(ob.stats().unwrap().sinks[0].dead_lettered, 2);
+}
+
+#[test]
+fn batched_statements_look_rows_up_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(&dir, &["a"]);
+    let conn = ob.lock();
+    let plan = |sql: &str| -> String {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+    };
+    for sql in [
+        "DELETE FROM deliveries WHERE sink = 1 AND state != 3 AND seq IN (SELECT value FROM json_each('[1,2]'))",
+        "UPDATE deliveries SET state = 1 WHERE sink = 1 AND seq IN (SELECT value FROM json_each('[1,2]'))",
+        "DELETE FROM events WHERE seq IN (SELECT value FROM json_each('[1,2]'))
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq = events.seq)",
+    ] {
+        let p = plan(sql);
+        assert!(
+            !p.contains("SCAN deliveries") && !p.contains("SCAN events") && !p.contains("SCAN d"),
+            "{sql}: {p}"
+        );
+    }
+}
+
+#[test]
+fn batched_retry_and_dead_letter_touch_only_the_given_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(&dir, &["a"]);
+    ob.enqueue_at(&evs(0..6, Verdict::Audited), 1000).unwrap();
+    let l = ob.lease("a", 10, 1000).unwrap();
+    let k = keys(&l);
+    assert_eq!(ob.retry("a", &k[..2], 5000, "busy").unwrap(), 2);
+    assert_eq!(ob.dead_letter("a", &k[2..3], "bad").unwrap(), 1);
+    // Retrying a row that is not in flight any more changes nothing.
+    assert_eq!(ob.retry("a", &k[..2], 5000, "busy").unwrap(), 0);
+    let s = ob.stats().unwrap();
+    assert_eq!(
+        (s.sinks[0].queued, s.sinks[0].in_flight, s.sinks[0].dead),
+        (2, 3, 1)
+    );
+    assert_eq!(ob.ack("a", &k[3..]).unwrap(), 3);
+    assert!(ob.lease("a", 10, 4999).unwrap().is_empty());
+    assert_eq!(keys(&ob.lease("a", 10, 5000).unwrap()), k[..2].to_vec());
 }
