@@ -1,0 +1,420 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+//! `enforcer run` with a webhook sink, killed with SIGKILL while the receiver holds a batch, then
+//! started again on the same state directory: every denied verdict in the store reaches the
+//! receiver at least once (at-least-once delivery; duplicates are allowed and counted). The
+//! verdicts are real denies of the cgroup socket programs (kernels without BPF LSM, like
+//! network_fallback_host.rs); on a kernel with BPF LSM, or without root, the test says so and
+//! stops.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const N: usize = 20;
+
+fn enforcer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_enforcer"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn cgroup2_root() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
+        })
+        .expect("cgroup2 mounted")
+}
+
+/// One request the receiver read.
+struct Received {
+    at: Instant,
+    ids: Vec<String>,
+}
+
+#[derive(Default)]
+struct HookState {
+    /// Wait this long before answering each request.
+    delay: Duration,
+    requests: Vec<Received>,
+    /// Requests read and not answered yet.
+    in_flight: usize,
+}
+
+/// A webhook receiver on 127.0.0.1: HTTP/1.1 with keep-alive, one thread per connection, reads
+/// each request's native JSON array and records the event ids, answers `200 {}` after the
+/// configured delay.
+struct Hook {
+    url: String,
+    state: Arc<Mutex<HookState>>,
+}
+
+impl Hook {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(HookState::default()));
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let st = Arc::clone(&st);
+                std::thread::spawn(move || serve(stream, &st));
+            }
+        });
+        Self { url, state }
+    }
+
+    fn set_delay(&self, d: Duration) {
+        self.state.lock().unwrap().delay = d;
+    }
+
+    fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight
+    }
+
+    /// Every id received, with repetitions.
+    fn ids(&self) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.requests.iter().flat_map(|r| r.ids.clone()).collect()
+    }
+
+    fn ids_since(&self, t: Instant) -> BTreeSet<String> {
+        let st = self.state.lock().unwrap();
+        st.requests
+            .iter()
+            .filter(|r| r.at >= t)
+            .flat_map(|r| r.ids.clone())
+            .collect()
+    }
+
+    fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests.len()
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<HookState>) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+        let ids = events
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_owned))
+            .collect();
+        let delay = {
+            let mut st = state.lock().unwrap();
+            st.requests.push(Received {
+                at: Instant::now(),
+                ids,
+            });
+            st.in_flight += 1;
+            st.delay
+        };
+        std::thread::sleep(delay);
+        let written = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
+            .is_ok();
+        state.lock().unwrap().in_flight -= 1;
+        if !written {
+            return;
+        }
+    }
+}
+
+/// The daemon (if running) and the test cgroup; both go away on drop, also when the test fails.
+struct Guard {
+    daemon: Option<Child>,
+    cgroup: String,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.cgroup).is_ok() || !Path::new(&self.cgroup).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove the test cgroup {}", self.cgroup);
+    }
+}
+
+/// Starts `enforcer run` and waits for `enforcer ready`; returns the child and its log lines
+/// so far (the rest keeps going to a thread).
+fn start_daemon(
+    config: &Path,
+    policy: &Path,
+    state: &Path,
+) -> Result<(Child, Vec<String>), String> {
+    let mut daemon = enforcer()
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = daemon.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("enforcer ready")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = daemon.kill();
+                let _ = daemon.wait();
+                return Err(format!("no `enforcer ready`:\n{}", log.join("\n")));
+            }
+        }
+    }
+    Ok((daemon, log))
+}
+
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+#[test]
+fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
+        eprintln!(
+            "skipped: this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs"
+        );
+        return;
+    }
+
+    // The forbidden destination listens, so only the policy can make the connects fail.
+    let target = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in target.incoming() {});
+    let name = format!("enforcer-export-crash-{}", std::process::id());
+    let cgroup = format!("{}/{name}", cgroup2_root());
+    std::fs::create_dir(&cgroup).unwrap();
+    let mut guard = Guard {
+        daemon: None,
+        cgroup: cgroup.clone(),
+    };
+
+    let hook = Hook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("net.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "policies:
+  - name: egress
+    select: {{cgroups: [/{name}]}}
+    mode: enforce
+    rules:
+      - name: no-port
+        message: connect to the forbidden port
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
+"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metrics]\naddress = \"\"\n\n[[export.sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
+             url = {url:?}\nformat = \"native\"\n\
+             batch = {{ max_events = 5, max_delay_ms = 50 }}\n\
+             retry = {{ base_ms = 50, cap_ms = 500 }}\n",
+            url = hook.url
+        ),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+
+    let t0 = Instant::now();
+    let (daemon, mut log) = start_daemon(&config, &policy, &state).unwrap();
+    guard.daemon = Some(daemon);
+
+    // The receiver holds every answer for 3 s; N denied connects from one child in the cgroup.
+    hook.set_delay(Duration::from_secs(3));
+    let script = format!(
+        "echo $$ > {cgroup}/cgroup.procs && for i in $(seq {N}); do \
+         (exec 3<>/dev/tcp/127.0.0.2/{port}) 2>/dev/null && echo connected; done; true"
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("connected"),
+        "every connect is denied: {out:?}"
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(20), || hook.in_flight() >= 1),
+        "a batch reached the receiver"
+    );
+    // Let the daemon store the later ring-buffer wakeups in the outbox; the held batch is
+    // still unanswered (3 s) when the daemon dies.
+    std::thread::sleep(Duration::from_millis(500));
+    let held: BTreeSet<String> = {
+        let st = hook.state.lock().unwrap();
+        assert!(st.in_flight >= 1, "the batch is still held at the kill");
+        st.requests.iter().flat_map(|r| r.ids.clone()).collect()
+    };
+    let mut daemon = guard.daemon.take().unwrap();
+    daemon.kill().unwrap(); // SIGKILL
+    let status = daemon.wait().unwrap();
+    assert!(!status.success(), "killed: {status}");
+    let killed_at = Instant::now();
+    let before_kill = hook.requests();
+
+    // Same config and state directory; the receiver answers at once now.
+    hook.set_delay(Duration::ZERO);
+    let restarted = Instant::now();
+    let (daemon, more) = start_daemon(&config, &policy, &state).unwrap();
+    log.extend(more);
+    guard.daemon = Some(daemon);
+    let all_arrived = wait_until(Duration::from_secs(20), || {
+        hook.ids().into_iter().collect::<BTreeSet<_>>().len() >= N
+    });
+    let delivered_in = restarted.elapsed();
+
+    let mut daemon = guard.daemon.take().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "second run exited with {status}");
+
+    let query = enforcer()
+        .args([
+            "events",
+            "query",
+            "--format",
+            "json",
+            "--verdict",
+            "denied",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&query.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&query.stdout)));
+    let stored: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e["target"]["network"]["dst_port"] == port)
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stored.len(),
+        N,
+        "one denied event per connect in the store: {events:?}"
+    );
+
+    let ids = hook.ids();
+    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+    let missing: Vec<&String> = stored.difference(&distinct).collect();
+    let foreign: Vec<&String> = distinct.difference(&stored).collect();
+    let after_restart = hook.ids_since(restarted);
+    eprintln!(
+        "requests: {} ({} before the kill), ids received: {}, distinct: {}, duplicates: {}, \
+         held at the kill: {}, all delivered {:.1} s after the restart ({:.1} s in all, \
+         killed at {:.1} s)",
+        hook.requests(),
+        before_kill,
+        ids.len(),
+        distinct.len(),
+        ids.len() - distinct.len(),
+        held.len(),
+        delivered_in.as_secs_f64(),
+        t0.elapsed().as_secs_f64(),
+        killed_at.duration_since(t0).as_secs_f64(),
+    );
+    assert!(
+        all_arrived && missing.is_empty(),
+        "events lost: {missing:?}\nlog:\n{}",
+        log.join("\n")
+    );
+    assert!(foreign.is_empty(), "ids not in the store: {foreign:?}");
+    assert_eq!(distinct.len(), N);
+    assert!(!held.is_empty());
+    assert!(
+        held.is_subset(&after_restart),
+        "the batch held at the kill is sent again after the restart"
+    );
+}
