@@ -6,23 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
 
-use std::process::Command;
+mod support;
 
-fn is_root() -> bool {
-    nix_free_geteuid() == 0
-}
-
-fn nix_free_geteuid() -> u32 {
-    // /proc/self/status: "Uid:\treal\teffective\t..."
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).and_then(|u| u.parse().ok()))
-        })
-        .unwrap_or(u32::MAX)
-}
+use support::is_root;
 
 #[test]
 fn doctor_json_agrees_with_its_exit_code() {
@@ -30,7 +16,7 @@ fn doctor_json_agrees_with_its_exit_code() {
         eprintln!("skipped: doctor_json_agrees_with_its_exit_code needs root");
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_enforcer"))
+    let out = support::enforcer()
         .args(["doctor", "--json"])
         .output()
         .unwrap();
@@ -93,7 +79,7 @@ fn doctor_does_not_trust_the_lsm_list_when_the_load_is_refused() {
         eprintln!("skipped: needs root");
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_enforcer"))
+    let out = support::enforcer()
         .args(["doctor", "--json"])
         .output()
         .unwrap();
@@ -124,10 +110,7 @@ fn doctor_text_names_every_check_and_the_verdict() {
         eprintln!("skipped: needs root");
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_enforcer"))
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let out = support::enforcer().arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines().last().unwrap().starts_with("enforcement: "),

@@ -11,37 +11,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{cgroup2_root, enforcer, is_root, wait_ready};
+
 const N: usize = 20;
-
-fn enforcer() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enforcer"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn cgroup2_root() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
-        })
-        .expect("cgroup2 mounted")
-}
 
 /// One request the receiver read.
 struct Received {
@@ -211,25 +188,7 @@ fn start_daemon(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = daemon.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = Vec::new();
-    while !log.iter().any(|l: &String| l.contains("enforcer ready")) {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => log.push(line),
-            Err(_) => {
-                let _ = daemon.kill();
-                let _ = daemon.wait();
-                return Err(format!("no `enforcer ready`:\n{}", log.join("\n")));
-            }
-        }
-    }
+    let log = wait_ready(&mut daemon, Duration::from_secs(30))?;
     Ok((daemon, log))
 }
 

@@ -13,20 +13,9 @@ use std::time::{Duration, Instant};
 /// `exit_code::PORT`.
 const PORT_EXIT: i32 = 10;
 
-fn enforcer() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enforcer"))
-}
+mod support;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+use support::{enforcer, is_root};
 
 /// A port nothing listens on right now: bound to 127.0.0.1:0, then released.
 fn free_address() -> SocketAddr {

@@ -5,36 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn enforcer() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enforcer"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn cgroup2_root() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
-        })
-        .expect("cgroup2 mounted")
-}
+use std::time::Duration;
+use support::{cgroup2_root, enforcer, is_root, wait_ready};
 
 /// `bash -c` that joins `cgroup` (if any) and opens a TCP connection to addr:port.
 fn connect(cgroup: Option<&str>, port: u16) -> std::process::Output {
@@ -94,25 +70,13 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = daemon.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+    let log = match wait_ready(&mut daemon, Duration::from_secs(30)) {
+        Ok(log) => log,
+        Err(e) => {
+            let _ = std::fs::remove_dir(&cgroup);
+            panic!("{e}");
         }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut log = Vec::new();
-    while !log.iter().any(|l: &String| l.contains("enforcer ready")) {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => log.push(line),
-            Err(_) => {
-                let _ = daemon.kill();
-                let _ = std::fs::remove_dir(&cgroup);
-                panic!("no `enforcer ready`:\n{}", log.join("\n"));
-            }
-        }
-    }
+    };
 
     let inside = connect(Some(&cgroup), port);
     let outside = connect(None, port);

@@ -4,24 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn enforcer() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enforcer"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+use std::time::Duration;
+use support::{cgroup2_root, enforcer, is_root, wait_ready};
 
 #[test]
 fn run_rejects_a_missing_cgroup_with_the_policy_exit_code() {
@@ -141,27 +128,13 @@ fn run_reports_ready_and_stops_on_sigterm() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.contains("enforcer ready")) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no `enforcer ready` within 30 s:\n{}", seen.join("\n"));
-            }
-        }
-    }
-    let all = seen.join("\n");
-    if all.contains("attached=false") {
+    let all = wait_ready(&mut child, Duration::from_secs(30))
+        .unwrap_or_else(|log| panic!("{log}"))
+        .join("\n");
+    // On a kernel that refuses LSM programs the daemon must say so and point to the VM.
+    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    if report["bpf_lsm"] == false {
         assert!(all.contains("refuses BPF LSM programs"), "{all}");
         assert!(all.contains("cargo xtask vm run"), "{all}");
     }
@@ -178,15 +151,4 @@ fn nix_kill_term(pid: u32) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn cgroup2_root() -> String {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
-        })
-        .expect("cgroup2 mounted")
 }

@@ -1,0 +1,67 @@
+//! What the host tests share: the binary under test, root detection, the cgroup2 mount, and
+//! starting a daemon until it says it is ready.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn enforcer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_enforcer"))
+}
+
+/// The effective uid is 0 (`Uid:` line of /proc/self/status: real, effective, ...).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Where cgroup2 is mounted (`/sys/fs/cgroup/unified` on hybrid hosts).
+pub fn cgroup2_root() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (f.get(sep + 1) == Some(&"cgroup2")).then(|| f[4].to_string())
+        })
+        .expect("cgroup2 mounted")
+}
+
+/// Reads `daemon`'s piped stderr until a line says `enforcer ready`; returns the lines so far
+/// (the rest keeps going to a thread). On a timeout or an early exit the daemon is killed and
+/// the error carries its log.
+pub fn wait_ready(daemon: &mut Child, limit: Duration) -> Result<Vec<String>, String> {
+    let stderr = daemon.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("enforcer ready")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = daemon.kill();
+                let _ = daemon.wait();
+                return Err(format!(
+                    "no `enforcer ready` within {limit:?}:\n{}",
+                    log.join("\n")
+                ));
+            }
+        }
+    }
+    Ok(log)
+}
