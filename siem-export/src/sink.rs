@@ -72,6 +72,17 @@ impl BatchReport {
         }
     }
 
+    /// The outcomes of a batch sent in parts: an event that got no outcome was not sent,
+    /// and is retried.
+    pub fn from_partial(outcomes: Vec<Option<Delivery>>) -> Self {
+        Self {
+            deliveries: outcomes
+                .into_iter()
+                .map(|d| d.unwrap_or_else(|| Delivery::retryable("not sent")))
+                .collect(),
+        }
+    }
+
     pub fn all_delivered(&self) -> bool {
         self.deliveries.iter().all(Delivery::is_delivered)
     }

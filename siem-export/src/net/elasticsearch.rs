@@ -251,12 +251,7 @@ impl ElasticsearchSink {
                 }
             }
         }
-        BatchReport {
-            deliveries: out
-                .into_iter()
-                .map(|d| d.unwrap_or_else(|| Delivery::retryable("not sent")))
-                .collect(),
-        }
+        BatchReport::from_partial(out)
     }
 }
 

@@ -237,12 +237,7 @@ impl SyslogSink {
                 out[i] = Some(outcome.clone());
             }
         }
-        BatchReport {
-            deliveries: out
-                .into_iter()
-                .map(|d| d.unwrap_or_else(|| Delivery::retryable("not sent")))
-                .collect(),
-        }
+        BatchReport::from_partial(out)
     }
 }
 

@@ -235,12 +235,7 @@ impl WebhookSink {
                 out[i] = Some(outcome.clone());
             }
         }
-        BatchReport {
-            deliveries: out
-                .into_iter()
-                .map(|d| d.unwrap_or_else(|| Delivery::retryable("not sent")))
-                .collect(),
-        }
+        BatchReport::from_partial(out)
     }
 
     /// Stored native JSON records spliced into one JSON array as they are:
