@@ -1094,9 +1094,23 @@ impl Checker {
         }
         let body = f.get(ops[0])?;
         let op = match ops[0] {
-            "exec" => Some(Operation::Exec {
+            "exec" if body.as_str().is_some() => Some(Operation::Exec {
                 path: self.string(body, "`exec`")?,
+                cmdline: String::new(),
             }),
+            "exec" => {
+                let ef = self.fields(body, "`exec`", &["path", "cmdline"])?;
+                let path = self.required(&ef, "path", "`exec`")?;
+                let path = self.string(path, "`path`");
+                let cmdline = match ef.get("cmdline") {
+                    Some(c) => self.string(c, "`cmdline`"),
+                    None => Some(String::new()),
+                };
+                Some(Operation::Exec {
+                    path: path?,
+                    cmdline: cmdline?,
+                })
+            }
             "file" => {
                 let ff = self.fields(body, "`file`", &["op", "path"])?;
                 let op = self.required(&ff, "op", "`file`")?;

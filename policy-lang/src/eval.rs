@@ -201,7 +201,7 @@ impl<'p> Evaluator<'p> {
     /// The rule ids the kernel maps yield for this operation, before per-rule checks.
     fn candidates(&self, op: &Operation) -> Vec<u32> {
         match op {
-            Operation::Exec { path } => self.exec.matches(path),
+            Operation::Exec { path, .. } => self.exec.matches(path),
             Operation::File { path, .. } => self.file.matches(path),
             Operation::Network { addr, .. } => {
                 let bits = addr_bits(*addr);
@@ -273,7 +273,7 @@ impl<'p> Evaluator<'p> {
     /// (both are checked in `bprm_check_security`); the stricter of the two wins.
     pub fn decide(&self, ev: &OwnedEvent) -> Decision {
         let d = self.decide_one(ev);
-        let Operation::Exec { path } = &ev.op else {
+        let Operation::Exec { path, .. } = &ev.op else {
             return d;
         };
         let mut as_file = ev.clone();

@@ -10,6 +10,9 @@ use std::net::IpAddr;
 pub enum Operation {
     Exec {
         path: String,
+        /// The new program's command line (argv joined by spaces); empty when unknown.
+        #[serde(default)]
+        cmdline: String,
     },
     File {
         op: FileOp,
