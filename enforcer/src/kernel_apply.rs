@@ -400,6 +400,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         rules,
         cgroup_headroom: None,
         network,
+        process_events: false,
     })
 }
 
