@@ -542,6 +542,24 @@ impl Loaded {
         })
     }
 
+    /// The policy slots the kernel applies to cgroup `cgroup_id` (bit i: the
+    /// plan's i-th policy), `None` when the cgroup is in no policy's scope.
+    /// One map lookup.
+    pub fn cgroup_policy_slots(&self, cgroup_id: u64) -> Result<Option<u64>, LoadError> {
+        let name = "enf_cgroup_policies";
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(LoadError::map(name, "not in the object"))?;
+        let map: HashMap<_, u64, abi::CgroupPolicies> =
+            HashMap::try_from(map).map_err(|e| LoadError::map(name, e))?;
+        match map.get(&cgroup_id, 0) {
+            Ok(v) => Ok(Some(v.slots)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(LoadError::map(name, e)),
+        }
+    }
+
     /// The cgroups the kernel currently applies policies to (those of the
     /// plan, plus those that inherited them since), with their policy slots.
     pub fn cgroup_slots(&self) -> Result<Vec<(u64, u64)>, LoadError> {
