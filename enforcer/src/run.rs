@@ -784,7 +784,6 @@ fn drain(
             }
         }
     }
-    drop(emit);
     if let Some(exporter) = exporter {
         exporter.submit(batch);
     }
