@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -13,6 +13,14 @@ pub const NAME_BYTES: usize = 256;
 pub const EVENT_FILE_OPEN: u16 = 1;
 pub const EVENT_EXEC: u16 = 2;
 pub const EVENT_NET: u16 = 3;
+pub const EVENT_PROC_EXEC: u16 = 6;
+pub const EVENT_PROC_FORK: u16 = 7;
+pub const EVENT_PROC_EXIT: u16 = 8;
+
+pub const ARGS_MAX: usize = 4096;
+pub const PROC_ARGS_TRUNCATED: u32 = 1 << 0;
+pub const PROC_ARGS_UNREAD: u32 = 1 << 1;
+pub const PROC_PATH_UNREAD: u32 = 1 << 2;
 
 pub const VERDICT_ALLOW: u16 = 0;
 pub const VERDICT_DENY: u16 = 1;
@@ -245,6 +253,40 @@ pub struct PortRange {
     pub hi: u16,
 }
 
+/// `struct enf_proc_exec_event`: on the ring buffer only the first
+/// `path_len + args_len` bytes of `data` are present.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcExecEvent {
+    pub hdr: EventHeader,
+    pub start_ns: u64,
+    pub slots: u64,
+    pub ppid: u32,
+    pub path_len: u32,
+    pub args_len: u32,
+    pub proc_flags: u32,
+    pub data: [u8; PATH_MAX + ARGS_MAX],
+}
+
+/// `struct enf_proc_fork_event`, sent whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcForkEvent {
+    pub hdr: EventHeader,
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    pub child_start_ns: u64,
+}
+
+/// `struct enf_proc_exit_event`, sent whole.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcExitEvent {
+    pub hdr: EventHeader,
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
 // SAFETY: plain-old-data structs of integers and byte arrays with explicit
 // padding fields, so every byte pattern is valid and none is uninitialised.
 unsafe impl aya::Pod for CgroupPolicies {}
@@ -277,6 +319,8 @@ unsafe impl aya::Pod for PortRange {}
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
 /// Byte offset of the path within an exec record.
 pub const EXEC_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path);
+/// Byte offset of the file name and argv within a process exec record.
+pub const PROC_EXEC_DATA_OFFSET: usize = core::mem::offset_of!(ProcExecEvent, data);
 
 #[cfg(test)]
 mod tests {
@@ -347,6 +391,17 @@ mod tests {
                 [id, slot, action, ops, families, protocols, ports_off, ports_len]
             ),
             layout!("enf_port_range", PortRange, [lo, hi]),
+            layout!(
+                "enf_proc_exec_event",
+                ProcExecEvent,
+                [hdr, start_ns, slots, ppid, path_len, args_len, proc_flags, data]
+            ),
+            layout!(
+                "enf_proc_fork_event",
+                ProcForkEvent,
+                [hdr, parent_pid, child_pid, child_start_ns]
+            ),
+            layout!("enf_proc_exit_event", ProcExitEvent, [hdr, exit_code, _pad]),
         ]
     }
 

@@ -3,7 +3,9 @@
 //! a crash: every length and enum is checked, and a malformed record is an
 //! error the caller counts and skips.
 
-use crate::abi::{self, EventHeader, ExecEvent, FileEvent, NetEvent};
+use crate::abi::{
+    self, EventHeader, ExecEvent, FileEvent, NetEvent, ProcExecEvent, ProcExitEvent, ProcForkEvent,
+};
 use crate::plan::Action;
 use core::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -84,6 +86,20 @@ pub enum DecodeError {
     NetFamily(u16),
     #[error("network record has operation bits {0:#x}")]
     NetOp(u32),
+    #[error("process {what} record of {len} bytes; it has {expected}")]
+    ProcLength {
+        what: &'static str,
+        len: usize,
+        expected: usize,
+    },
+    #[error(
+        "process exec record says it has {path} path and {args} argv bytes but carries {present}"
+    )]
+    ProcExecLength {
+        path: usize,
+        args: usize,
+        present: usize,
+    },
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -212,12 +228,67 @@ impl NetRecord {
     }
 }
 
+/// A process exec'd (`tp_btf/sched_process_exec`): not a verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcExecRecord {
+    /// The task after the exec; `ktime_ns` is the exec time.
+    pub header: Header,
+    /// `task->start_boottime`: when the process started, ns since boot.
+    pub start_ns: u64,
+    /// The policy slots of the task's cgroup (bit i: the plan's i-th policy).
+    pub slots: u64,
+    /// The real parent's process id.
+    pub ppid: u32,
+    /// The file name given to execve: relative when the caller gave a
+    /// relative one; empty when it could not be read.
+    pub filename: Vec<u8>,
+    /// argv in `/proc/<pid>/cmdline` form (each argument NUL-terminated).
+    pub argv: Vec<u8>,
+    /// `abi::PROC_*` flags.
+    pub proc_flags: u32,
+}
+
+impl ProcExecRecord {
+    /// argv was longer than the record carries and is cut.
+    pub fn argv_truncated(&self) -> bool {
+        self.proc_flags & abi::PROC_ARGS_TRUNCATED != 0
+    }
+
+    /// argv could not be read (the record has none).
+    pub fn argv_unread(&self) -> bool {
+        self.proc_flags & abi::PROC_ARGS_UNREAD != 0
+    }
+}
+
+/// A new process (`tp_btf/sched_process_fork`); threads are not reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcForkRecord {
+    /// The parent task, but `cgroup_id` is the child's.
+    pub header: Header,
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    /// The child's `start_boottime`, ns since boot.
+    pub child_start_ns: u64,
+}
+
+/// A process ended: its last thread exited (`tp_btf/sched_process_exit`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcExitRecord {
+    /// `pid` is the process id; `ktime_ns` the exit time.
+    pub header: Header,
+    /// Wait status: `(status << 8) | signal`.
+    pub exit_code: u32,
+}
+
 /// One decoded ring-buffer record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     FileOpen(FileRecord),
     Exec(ExecRecord),
     Net(NetRecord),
+    ProcExec(ProcExecRecord),
+    ProcFork(ProcForkRecord),
+    ProcExit(ProcExitRecord),
 }
 
 impl Record {
@@ -226,7 +297,18 @@ impl Record {
             Record::FileOpen(r) => &r.header,
             Record::Exec(r) => &r.header,
             Record::Net(r) => &r.header,
+            Record::ProcExec(r) => &r.header,
+            Record::ProcFork(r) => &r.header,
+            Record::ProcExit(r) => &r.header,
         }
+    }
+
+    /// A process record (exec, fork, exit) rather than a verdict.
+    pub fn is_process(&self) -> bool {
+        matches!(
+            self,
+            Record::ProcExec(_) | Record::ProcFork(_) | Record::ProcExit(_)
+        )
     }
 }
 
@@ -317,8 +399,66 @@ pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
             Ok(Record::Exec(ExecRecord { header, path }))
         }
         abi::EVENT_NET => decode_net(record, header).map(Record::Net),
+        abi::EVENT_PROC_EXEC => decode_proc_exec(record, header).map(Record::ProcExec),
+        abi::EVENT_PROC_FORK => {
+            exact_len(record, "fork", size_of::<ProcForkEvent>())?;
+            Ok(Record::ProcFork(ProcForkRecord {
+                header,
+                parent_pid: u32_at(record, offset_of!(ProcForkEvent, parent_pid)),
+                child_pid: u32_at(record, offset_of!(ProcForkEvent, child_pid)),
+                child_start_ns: u64_at(record, offset_of!(ProcForkEvent, child_start_ns)),
+            }))
+        }
+        abi::EVENT_PROC_EXIT => {
+            exact_len(record, "exit", size_of::<ProcExitEvent>())?;
+            Ok(Record::ProcExit(ProcExitRecord {
+                header,
+                exit_code: u32_at(record, offset_of!(ProcExitEvent, exit_code)),
+            }))
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
+}
+
+fn exact_len(record: &[u8], what: &'static str, expected: usize) -> Result<(), DecodeError> {
+    if record.len() != expected {
+        return Err(DecodeError::ProcLength {
+            what,
+            len: record.len(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+fn decode_proc_exec(record: &[u8], header: Header) -> Result<ProcExecRecord, DecodeError> {
+    let fixed = abi::PROC_EXEC_DATA_OFFSET;
+    if record.len() < fixed {
+        return Err(DecodeError::Short {
+            len: record.len(),
+            need: fixed,
+        });
+    }
+    let path = u32_at(record, offset_of!(ProcExecEvent, path_len)) as usize;
+    let args = u32_at(record, offset_of!(ProcExecEvent, args_len)) as usize;
+    let present = record.len() - fixed;
+    if path >= abi::PATH_MAX || args >= abi::ARGS_MAX || path + args != present {
+        return Err(DecodeError::ProcExecLength {
+            path,
+            args,
+            present,
+        });
+    }
+    let data = &record[fixed..];
+    Ok(ProcExecRecord {
+        header,
+        start_ns: u64_at(record, offset_of!(ProcExecEvent, start_ns)),
+        slots: u64_at(record, offset_of!(ProcExecEvent, slots)),
+        ppid: u32_at(record, offset_of!(ProcExecEvent, ppid)),
+        filename: data[..path].to_vec(),
+        argv: data[path..].to_vec(),
+        proc_flags: u32_at(record, offset_of!(ProcExecEvent, proc_flags)),
+    })
 }
 
 fn decode_net(record: &[u8], header: Header) -> Result<NetRecord, DecodeError> {
@@ -384,6 +524,9 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         Record::Exec(_) => Err(DecodeError::UnknownKind(abi::EVENT_EXEC)),
         Record::Net(_) => Err(DecodeError::UnknownKind(abi::EVENT_NET)),
+        Record::ProcExec(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_EXEC)),
+        Record::ProcFork(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_FORK)),
+        Record::ProcExit(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_EXIT)),
     }
 }
 
@@ -682,6 +825,120 @@ pub(crate) mod tests {
         ));
         // Arbitrary corruption never panics.
         let mut seed = 0xdead_beefu32;
+        for _ in 0..20_000 {
+            let mut r = good.clone();
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let i = seed as usize % r.len();
+            r[i] = (seed >> 8) as u8;
+            let cut = (seed >> 16) as usize % (r.len() + 1);
+            let _ = decode_record(&r[..cut]);
+        }
+    }
+
+    fn proc_header(kind: u16, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        b[offset_of!(EventHeader, abi_version)..][..4]
+            .copy_from_slice(&abi::ABI_VERSION.to_ne_bytes());
+        b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&kind.to_ne_bytes());
+        b[offset_of!(EventHeader, pid)..][..4].copy_from_slice(&300u32.to_ne_bytes());
+        b[offset_of!(EventHeader, rule_id)..][..4].copy_from_slice(&abi::RULE_NONE.to_ne_bytes());
+        b[offset_of!(EventHeader, policy_id)..][..4]
+            .copy_from_slice(&abi::POLICY_NONE.to_ne_bytes());
+        b
+    }
+
+    pub(crate) fn proc_exec_record(path: &[u8], argv: &[u8], flags: u32) -> Vec<u8> {
+        let mut b = proc_header(abi::EVENT_PROC_EXEC, abi::PROC_EXEC_DATA_OFFSET);
+        let put32 =
+            |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        b[offset_of!(ProcExecEvent, start_ns)..][..8].copy_from_slice(&99u64.to_ne_bytes());
+        b[offset_of!(ProcExecEvent, slots)..][..8].copy_from_slice(&0b101u64.to_ne_bytes());
+        put32(&mut b, offset_of!(ProcExecEvent, ppid), 200);
+        put32(
+            &mut b,
+            offset_of!(ProcExecEvent, path_len),
+            path.len() as u32,
+        );
+        put32(
+            &mut b,
+            offset_of!(ProcExecEvent, args_len),
+            argv.len() as u32,
+        );
+        put32(&mut b, offset_of!(ProcExecEvent, proc_flags), flags);
+        b.extend_from_slice(path);
+        b.extend_from_slice(argv);
+        b
+    }
+
+    #[test]
+    fn decodes_process_records() {
+        let r = proc_exec_record(b"/bin/sh", b"sh\0-c\0id\0", abi::PROC_ARGS_TRUNCATED);
+        let Ok(Record::ProcExec(e)) = decode_record(&r) else {
+            panic!("not an exec record: {:?}", decode_record(&r));
+        };
+        assert!(Record::ProcExec(e.clone()).is_process());
+        assert_eq!(e.header.pid, 300);
+        assert_eq!(e.header.rule_id, None);
+        assert_eq!(e.header.policy_id, None);
+        assert_eq!((e.ppid, e.start_ns, e.slots), (200, 99, 0b101));
+        assert_eq!(e.filename, b"/bin/sh");
+        assert_eq!(e.argv, b"sh\0-c\0id\0");
+        assert!(e.argv_truncated() && !e.argv_unread());
+
+        let mut f = proc_header(abi::EVENT_PROC_FORK, size_of::<ProcForkEvent>());
+        f[offset_of!(ProcForkEvent, parent_pid)..][..4].copy_from_slice(&300u32.to_ne_bytes());
+        f[offset_of!(ProcForkEvent, child_pid)..][..4].copy_from_slice(&301u32.to_ne_bytes());
+        f[offset_of!(ProcForkEvent, child_start_ns)..][..8].copy_from_slice(&7u64.to_ne_bytes());
+        assert_eq!(
+            decode_record(&f).map(|r| match r {
+                Record::ProcFork(f) => Some((f.parent_pid, f.child_pid, f.child_start_ns)),
+                _ => None,
+            }),
+            Ok(Some((300, 301, 7)))
+        );
+        let mut x = proc_header(abi::EVENT_PROC_EXIT, size_of::<ProcExitEvent>());
+        x[offset_of!(ProcExitEvent, exit_code)..][..4].copy_from_slice(&0x100u32.to_ne_bytes());
+        assert_eq!(
+            decode_record(&x).map(|r| match r {
+                Record::ProcExit(x) => Some((x.header.pid, x.exit_code)),
+                _ => None,
+            }),
+            Ok(Some((300, 0x100)))
+        );
+    }
+
+    #[test]
+    fn malformed_process_records_are_errors() {
+        let good = proc_exec_record(b"/bin/sh", b"sh\0", 0);
+        // A length that does not add up, either way.
+        assert!(matches!(
+            decode_record(&good[..good.len() - 1]),
+            Err(DecodeError::ProcExecLength { .. })
+        ));
+        let mut long = good.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_record(&long),
+            Err(DecodeError::ProcExecLength { .. })
+        ));
+        assert!(matches!(
+            decode_record(&good[..abi::PROC_EXEC_DATA_OFFSET - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+        let f = proc_header(abi::EVENT_PROC_FORK, size_of::<ProcForkEvent>() - 4);
+        assert!(matches!(
+            decode_record(&f),
+            Err(DecodeError::ProcLength { what: "fork", .. })
+        ));
+        let x = proc_header(abi::EVENT_PROC_EXIT, size_of::<ProcExitEvent>() + 8);
+        assert!(matches!(
+            decode_record(&x),
+            Err(DecodeError::ProcLength { what: "exit", .. })
+        ));
+        // Arbitrary corruption never panics.
+        let mut seed = 0x1234_5678u32;
         for _ in 0..20_000 {
             let mut r = good.clone();
             seed ^= seed << 13;

@@ -16,7 +16,7 @@ pub mod probe;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    NetOp, NetRecord, Record, Verdict,
+    NetOp, NetRecord, ProcExecRecord, ProcExitRecord, ProcForkRecord, Record, Verdict,
 };
 pub use loader::{
     EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,

@@ -151,6 +151,12 @@ const OBJECT: &str = "enforcer";
 const MKDIR: &str = "enf_cgroup_mkdir";
 const RMDIR: &str = "enf_cgroup_rmdir";
 const FILE_OPEN: &str = "enf_file_open";
+/// (program, tracepoint) of the process event programs (exec, fork, exit).
+const PROCESS: &[(&str, &str)] = &[
+    ("enf_proc_fork", "sched_process_fork"),
+    ("enf_proc_exec", "sched_process_exec"),
+    ("enf_proc_exit", "sched_process_exit"),
+];
 const BPRM_CHECK: &str = "enf_bprm_check";
 /// (program, hook, op) of the LSM network programs.
 const NET_LSM: &[(&str, &str, u32)] = &[
@@ -298,8 +304,10 @@ fn attach_dirs(n: &NetworkPlan) -> Result<Vec<PathBuf>, LoadError> {
 impl Loaded {
     /// Loads the programs `plan` needs, fills their maps and attaches them:
     /// `lsm/file_open` when there are file rules or a file default deny,
-    /// `lsm/bprm_check_security` likewise for exec, and the cgroup
-    /// inheritance programs with either. Errors carry the verifier log.
+    /// `lsm/bprm_check_security` likewise for exec, the process tracepoints
+    /// (`tp_btf/sched_process_exec|fork|exit`) with
+    /// [`KernelPlan::process_events`], and the cgroup inheritance programs
+    /// with any of them. Errors carry the verifier log.
     pub fn apply(plan: &KernelPlan) -> Result<Self, LoadError> {
         let entries = plan::compile(plan)?;
         let btf = Btf::from_sys_fs()?;
@@ -397,6 +405,10 @@ impl Loaded {
             hooks.push((MKDIR, "cgroup_mkdir"));
             hooks.push((RMDIR, "cgroup_rmdir"));
         }
+        if h.process_events {
+            // Before the LSM hooks: a process they report on is known.
+            hooks.extend_from_slice(PROCESS);
+        }
         if h.file_open {
             hooks.push((FILE_OPEN, "file_open"));
         }
@@ -414,7 +426,7 @@ impl Loaded {
             let prog = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::MissingProgram { program })?;
-            if program == MKDIR || program == RMDIR {
+            if program == MKDIR || program == RMDIR || PROCESS.iter().any(|(p, _)| *p == program) {
                 let tp: &mut BtfTracePoint = prog
                     .try_into()
                     .map_err(|e| LoadError::program(program, e))?;
@@ -530,6 +542,24 @@ impl Loaded {
         })
     }
 
+    /// The policy slots the kernel applies to cgroup `cgroup_id` (bit i: the
+    /// plan's i-th policy), `None` when the cgroup is in no policy's scope.
+    /// One map lookup.
+    pub fn cgroup_policy_slots(&self, cgroup_id: u64) -> Result<Option<u64>, LoadError> {
+        let name = "enf_cgroup_policies";
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(LoadError::map(name, "not in the object"))?;
+        let map: HashMap<_, u64, abi::CgroupPolicies> =
+            HashMap::try_from(map).map_err(|e| LoadError::map(name, e))?;
+        match map.get(&cgroup_id, 0) {
+            Ok(v) => Ok(Some(v.slots)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(LoadError::map(name, e)),
+        }
+    }
+
     /// The cgroups the kernel currently applies policies to (those of the
     /// plan, plus those that inherited them since), with their policy slots.
     pub fn cgroup_slots(&self) -> Result<Vec<(u64, u64)>, LoadError> {
@@ -616,6 +646,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
             .collect(),
         cgroup_headroom: None,
         network: NetworkPlan::default(),
+        process_events: false,
     })
 }
 

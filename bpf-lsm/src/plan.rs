@@ -320,6 +320,10 @@ pub struct KernelPlan {
     pub cgroup_headroom: Option<u32>,
     /// Network rules, prefixes and defaults.
     pub network: NetworkPlan,
+    /// Report exec, fork and exit of processes in the plan's cgroups (the
+    /// `tp_btf/sched_process_*` programs): for user space's process table
+    /// and its `alert` rules.
+    pub process_events: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -352,12 +356,14 @@ pub struct Hooks {
     pub bprm_check_security: bool,
     /// Network operations ([`net`] bits) some rule or default decides.
     pub net_ops: u32,
+    /// The process tracepoints (exec, fork, exit).
+    pub process_events: bool,
 }
 
 impl Hooks {
     /// Any hook at all (the cgroup inheritance programs go with them).
     pub fn any(&self) -> bool {
-        self.file_open || self.bprm_check_security || self.net_ops != 0
+        self.file_open || self.bprm_check_security || self.net_ops != 0 || self.process_events
     }
 }
 
@@ -478,6 +484,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
                 .iter()
                 .any(|p| p.exec_default != Action::Allow),
         net_ops,
+        process_events: plan.process_events,
     };
     Ok(out)
 }
@@ -881,6 +888,7 @@ mod tests {
             ],
             cgroup_headroom: Some(5),
             network: NetworkPlan::default(),
+            process_events: false,
         }
     }
 
@@ -893,6 +901,7 @@ mod tests {
                 file_open: true,
                 bprm_check_security: false,
                 net_ops: 0,
+                process_events: false,
             }
         );
         assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
@@ -947,6 +956,7 @@ mod tests {
                 file_open: false,
                 bprm_check_security: true,
                 net_ops: 0,
+                process_events: false,
             }
         );
         assert_eq!(

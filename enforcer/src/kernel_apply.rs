@@ -12,6 +12,7 @@ use bpf_lsm::plan::{
 use policy_lang::matcher::PathMatcher;
 use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
 use policy_lang::plan::{Enforcement, LpmEntry, Plan, PlanPolicy, PlanRule, PlanSelector};
+use policy_lang::KernelFeatures;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -97,13 +98,19 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
     }
 }
 
+fn is_alert(r: &PlanRule) -> bool {
+    r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert
+}
+
 /// What keeps `r` out of this build's kernel programs, if anything.
-fn rule_gap(r: &PlanRule, bpf_lsm: bool) -> Option<String> {
-    if r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert {
-        return Some(
-            "`alert` rules are evaluated in user space on events, which this build does not do yet"
-                .into(),
-        );
+fn rule_gap(r: &PlanRule, k: &KernelFeatures) -> Option<String> {
+    let bpf_lsm = k.bpf_lsm;
+    if is_alert(r) {
+        return (!k.tp_btf).then(|| {
+            "`alert` rules are evaluated in user space on the exec records of the process \
+             tracepoints, and this kernel does not load `tp_btf` programs (`enforcer doctor`)"
+                .into()
+        });
     }
     if r.enforcement == Enforcement::UserspaceAudit {
         return Some("the rule is matched in user space, which this build does not do yet".into());
@@ -273,15 +280,32 @@ fn selected(sel: &PlanSelector, path: &str) -> bool {
     included && !excluded
 }
 
+/// What feeds each `alert` rule of `plan`, one line per rule, for the log.
+pub fn alert_feeds(plan: &Plan) -> Vec<String> {
+    plan.rules
+        .iter()
+        .filter(|r| is_alert(r))
+        .map(|r| {
+            format!(
+                "alert rule `{}` is evaluated in user space on the exec records \
+                 (tp_btf/sched_process_exec) and the verdict events of the processes policy `{}` \
+                 selects",
+                rule_label(plan, r),
+                policy_name(plan, r.policy)
+            )
+        })
+        .collect()
+}
+
 /// On a kernel without BPF LSM only network rules have a kernel mechanism (the cgroup socket
-/// programs). Returns the plan with the file and exec rules taken out, and those rules'
+/// programs); `alert` rules run in user space. Returns the plan with the file and exec rules taken out, and those rules'
 /// `policy/rule` names, which the caller must report: they are neither enforced nor audited.
 pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
     let mut part = plan.clone();
     let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part
         .rules
         .drain(..)
-        .partition(|r| r.class == Some(Class::Network));
+        .partition(|r| r.class == Some(Class::Network) || is_alert(r));
     part.rules = kept;
     part.maps.file_paths = PathMatcher::default();
     part.maps.exec_paths = PathMatcher::default();
@@ -340,7 +364,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         }
     }
     for r in &plan.rules {
-        if let Some(why) = rule_gap(r, bpf_lsm) {
+        if let Some(why) = rule_gap(r, &plan.kernel) {
             gaps.push(Unsupported {
                 what: rule_label(plan, r),
                 why,
@@ -400,6 +424,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         rules,
         cgroup_headroom: None,
         network,
+        process_events: plan.rules.iter().any(is_alert),
     })
 }
 
@@ -621,6 +646,50 @@ policies:
             "{}",
             text[2]
         );
+    }
+
+    #[test]
+    fn alert_rules_run_in_user_space_fed_by_the_process_tracepoints() {
+        let yaml = "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: shell
+        action: alert
+        condition: proc.name = sh
+      - name: f
+        action: deny
+        file: {path: /etc/shadow, ops: [read]}
+";
+        let plan = compile(yaml);
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        assert!(k.process_events);
+        assert_eq!(k.rules.len(), 1, "the alert is not a kernel rule");
+        let feeds = alert_feeds(&plan);
+        assert_eq!(feeds.len(), 1);
+        assert!(feeds[0].contains("`p/shell`"), "{}", feeds[0]);
+        // Without alert rules the tracepoints stay off.
+        let plain = compile(&yaml.replace(
+            "action: alert\n        condition: proc.name = sh",
+            "action: deny\n        exec: {path: [/bin/sh]}",
+        ));
+        assert!(!kernel_plan(&plain, &tree(&["/"])).unwrap().process_events);
+        // A kernel that does not load tp_btf programs cannot feed them.
+        let mut old = plan.clone();
+        old.kernel.tp_btf = false;
+        let gaps = kernel_plan(&old, &tree(&["/"])).unwrap_err();
+        assert_eq!(gaps.len(), 1);
+        assert!(
+            gaps[0].to_string().starts_with("`p/shell`: `alert` rules"),
+            "{}",
+            gaps[0]
+        );
+        // Without BPF LSM the alert is kept with the network part.
+        let (part, dropped) = network_part(&plan);
+        assert_eq!(dropped, vec!["p/f"]);
+        assert!(kernel_plan(&part, &tree(&["/"])).unwrap().process_events);
     }
 
     #[test]

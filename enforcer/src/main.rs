@@ -1,5 +1,6 @@
 //! `enforcer`: the runtime security enforcer's daemon and CLI.
 
+mod alerts;
 mod cgroup;
 mod config;
 mod doctor;
@@ -9,6 +10,7 @@ mod export_cmd;
 mod kernel_apply;
 mod metrics;
 mod policy_cmd;
+mod process_feed;
 mod run;
 mod verdict_log;
 

@@ -200,6 +200,9 @@ struct ExportSources {
     outbox: Arc<Outbox>,
 }
 
+/// The kinds of process records, as the `kind` label of `enforcer_process_events_total`.
+pub const PROCESS_KINDS: [&str; 3] = ["exec", "fork", "exit"];
+
 /// Everything `/metrics` shows. Shared (`Arc`) between the event loop, the exporter and the
 /// server.
 pub struct DaemonMetrics {
@@ -209,6 +212,9 @@ pub struct DaemonMetrics {
     decode_errors: AtomicU64,
     export_handoff_dropped: AtomicU64,
     rules_loaded: AtomicU64,
+    /// Process records (exec, fork, exit), in [`PROCESS_KINDS`] order.
+    process_events: [AtomicU64; 3],
+    alerts_fired: AtomicU64,
     sampled: Mutex<Sampled>,
     export: Mutex<Option<ExportSources>>,
 }
@@ -223,6 +229,8 @@ impl DaemonMetrics {
             decode_errors: AtomicU64::new(0),
             export_handoff_dropped: AtomicU64::new(0),
             rules_loaded: AtomicU64::new(0),
+            process_events: Default::default(),
+            alerts_fired: AtomicU64::new(0),
             sampled: Mutex::new(Sampled::default()),
             export: Mutex::new(None),
         }
@@ -239,6 +247,20 @@ impl DaemonMetrics {
         if let Some(slot) = Self::event_slot(class, verdict).and_then(|i| self.events.get(i)) {
             slot.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One process record (`exec`, `fork` or `exit`: [`PROCESS_KINDS`]).
+    pub fn count_process_event(&self, kind: &str) {
+        if let Some(i) = PROCESS_KINDS.iter().position(|k| *k == kind) {
+            if let Some(c) = self.process_events.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One `alert` rule fired (its event is also counted by [`Self::count_event`]).
+    pub fn count_alert(&self) {
+        self.alerts_fired.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_decode_error(&self) {
@@ -346,6 +368,21 @@ impl DaemonMetrics {
                 );
             }
         }
+        for (kind, n) in PROCESS_KINDS.iter().zip(&self.process_events) {
+            x.counter(
+                "enforcer_process_events_total",
+                "Process records (exec, fork, exit) of processes in scope, fed to the process \
+                 table.",
+                &[("kind", kind)],
+                n.load(Ordering::Relaxed),
+            );
+        }
+        x.counter(
+            "enforcer_alerts_fired_total",
+            "`alert` rules that fired (each is also an event with verdict `alerted`).",
+            &[],
+            self.alerts_fired.load(Ordering::Relaxed),
+        );
         x.counter(
             "enforcer_decode_errors_total",
             "Kernel records skipped because they could not be decoded.",

@@ -1,6 +1,7 @@
 //! `enforcer run`: load the kernel programs, print and record every verdict
 //! they report, and keep running until SIGTERM or SIGINT.
 
+use crate::alerts::AlertRules;
 use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
@@ -8,6 +9,7 @@ use crate::export_cmd;
 use crate::kernel_apply;
 use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
 use crate::policy_cmd;
+use crate::process_feed::{self, Feed, SlotCache};
 use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
 use anyhow::Context;
 use bpf_lsm::plan::KernelPlan;
@@ -77,6 +79,8 @@ struct Stamp {
     /// The process table (exe, argv, ancestors, exec id) and workload identity.
     enricher: Enricher,
     metrics: Arc<DaemonMetrics>,
+    /// cgroup id to policy slots, for the scope of alert rules on verdicts.
+    slots: SlotCache,
 }
 
 /// What the kernel gets.
@@ -93,6 +97,8 @@ enum Load {
 struct Rules {
     load: Load,
     names: Names,
+    /// `alert` rules, evaluated on exec records and verdicts.
+    alerts: AlertRules,
 }
 
 fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
@@ -119,6 +125,7 @@ fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
     Ok(Rules {
         load: Load::Adhoc(plan),
         names,
+        alerts: AlertRules::none(),
     })
 }
 
@@ -317,6 +324,7 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
         return Ok(Rules {
             load: Load::Nothing,
             names,
+            alerts: AlertRules::none(),
         });
     }
     let root = cgroup::cgroup2_root().map_err(|e| Failure::new(exit_code::ERROR, e))?;
@@ -334,9 +342,18 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
             ),
         )
     })?;
+    for line in kernel_apply::alert_feeds(&plan) {
+        tracing::info!("{line}");
+    }
+    let alerts = AlertRules::new(&plan, kernel_plan.policies.iter().map(|p| p.id).collect())
+        .map_err(|e| Failure::new(exit_code::POLICY, e))?;
+    if !alerts.is_empty() {
+        tracing::info!(alert_rules = alerts.len(), "alert rules run in user space");
+    }
     Ok(Rules {
         load: Load::Plan(Box::new(kernel_plan)),
         names,
+        alerts,
     })
 }
 
@@ -628,6 +645,7 @@ async fn watch(
         clock: Clock::now()?,
         enricher,
         metrics,
+        slots: SlotCache::default(),
     };
     let ring = loaded.take_events()?;
     // SAFETY: the ring buffer owns its map fd and returns that same fd from
@@ -639,7 +657,7 @@ async fn watch(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &rules, &mut ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &loaded, &rules, &mut ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = refresh.tick() => refresh_metrics(&ctx, &loaded, writer),
@@ -650,6 +668,7 @@ async fn watch(
     // Stop reading only after what the kernel already reported is recorded.
     drain(
         ring.get_mut(),
+        &loaded,
         &rules,
         &mut ctx,
         &mut log,
@@ -684,8 +703,10 @@ fn refresh_metrics(ctx: &Stamp, loaded: &Loaded, writer: &Writer) {
     });
 }
 
+#[allow(clippy::too_many_arguments)]
 fn drain(
     ring: &mut bpf_lsm::EventRing,
+    loaded: &Loaded,
     rules: &Rules,
     ctx: &mut Stamp,
     log: &mut VerdictLog,
@@ -694,21 +715,67 @@ fn drain(
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
     let mut batch = Vec::new();
+    let exec_records = loaded.attached().contains(&"enf_proc_exec");
+    let mut emit = |event: SecurityEvent, ctx: &Stamp| -> Result<(), Failure> {
+        ctx.metrics.count_event(event.class, event.verdict);
+        log.append(&event)?;
+        if exporter.is_some() {
+            batch.push(event.clone());
+        }
+        // Never blocks: a full queue is counted as dropped by the writer.
+        writer.submit(event);
+        Ok(())
+    };
     while let Some(item) = ring.next() {
         match bpf_lsm::decode_record(&item) {
+            Ok(record) if record.is_process() => {
+                // Process records feed the table (and alert rules); they are not events.
+                let Stamp {
+                    host,
+                    clock,
+                    enricher,
+                    metrics,
+                    ..
+                } = &mut *ctx;
+                let feed = Feed {
+                    host,
+                    clock,
+                    names: &rules.names,
+                    alerts: &rules.alerts,
+                    metrics,
+                    exec_records,
+                };
+                let fired = process_feed::on_process(&record, enricher, &feed);
+                for alert in fired {
+                    println!("{}", process_feed::human(&alert));
+                    emit(alert, ctx)?;
+                }
+            }
             Ok(record) => {
                 println!("{}", verdict_log::human(&record, &rules.names));
                 let mut event =
                     verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
                 let h = record.header();
                 ctx.enricher.enrich(&mut event, h.pid, h.cgroup_id);
-                ctx.metrics.count_event(event.class, event.verdict);
-                log.append(&event)?;
-                if exporter.is_some() {
-                    batch.push(event.clone());
+                let fired = if rules.alerts.is_empty() {
+                    Vec::new()
+                } else {
+                    let slots = ctx.slots.get(loaded, h.cgroup_id);
+                    let feed = Feed {
+                        host: &ctx.host,
+                        clock: &ctx.clock,
+                        names: &rules.names,
+                        alerts: &rules.alerts,
+                        metrics: &ctx.metrics,
+                        exec_records,
+                    };
+                    process_feed::on_verdict(&record, &event, slots, &feed)
+                };
+                emit(event, ctx)?;
+                for alert in fired {
+                    println!("{}", process_feed::human(&alert));
+                    emit(alert, ctx)?;
                 }
-                // Never blocks: a full queue is counted as dropped by the writer.
-                writer.submit(event);
             }
             Err(e) => {
                 *decode_errors += 1;

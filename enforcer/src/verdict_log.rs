@@ -141,7 +141,8 @@ fn verdict(a: Action) -> siem_export::event::Verdict {
     }
 }
 
-fn process(h: &Header) -> Process {
+/// The acting task of a record, before enrichment.
+pub fn process(h: &Header) -> Process {
     Process {
         pid: h.tid,
         tgid: h.pid,
@@ -167,6 +168,10 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         Record::FileOpen(_) => (EventClass::File, "open"),
         Record::Exec(_) => (EventClass::Exec, "exec"),
         Record::Net(n) => (EventClass::Network, n.op.name()),
+        // Not verdicts: the daemon feeds them to the process table (process_feed.rs).
+        Record::ProcExec(_) => (EventClass::Process, "exec"),
+        Record::ProcFork(_) => (EventClass::Process, "fork"),
+        Record::ProcExit(_) => (EventClass::Process, "exit"),
     };
     let rule = names.rule(h);
     let mut ev = SecurityEvent::new(
@@ -211,8 +216,23 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             argv_truncated: false,
         }),
         Record::Net(n) => network_target(n),
+        Record::ProcExec(e) => Target::Exec(ExecTarget {
+            path: ByteText::new(e.filename.clone()),
+            argv: split_argv(&e.argv),
+            argv_truncated: e.argv_truncated(),
+        }),
+        Record::ProcFork(_) | Record::ProcExit(_) => return ev,
     });
     ev
+}
+
+/// argv in `/proc/<pid>/cmdline` form (each argument NUL-terminated) as a list.
+pub fn split_argv(argv: &[u8]) -> Vec<ByteText> {
+    let body = argv.strip_suffix(b"\0").unwrap_or(argv);
+    if argv.is_empty() {
+        return Vec::new();
+    }
+    body.split(|&b| b == 0).map(ByteText::new).collect()
 }
 
 /// connect and send name the remote end, bind and listen the local one.
@@ -263,6 +283,15 @@ pub fn human(record: &Record, names: &Names) -> String {
                 .to_string()
                 .into_bytes();
             (n.op.name(), &net_text)
+        }
+        Record::ProcExec(e) => ("process exec", &e.filename),
+        Record::ProcFork(f) => {
+            net_text = format!("child={}", f.child_pid).into_bytes();
+            ("process fork", &net_text)
+        }
+        Record::ProcExit(x) => {
+            net_text = format!("status={:#x}", x.exit_code).into_bytes();
+            ("process exit", &net_text)
         }
     };
     let path = if h.path_unresolved() {

@@ -28,6 +28,9 @@ pub struct KernelFeatures {
     pub lsm_userns_create: bool,
     /// BTF for the running kernel (CO-RE).
     pub btf: bool,
+    /// `tp_btf` programs load (the process tracepoints: exec, fork and exit records feed
+    /// the daemon's process table and its `alert` rules).
+    pub tp_btf: bool,
 }
 
 impl KernelFeatures {
@@ -43,6 +46,7 @@ impl KernelFeatures {
             d_path: true,
             lsm_userns_create: true,
             btf: true,
+            tp_btf: true,
         }
     }
 

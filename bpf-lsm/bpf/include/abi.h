@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 3
+#define ENF_ABI_VERSION 4
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -25,6 +25,12 @@
 #define ENF_EVENT_FILE_OPEN 1
 #define ENF_EVENT_EXEC 2
 #define ENF_EVENT_NET 3
+/* Process records (tp_btf/sched_process_*): not verdicts, they feed user
+ * space's process table. Their verdict is ENF_VERDICT_ALLOW and their rule
+ * and policy ids are NONE. */
+#define ENF_EVENT_PROC_EXEC 6
+#define ENF_EVENT_PROC_FORK 7
+#define ENF_EVENT_PROC_EXIT 8
 
 /* Verdicts (enf_event_header.verdict). */
 #define ENF_VERDICT_ALLOW 0
@@ -254,6 +260,53 @@ struct enf_net_rule {
 struct enf_port_range {
 	__u16 lo;
 	__u16 hi;
+};
+
+/* argv bytes a process exec record carries at most (NUL separators
+ * included); longer command lines are cut and flagged. */
+#define ENF_ARGS_MAX 4096
+
+/* enf_proc_exec_event.proc_flags */
+/* argv was longer than ENF_ARGS_MAX - 1 bytes and is cut. */
+#define ENF_PROC_ARGS_TRUNCATED (1u << 0)
+/* argv could not be read from the new image's memory (args_len is 0). */
+#define ENF_PROC_ARGS_UNREAD (1u << 1)
+/* The file name did not fit in ENF_PATH_MAX bytes, or could not be read. */
+#define ENF_PROC_PATH_UNREAD (1u << 2)
+
+/* A process exec'd (tp_btf/sched_process_exec). The header is the task
+ * after the exec (pid, tid, uid, gid, comm of the new image; ktime_ns is
+ * the exec time). data holds path_len bytes of the file name as given to
+ * execve (relative when the caller gave a relative one) followed by
+ * args_len bytes of argv, each argument NUL-terminated as in
+ * /proc/<pid>/cmdline. Only offsetof(data) + path_len + args_len bytes are
+ * sent. */
+struct enf_proc_exec_event {
+	struct enf_event_header hdr;
+	__u64 start_ns;       /* task->start_boottime: ns since boot */
+	__u64 slots;          /* policy slots of the task's cgroup */
+	__u32 ppid;           /* real_parent's tgid */
+	__u32 path_len;
+	__u32 args_len;
+	__u32 proc_flags;     /* ENF_PROC_* */
+	char data[ENF_PATH_MAX + ENF_ARGS_MAX];
+};
+
+/* A new process (not a thread) was forked (tp_btf/sched_process_fork). The
+ * header is the parent's but for cgroup_id, which is the child's. */
+struct enf_proc_fork_event {
+	struct enf_event_header hdr;
+	__u32 parent_pid;     /* tgid */
+	__u32 child_pid;      /* tgid of the new process */
+	__u64 child_start_ns; /* child->start_boottime */
+};
+
+/* The last thread of a process exited (tp_btf/sched_process_exit). The
+ * header's pid is the process's tgid. */
+struct enf_proc_exit_event {
+	struct enf_event_header hdr;
+	__u32 exit_code;      /* wait status: (status << 8) | signal */
+	__u32 _pad;
 };
 
 #endif /* ENFORCER_ABI_H */
