@@ -387,12 +387,15 @@ impl DaemonMetrics {
             &[],
             st.inserted,
         );
-        x.counter(
-            "enforcer_store_events_dropped_total",
-            "Events not stored because the store writer's queue was full.",
-            &[],
-            st.dropped,
-        );
+        for verdict in Verdict::ALL {
+            x.counter(
+                "enforcer_store_events_dropped_total",
+                "Events not stored because the store writer's queue was full, by verdict (a deny \
+                 or kill takes the place of a queued allowed/audited/alerted event).",
+                &[("verdict", verdict.as_str())],
+                st.dropped_by_verdict.get(*verdict),
+            );
+        }
         x.counter(
             "enforcer_store_events_failed_total",
             "Events not stored because their batch failed to commit.",
@@ -773,6 +776,7 @@ async fn handle(mut stream: tokio::net::TcpStream, metrics: &DaemonMetrics) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use enforcer::store::VerdictCounts;
 
     /// A metric or label name as the format allows: `[a-zA-Z_:][a-zA-Z0-9_:]*` (labels: no `:`).
     fn valid_name(s: &str, colon: bool) -> bool {
@@ -861,9 +865,12 @@ mod tests {
         m.count_event(EventClass::File, Verdict::Denied);
         m.count_decode_error();
         m.set_rules_loaded(4);
+        let mut dropped = VerdictCounts::default();
+        dropped.add(Verdict::Audited, 2);
         m.set_store(WriterStats {
             inserted: 10,
             dropped: 2,
+            dropped_by_verdict: dropped,
             ..WriterStats::default()
         });
         m.set_kernel(KernelStats {
@@ -883,7 +890,8 @@ mod tests {
             "enforcer_decode_errors_total 1",
             "enforcer_ringbuf_drops_total 3",
             "enforcer_store_events_inserted_total 10",
-            "enforcer_store_events_dropped_total 2",
+            "enforcer_store_events_dropped_total{verdict=\"audited\"} 2",
+            "enforcer_store_events_dropped_total{verdict=\"denied\"} 0",
             "enforcer_store_events_failed_total 0",
             "enforcer_store_events_deleted_total{reason=\"age\",verdict=\"audited\"} 0",
             "enforcer_process_table_entries 0",
