@@ -21,7 +21,9 @@ use enforcer::enrich::{CgroupStats, TableStats};
 use enforcer::store::WriterStats;
 use siem_export::dispatcher::Metrics as ExportMetrics;
 use siem_export::event::{EventClass, Verdict};
+use siem_export::follow::FollowStats;
 use siem_export::outbox::{Outbox, OutboxStats};
+use siem_export::sink::RotationHold;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -200,6 +202,12 @@ struct ExportSources {
     outbox: Arc<Outbox>,
 }
 
+/// The log follower's counters and the event log's rotation hold.
+struct ExportLog {
+    follow: Arc<FollowStats>,
+    hold: Arc<RotationHold>,
+}
+
 /// Everything `/metrics` shows. Shared (`Arc`) between the event loop, the exporter and the
 /// server.
 pub struct DaemonMetrics {
@@ -207,10 +215,10 @@ pub struct DaemonMetrics {
     /// `EventClass::ALL.len() * Verdict::ALL.len()` counters, class-major.
     events: Vec<AtomicU64>,
     decode_errors: AtomicU64,
-    export_handoff_dropped: AtomicU64,
     rules_loaded: AtomicU64,
     sampled: Mutex<Sampled>,
     export: Mutex<Option<ExportSources>>,
+    export_log: Mutex<Option<ExportLog>>,
 }
 
 impl DaemonMetrics {
@@ -221,10 +229,10 @@ impl DaemonMetrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             decode_errors: AtomicU64::new(0),
-            export_handoff_dropped: AtomicU64::new(0),
             rules_loaded: AtomicU64::new(0),
             sampled: Mutex::new(Sampled::default()),
             export: Mutex::new(None),
+            export_log: Mutex::new(None),
         }
     }
 
@@ -243,11 +251,6 @@ impl DaemonMetrics {
 
     pub fn count_decode_error(&self) {
         self.decode_errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Events that could not be handed to the export task (its queue was full or it stopped).
-    pub fn count_export_handoff_dropped(&self, n: u64) {
-        self.export_handoff_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn set_rules_loaded(&self, n: u64) {
@@ -270,6 +273,14 @@ impl DaemonMetrics {
     pub fn set_export(&self, metrics: Arc<ExportMetrics>, outbox: Arc<Outbox>) {
         *self.export.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(ExportSources { metrics, outbox });
+    }
+
+    /// Export reads the event log: the follower's counters and the rotation hold.
+    pub fn set_export_log(&self, follow: Arc<FollowStats>, hold: Arc<RotationHold>) {
+        *self
+            .export_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(ExportLog { follow, hold });
     }
 
     fn sampled(&self) -> std::sync::MutexGuard<'_, Sampled> {
@@ -307,13 +318,14 @@ impl DaemonMetrics {
         self.expose(&mut x);
         if let Some((metrics, outbox)) = &export {
             expose_export(&mut x, metrics, outbox.as_ref());
-            x.counter(
-                "enforcer_export_handoff_dropped_total",
-                "Events not handed to the export outbox because it was too far behind (they are \
-                 still in the local log and store).",
-                &[],
-                self.export_handoff_dropped.load(Ordering::Relaxed),
-            );
+        }
+        if let Some(log) = self
+            .export_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            expose_export_log(&mut x, log);
         }
         x.render()
     }
@@ -459,6 +471,44 @@ impl DaemonMetrics {
             t.cgroups.unresolved,
         );
     }
+}
+
+/// The log follower: what it read from the event log, skipped, waited for, and lost.
+fn expose_export_log(x: &mut Exposition, log: &ExportLog) {
+    let f = &log.follow;
+    x.counter(
+        "enforcer_export_log_events_total",
+        "Events read from the event log and stored in the export outbox.",
+        &[],
+        f.events.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_invalid_lines_total",
+        "Lines of the event log that were not an event (e.g. torn by a crash): skipped.",
+        &[],
+        f.invalid_lines.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_stalls_total",
+        "Times export from the event log waited because the outbox was full of undelivered \
+         deny/kill events (the log keeps them).",
+        &[],
+        f.stalls.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_lost_files_total",
+        "Times the event log file being exported was deleted by rotation before it was read to \
+         its end.",
+        &[],
+        f.lost_files.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_event_log_forced_deletions_total",
+        "Event log files rotation deleted although export had not read them (more than \
+         event_log.keep_files files behind).",
+        &[],
+        log.hold.forced(),
+    );
 }
 
 /// The dispatcher's per-sink counters (since start), the outbox's per-sink state (when it could

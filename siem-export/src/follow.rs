@@ -202,9 +202,7 @@ impl LogFollower {
                 } else {
                     events.len()
                 };
-                self.stats
-                    .events
-                    .fetch_add(taken as u64, Ordering::Relaxed);
+                self.stats.events.fetch_add(taken as u64, Ordering::Relaxed);
                 if done.stalled {
                     self.stats.stalls.fetch_add(1, Ordering::Relaxed);
                     return Ok(Step::Stalled(done));
@@ -216,9 +214,7 @@ impl LogFollower {
                 continue;
             };
             if !cur.complete {
-                let active = std::fs::metadata(&self.cfg.path)
-                    .ok()
-                    .map(|m| identity(&m));
+                let active = std::fs::metadata(&self.cfg.path).ok().map(|m| identity(&m));
                 if active == Some((self.pos.dev, self.pos.ino)) {
                     return Ok(Step::CaughtUp);
                 }

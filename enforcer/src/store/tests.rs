@@ -646,11 +646,17 @@ fn a_full_writer_queue_keeps_denies_and_counts_the_audit_events_it_drops() {
     for i in 0..11 {
         writer.submit(event(i, Verdict::Audited));
     }
-    assert!(!writer.submit(event(100, Verdict::Audited)), "full of audits");
+    assert!(
+        !writer.submit(event(100, Verdict::Audited)),
+        "full of audits"
+    );
     for i in 0..10 {
         assert!(writer.submit(event(200 + i, Verdict::Denied)), "deny {i}");
     }
-    assert!(!writer.submit(event(300, Verdict::Denied)), "full of denies");
+    assert!(
+        !writer.submit(event(300, Verdict::Denied)),
+        "full of denies"
+    );
     let stats = writer.stats();
     blocker.execute_batch("ROLLBACK").unwrap();
     drop(blocker);

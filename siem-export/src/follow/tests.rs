@@ -167,7 +167,10 @@ fn a_torn_last_line_waits_until_it_is_complete() {
     catch_up(&mut f, &outbox);
     assert_eq!(deliver_all(&outbox), messages(0..2));
     catch_up(&mut f, &outbox);
-    assert!(deliver_all(&outbox).is_empty(), "half a line is not exported");
+    assert!(
+        deliver_all(&outbox).is_empty(),
+        "half a line is not exported"
+    );
     file.write_all(tail).unwrap();
     catch_up(&mut f, &outbox);
     assert_eq!(deliver_all(&outbox), messages(2..3));
@@ -232,8 +235,8 @@ fn a_full_outbox_stalls_the_follower_and_it_resumes_after_deliveries() {
     // Measure an empty outbox, then allow a little more than that.
     let base = {
         let dir = tempfile::tempdir().unwrap();
-        let ob = Outbox::open(&dir.path().join("o.db"), &["siem"], OutboxConfig::default())
-            .unwrap();
+        let ob =
+            Outbox::open(&dir.path().join("o.db"), &["siem"], OutboxConfig::default()).unwrap();
         ob.stats().unwrap().used_bytes
     };
     let outbox = s.outbox(base + 64 * 1024);
