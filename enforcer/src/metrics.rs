@@ -503,7 +503,7 @@ fn expose_export_log(x: &mut Exposition, log: &ExportLog) {
         f.lost_files.load(Ordering::Relaxed),
     );
     x.counter(
-        "enforcer_event_log_forced_deletions_total",
+        "enforcer_export_log_files_deleted_unread_total",
         "Event log files rotation deleted although export had not read them (more than \
          event_log.keep_files files behind).",
         &[],
@@ -976,6 +976,30 @@ mod tests {
                 }
             }
             line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_log_follower_and_the_rotation_hold_are_exposed() {
+        let m = DaemonMetrics::new("1");
+        let follow = Arc::new(FollowStats::default());
+        follow.events.fetch_add(7, Ordering::Relaxed);
+        follow.invalid_lines.fetch_add(1, Ordering::Relaxed);
+        follow.stalls.fetch_add(2, Ordering::Relaxed);
+        m.set_export_log(follow, Arc::new(RotationHold::new(5)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let text = rt.block_on(m.scrape());
+        for line in [
+            "enforcer_export_log_events_total 7",
+            "enforcer_export_log_invalid_lines_total 1",
+            "enforcer_export_log_stalls_total 2",
+            "enforcer_export_log_lost_files_total 0",
+            "enforcer_export_log_files_deleted_unread_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
     }
 

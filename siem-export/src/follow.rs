@@ -378,6 +378,14 @@ impl LogFollower {
         if identity(&m) != want {
             return Ok(None);
         }
+        if m.len() < self.pos.offset {
+            // Shorter than where the follower was: not the file it read (replaced, and the
+            // inode number reused), or cut back. Reading it again from the start may send
+            // events twice; skipping it could lose them.
+            tracing::warn!(file = %path.display(), offset = self.pos.offset, len = m.len(),
+                "the event log file is shorter than the export position: reading it from the start");
+            self.pos.offset = 0;
+        }
         Ok(Some(Current {
             file,
             path,

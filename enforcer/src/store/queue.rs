@@ -29,10 +29,9 @@ pub(crate) enum Submitted {
     Refused,
 }
 
-/// What [`Queue::recv_timeout`] got.
-#[derive(Debug)]
-pub(crate) enum Recv {
-    Event(SecurityEvent),
+/// Why [`Queue::recv_timeout`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Empty {
     Timeout,
     /// Closed and empty.
     Closed,
@@ -109,19 +108,19 @@ impl Queue {
     }
 
     /// The next event, deny/kill first, waiting up to `timeout`.
-    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Recv {
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<SecurityEvent, Empty> {
         let deadline = Instant::now() + timeout;
         let mut lanes = self.lock();
         loop {
             if let Some(ev) = lanes.high.pop_front().or_else(|| lanes.low.pop_front()) {
-                return Recv::Event(ev);
+                return Ok(ev);
             }
             if lanes.closed {
-                return Recv::Closed;
+                return Err(Empty::Closed);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Recv::Timeout;
+                return Err(Empty::Timeout);
             }
             lanes = self
                 .ready
@@ -155,12 +154,12 @@ mod tests {
         q.close();
         assert_eq!(q.push(event(7, Verdict::Denied)), Submitted::Refused);
         let mut got = Vec::new();
-        while let Recv::Event(ev) = q.recv_timeout(Duration::ZERO) {
+        while let Ok(ev) = q.recv_timeout(Duration::ZERO) {
             got.push(ev.verdict);
         }
         // Deny and kill first, then what is left of the rest.
         assert_eq!(got, [Verdict::Denied, Verdict::Killed, Verdict::Audited]);
-        assert!(matches!(q.recv_timeout(Duration::ZERO), Recv::Closed));
+        assert_eq!(q.recv_timeout(Duration::ZERO).err(), Some(Empty::Closed));
     }
 
     #[test]
@@ -169,10 +168,7 @@ mod tests {
         assert_eq!(q.push(event(1, Verdict::Denied)), Submitted::Queued);
         assert_eq!(q.push(event(2, Verdict::Killed)), Submitted::Queued);
         assert_eq!(q.push(event(3, Verdict::Denied)), Submitted::Refused);
-        assert!(matches!(
-            q.recv_timeout(Duration::from_millis(1)),
-            Recv::Event(_)
-        ));
+        assert!(q.recv_timeout(Duration::from_millis(1)).is_ok());
         assert_eq!(q.push(event(3, Verdict::Denied)), Submitted::Queued);
     }
 
@@ -180,10 +176,10 @@ mod tests {
     fn recv_times_out_on_an_empty_open_queue() {
         let q = Queue::new(1);
         let t = Instant::now();
-        assert!(matches!(
-            q.recv_timeout(Duration::from_millis(30)),
-            Recv::Timeout
-        ));
+        assert_eq!(
+            q.recv_timeout(Duration::from_millis(30)).err(),
+            Some(Empty::Timeout)
+        );
         assert!(t.elapsed() >= Duration::from_millis(30));
     }
 }

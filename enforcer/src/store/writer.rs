@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 use siem_export::{SecurityEvent, Timestamp};
 
-use super::queue::{Queue, Recv, Submitted};
+use super::queue::{Empty, Queue, Submitted};
 use super::retention::{Retention, RetentionReport};
 use super::{priority, At, Store, StoreError, VerdictCounts};
 
@@ -244,9 +244,9 @@ fn write_loop(
         // the batch `max_delay` to fill.
         let wait = next_retention.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
-            Recv::Event(ev) => batch.push(ev),
-            Recv::Timeout => {}
-            Recv::Closed => open = false,
+            Ok(ev) => batch.push(ev),
+            Err(Empty::Timeout) => {}
+            Err(Empty::Closed) => open = false,
         }
         let deadline = Instant::now() + options.max_delay;
         while open && !batch.is_empty() && batch.len() < max_batch {
@@ -255,9 +255,9 @@ fn write_loop(
                 break;
             }
             match rx.recv_timeout(left) {
-                Recv::Event(ev) => batch.push(ev),
-                Recv::Timeout => break,
-                Recv::Closed => open = false,
+                Ok(ev) => batch.push(ev),
+                Err(Empty::Timeout) => break,
+                Err(Empty::Closed) => open = false,
             }
         }
         if !batch.is_empty() {

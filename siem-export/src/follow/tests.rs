@@ -319,3 +319,28 @@ fn rotation_keeps_a_file_the_follower_has_not_finished() {
     assert_eq!(got.last().map(String::as_str), Some("event 9"), "{got:?}");
     assert!(got.len() < 6, "{got:?}");
 }
+
+#[test]
+fn a_log_shorter_than_the_position_is_read_from_its_start() {
+    let s = Setup::new();
+    let outbox = s.outbox(1 << 30);
+    {
+        let mut log = s.writer(1 << 20, 3, None);
+        let mut f = s.follower(&outbox, 3, None);
+        append(&mut log, 0..5, Verdict::Denied);
+        catch_up(&mut f, &outbox);
+    }
+    assert_eq!(deliver_all(&outbox), messages(0..5));
+    // Cut back (the same inode), then written again.
+    OpenOptions::new()
+        .write(true)
+        .open(s.log_path())
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let mut log = s.writer(1 << 20, 3, None);
+    append(&mut log, 5..7, Verdict::Denied);
+    let mut f = s.follower(&outbox, 3, None);
+    catch_up(&mut f, &outbox);
+    assert_eq!(deliver_all(&outbox), messages(5..7));
+}
