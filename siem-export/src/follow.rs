@@ -286,6 +286,7 @@ impl LogFollower {
             match SecurityEvent::from_json(text) {
                 Ok(event) => events.push(LoggedEvent {
                     event,
+                    json: text.to_vec(),
                     offset: start,
                 }),
                 Err(e) => {

@@ -171,10 +171,12 @@ pub struct LogPosition {
     pub offset: u64,
 }
 
-/// An event read from a log, and the offset its line starts at.
+/// An event read from a log, its native JSON (the line, as [`NativeJson`] wrote it; stored
+/// as it is), and the offset its line starts at.
 #[derive(Debug, Clone)]
 pub struct LoggedEvent {
     pub event: SecurityEvent,
+    pub json: Vec<u8>,
     pub offset: u64,
 }
 
@@ -390,9 +392,30 @@ impl Outbox {
         events: &[SecurityEvent],
         now: i64,
     ) -> Result<EnqueueReport, OutboxError> {
+        // Encoded before the lock is taken: the workers' leases wait for it.
+        let mut unencodable = 0;
+        let bodies: Vec<Option<Vec<u8>>> = events
+            .iter()
+            .map(|ev| {
+                let mut body = Vec::with_capacity(1024);
+                match NativeJson.encode(ev, &mut body) {
+                    Ok(()) => Some(body),
+                    Err(err) => {
+                        tracing::error!(%err, "event cannot be stored in the outbox; dropped");
+                        unencodable += 1;
+                        None
+                    }
+                }
+            })
+            .collect();
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (report, _) = self.insert_events(&tx, events.iter(), now, false)?;
+        let items = events
+            .iter()
+            .zip(&bodies)
+            .filter_map(|(ev, b)| b.as_deref().map(|b| (ev, b)));
+        let (mut report, _) = self.insert_events(&tx, items, now, false)?;
+        report.unencodable = unencodable;
         tx.commit()?;
         drop(conn);
         self.log_full(&report);
@@ -444,8 +467,8 @@ impl Outbox {
     ) -> Result<LogEnqueue, OutboxError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (report, taken) =
-            self.insert_events(&tx, events.iter().map(|e| &e.event), now_ms(), true)?;
+        let items = events.iter().map(|e| (&e.event, e.json.as_slice()));
+        let (report, taken) = self.insert_events(&tx, items, now_ms(), true)?;
         let (position, stalled) = match events.get(taken) {
             Some(first_left) => (
                 LogPosition {
@@ -467,13 +490,14 @@ impl Outbox {
         })
     }
 
-    /// Inserts events one by one under the disk-full policy. With `stall_on_high`, stops
-    /// at the first deny/kill that does not fit instead of refusing it. Returns what was
-    /// done and how many events were taken (all of them unless stalled).
+    /// Inserts events (each with its native JSON) one by one under the disk-full policy.
+    /// With `stall_on_high`, stops at the first deny/kill that does not fit instead of
+    /// refusing it. Returns what was done and how many events were taken (all of them
+    /// unless stalled).
     fn insert_events<'e>(
         &self,
         tx: &Transaction<'_>,
-        events: impl Iterator<Item = &'e SecurityEvent>,
+        events: impl Iterator<Item = (&'e SecurityEvent, &'e [u8])>,
         now: i64,
         stall_on_high: bool,
     ) -> Result<(EnqueueReport, usize), OutboxError> {
@@ -489,15 +513,7 @@ impl Outbox {
                  VALUES (?1, ?2, ?3, 0, 0, ?4, ?4)",
             )?;
             let mut idbuf = [0u8; 26];
-            let mut body = Vec::with_capacity(1024);
-            for ev in events {
-                body.clear();
-                if let Err(err) = NativeJson.encode(ev, &mut body) {
-                    tracing::error!(%err, "event cannot be stored in the outbox; dropped");
-                    report.unencodable += 1;
-                    taken += 1;
-                    continue;
-                }
+            for (ev, body) in events {
                 let prio = Priority::of(ev);
                 let need = body.len() as u64 + ROW_OVERHEAD * (1 + self.sinks.len() as u64);
                 if used + need > self.cfg.max_bytes {

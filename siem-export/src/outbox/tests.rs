@@ -448,6 +448,7 @@ fn events_from_a_log_and_the_position_are_stored_together() {
         .into_iter()
         .enumerate()
         .map(|(i, event)| LoggedEvent {
+            json: serde_json::to_vec(&event).unwrap(),
             event,
             offset: 100 * i as u64,
         })
