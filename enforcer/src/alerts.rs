@@ -167,8 +167,10 @@ pub fn operations(record: &Record) -> Vec<Operation> {
                 })
                 .collect()
         }
+        // A denied exec never ran: its command line is not known to the kernel's record.
         Record::Exec(e) => vec![Operation::Exec {
             path: String::from_utf8_lossy(&e.path).into_owned(),
+            cmdline: String::new(),
         }],
         Record::Net(n) => {
             let protocol = match n.protocol {
@@ -296,7 +298,10 @@ policies:
         let p = plan(POLICIES);
         let rules = AlertRules::new(&p, vec![0, 1]).unwrap();
         assert_eq!(rules.len(), 3);
-        let exec = |path: &str| Operation::Exec { path: path.into() };
+        let exec = |path: &str| Operation::Exec {
+            path: path.into(),
+            cmdline: String::new(),
+        };
         let ev = base("/bin/sh", &["sh", "-c", "id"], "/usr/sbin/nginx");
         let o = owned_event(&ev, exec("/usr/bin/id"));
         assert_eq!(o.process.ancestors, vec!["/usr/sbin/nginx".to_string()]);

@@ -21,7 +21,9 @@ use enforcer::enrich::{CgroupStats, TableStats};
 use enforcer::store::WriterStats;
 use siem_export::dispatcher::Metrics as ExportMetrics;
 use siem_export::event::{EventClass, Verdict};
+use siem_export::follow::FollowStats;
 use siem_export::outbox::{Outbox, OutboxStats};
+use siem_export::sink::RotationHold;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -203,6 +205,12 @@ struct ExportSources {
 /// The kinds of process records, as the `kind` label of `enforcer_process_events_total`.
 pub const PROCESS_KINDS: [&str; 3] = ["exec", "fork", "exit"];
 
+/// The log follower's counters and the event log's rotation hold.
+struct ExportLog {
+    follow: Arc<FollowStats>,
+    hold: Arc<RotationHold>,
+}
+
 /// Everything `/metrics` shows. Shared (`Arc`) between the event loop, the exporter and the
 /// server.
 pub struct DaemonMetrics {
@@ -210,13 +218,13 @@ pub struct DaemonMetrics {
     /// `EventClass::ALL.len() * Verdict::ALL.len()` counters, class-major.
     events: Vec<AtomicU64>,
     decode_errors: AtomicU64,
-    export_handoff_dropped: AtomicU64,
     rules_loaded: AtomicU64,
     /// Process records (exec, fork, exit), in [`PROCESS_KINDS`] order.
     process_events: [AtomicU64; 3],
     alerts_fired: AtomicU64,
     sampled: Mutex<Sampled>,
     export: Mutex<Option<ExportSources>>,
+    export_log: Mutex<Option<ExportLog>>,
 }
 
 impl DaemonMetrics {
@@ -227,12 +235,12 @@ impl DaemonMetrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             decode_errors: AtomicU64::new(0),
-            export_handoff_dropped: AtomicU64::new(0),
             rules_loaded: AtomicU64::new(0),
             process_events: Default::default(),
             alerts_fired: AtomicU64::new(0),
             sampled: Mutex::new(Sampled::default()),
             export: Mutex::new(None),
+            export_log: Mutex::new(None),
         }
     }
 
@@ -267,11 +275,6 @@ impl DaemonMetrics {
         self.decode_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Events that could not be handed to the export task (its queue was full or it stopped).
-    pub fn count_export_handoff_dropped(&self, n: u64) {
-        self.export_handoff_dropped.fetch_add(n, Ordering::Relaxed);
-    }
-
     pub fn set_rules_loaded(&self, n: u64) {
         self.rules_loaded.store(n, Ordering::Relaxed);
     }
@@ -292,6 +295,14 @@ impl DaemonMetrics {
     pub fn set_export(&self, metrics: Arc<ExportMetrics>, outbox: Arc<Outbox>) {
         *self.export.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(ExportSources { metrics, outbox });
+    }
+
+    /// Export reads the event log: the follower's counters and the rotation hold.
+    pub fn set_export_log(&self, follow: Arc<FollowStats>, hold: Arc<RotationHold>) {
+        *self
+            .export_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(ExportLog { follow, hold });
     }
 
     fn sampled(&self) -> std::sync::MutexGuard<'_, Sampled> {
@@ -329,13 +340,14 @@ impl DaemonMetrics {
         self.expose(&mut x);
         if let Some((metrics, outbox)) = &export {
             expose_export(&mut x, metrics, outbox.as_ref());
-            x.counter(
-                "enforcer_export_handoff_dropped_total",
-                "Events not handed to the export outbox because it was too far behind (they are \
-                 still in the local log and store).",
-                &[],
-                self.export_handoff_dropped.load(Ordering::Relaxed),
-            );
+        }
+        if let Some(log) = self
+            .export_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            expose_export_log(&mut x, log);
         }
         x.render()
     }
@@ -424,12 +436,15 @@ impl DaemonMetrics {
             &[],
             st.inserted,
         );
-        x.counter(
-            "enforcer_store_events_dropped_total",
-            "Events not stored because the store writer's queue was full.",
-            &[],
-            st.dropped,
-        );
+        for verdict in Verdict::ALL {
+            x.counter(
+                "enforcer_store_events_dropped_total",
+                "Events not stored because the store writer's queue was full, by verdict (a deny \
+                 or kill takes the place of a queued allowed/audited/alerted event).",
+                &[("verdict", verdict.as_str())],
+                st.dropped_by_verdict.get(*verdict),
+            );
+        }
         x.counter(
             "enforcer_store_events_failed_total",
             "Events not stored because their batch failed to commit.",
@@ -493,6 +508,44 @@ impl DaemonMetrics {
             t.cgroups.unresolved,
         );
     }
+}
+
+/// The log follower: what it read from the event log, skipped, waited for, and lost.
+fn expose_export_log(x: &mut Exposition, log: &ExportLog) {
+    let f = &log.follow;
+    x.counter(
+        "enforcer_export_log_events_total",
+        "Events read from the event log and stored in the export outbox.",
+        &[],
+        f.events.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_invalid_lines_total",
+        "Lines of the event log that were not an event (e.g. torn by a crash): skipped.",
+        &[],
+        f.invalid_lines.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_stalls_total",
+        "Times export from the event log waited because the outbox was full of undelivered \
+         deny/kill events (the log keeps them).",
+        &[],
+        f.stalls.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_lost_files_total",
+        "Times the event log file being exported was deleted by rotation before it was read to \
+         its end.",
+        &[],
+        f.lost_files.load(Ordering::Relaxed),
+    );
+    x.counter(
+        "enforcer_export_log_files_deleted_unread_total",
+        "Event log files rotation deleted although export had not read them (more than \
+         event_log.keep_files files behind).",
+        &[],
+        log.hold.forced(),
+    );
 }
 
 /// The dispatcher's per-sink counters (since start), the outbox's per-sink state (when it could
@@ -810,6 +863,7 @@ async fn handle(mut stream: tokio::net::TcpStream, metrics: &DaemonMetrics) -> s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use enforcer::store::VerdictCounts;
 
     /// A metric or label name as the format allows: `[a-zA-Z_:][a-zA-Z0-9_:]*` (labels: no `:`).
     fn valid_name(s: &str, colon: bool) -> bool {
@@ -898,9 +952,12 @@ mod tests {
         m.count_event(EventClass::File, Verdict::Denied);
         m.count_decode_error();
         m.set_rules_loaded(4);
+        let mut dropped = VerdictCounts::default();
+        dropped.add(Verdict::Audited, 2);
         m.set_store(WriterStats {
             inserted: 10,
             dropped: 2,
+            dropped_by_verdict: dropped,
             ..WriterStats::default()
         });
         m.set_kernel(KernelStats {
@@ -920,7 +977,8 @@ mod tests {
             "enforcer_decode_errors_total 1",
             "enforcer_ringbuf_drops_total 3",
             "enforcer_store_events_inserted_total 10",
-            "enforcer_store_events_dropped_total 2",
+            "enforcer_store_events_dropped_total{verdict=\"audited\"} 2",
+            "enforcer_store_events_dropped_total{verdict=\"denied\"} 0",
             "enforcer_store_events_failed_total 0",
             "enforcer_store_events_deleted_total{reason=\"age\",verdict=\"audited\"} 0",
             "enforcer_process_table_entries 0",
@@ -955,6 +1013,30 @@ mod tests {
                 }
             }
             line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_log_follower_and_the_rotation_hold_are_exposed() {
+        let m = DaemonMetrics::new("1");
+        let follow = Arc::new(FollowStats::default());
+        follow.events.fetch_add(7, Ordering::Relaxed);
+        follow.invalid_lines.fetch_add(1, Ordering::Relaxed);
+        follow.stalls.fetch_add(2, Ordering::Relaxed);
+        m.set_export_log(follow, Arc::new(RotationHold::new(5)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let text = rt.block_on(m.scrape());
+        for line in [
+            "enforcer_export_log_events_total 7",
+            "enforcer_export_log_invalid_lines_total 1",
+            "enforcer_export_log_stalls_total 2",
+            "enforcer_export_log_lost_files_total 0",
+            "enforcer_export_log_files_deleted_unread_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
     }
 

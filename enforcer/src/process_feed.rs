@@ -107,6 +107,7 @@ fn on_exec(r: &ProcExecRecord, enricher: &mut Enricher, f: &Feed) -> Vec<Securit
         &base,
         Operation::Exec {
             path: String::from_utf8_lossy(&path).into_owned(),
+            cmdline: cmdline(&r.argv),
         },
     );
     fire(&base, &f.alerts.fired(r.slots, &o), f)
@@ -196,4 +197,13 @@ pub fn human(ev: &SecurityEvent) -> String {
         ev.policy.as_deref().unwrap_or("?"),
         ev.rule.as_deref().unwrap_or("?"),
     )
+}
+
+/// argv as one command line: the arguments joined by spaces, as `proc.cmdline` reads.
+fn cmdline(argv: &[u8]) -> String {
+    argv.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -18,15 +18,18 @@ use enforcer::enrich::{EnrichConfig, Enricher};
 use enforcer::store::{self, Store, Writer, WriterOptions};
 use siem_export::config::SinkRuntime;
 use siem_export::dispatcher::Dispatcher;
+use siem_export::follow::{FollowConfig, LogFollower, Step};
 use siem_export::outbox::Outbox;
+use siem_export::sink::RotationHold;
 use siem_export::SecurityEvent;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -212,7 +215,12 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     };
     let listener = metrics_address.map(metrics::bind).transpose()?;
     let metrics = Arc::new(DaemonMetrics::new(env!("CARGO_PKG_VERSION")));
-    let log = VerdictLog::open(&state_dir.join("events.jsonl"), &config.event_log)?;
+    // With export, the log follower reads events.jsonl: rotation keeps what it has not
+    // read, up to `keep_files` more files (at least one).
+    let hold = (!config.export.sinks.is_empty())
+        .then(|| Arc::new(RotationHold::new(config.event_log.keep_files.max(1))));
+    let log_path = state_dir.join(verdict_log::FILE_NAME);
+    let log = VerdictLog::open(&log_path, &config.event_log, hold.clone())?;
     let store_path = store::path_in(&state_dir);
     let store = Store::open(&store_path)
         .with_context(|| format!("opening the event store `{}`", store_path.display()))
@@ -226,10 +234,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     )
     .context("starting the event store writer")?;
 
-    let export = if config.export.sinks.is_empty() {
-        None
-    } else {
-        Some(prepare_export(&config, &state_dir)?)
+    let export = match hold {
+        None => None,
+        Some(hold) => Some(prepare_export(&config, &state_dir, &log_path, hold)?),
     };
 
     // Two workers: the ring buffer is read on the main thread (block_on) while the export
@@ -364,15 +371,24 @@ fn has_kernel_default(p: &policy_lang::plan::PlanPolicy) -> bool {
         .any(|d| d.posture == policy_lang::model::Posture::Deny)
 }
 
-/// What export needs before the runtime starts: the sinks built (secrets read) and the outbox
-/// opened. A sink that cannot be built is a config error: the daemon does not start.
+/// What export needs before the runtime starts: the sinks built (secrets read), the outbox
+/// opened and the log follower at its saved position (holding its file against rotation
+/// before the first verdict is logged). A sink that cannot be built is a config error: the
+/// daemon does not start.
 struct ExportSetup {
     outbox: Arc<Outbox>,
     sinks: Vec<SinkRuntime>,
     grace: Duration,
+    follower: LogFollower,
+    hold: Arc<RotationHold>,
 }
 
-fn prepare_export(config: &Config, state_dir: &Path) -> Result<ExportSetup, Failure> {
+fn prepare_export(
+    config: &Config,
+    state_dir: &Path,
+    log_path: &Path,
+    hold: Arc<RotationHold>,
+) -> Result<ExportSetup, Failure> {
     let sinks = config
         .export
         .sinks
@@ -397,99 +413,143 @@ fn prepare_export(config: &Config, state_dir: &Path) -> Result<ExportSetup, Fail
         }
         Err(e) => tracing::warn!(error = %e, "reading the outbox statistics failed"),
     }
+    let mut follow = FollowConfig::new(
+        log_path,
+        verdict_log::FILE_NAME,
+        config.event_log.keep_files.saturating_add(hold.max_extra()),
+    );
+    follow.hold = Some(Arc::clone(&hold));
+    let follower = LogFollower::open(&outbox, follow)
+        .context("starting export from the event log")
+        .map_err(|e| Failure::new(exit_code::STATE_DIR, e))?;
     Ok(ExportSetup {
         outbox: Arc::new(outbox),
         sinks,
         grace: Duration::from_millis(config.export.shutdown_grace_ms),
+        follower,
+        hold,
     })
 }
 
-/// Batches of events (one per ring-buffer wakeup) waiting to be stored in the outbox. Bounded:
-/// when the outbox falls this far behind, batches are dropped from export (they are still in
-/// the local log and store) rather than stall the ring buffer.
-const EXPORT_QUEUE_BATCHES: usize = 1024;
+/// How often the log follower looks at the event log when nothing wakes it (the event loop
+/// wakes it after each batch of verdicts it logged).
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
-/// The daemon's side of export: events go through a channel to a task that stores them in the
-/// outbox (the ring-buffer loop never waits for the disk), and the dispatcher's workers deliver
-/// them from there.
+/// How long the follower waits before trying again when the outbox is full of undelivered
+/// deny/kill events, or failed.
+const FOLLOW_RETRY: Duration = Duration::from_secs(1);
+
+/// The daemon's side of export. Export is driven from the fsynced event log: a follower
+/// task reads the lines the event loop logged and stores them in the outbox with its
+/// position, in one transaction, so a verdict in the log reaches the outbox even across a
+/// crash, and nothing is dropped when the outbox is slow (the log is the queue). The event
+/// loop only wakes the follower; it never waits for it.
 struct Exporter {
-    tx: mpsc::Sender<Vec<SecurityEvent>>,
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
-    /// Events that could not be queued for export.
-    dropped: u64,
-    metrics: Arc<DaemonMetrics>,
 }
 
 impl Exporter {
-    /// Starts the dispatcher; call inside the runtime.
+    /// Starts the dispatcher and the follower; call inside the runtime.
     fn start(setup: ExportSetup, metrics: Arc<DaemonMetrics>) -> Result<Self, Failure> {
         let names: Vec<String> = setup.sinks.iter().map(|s| s.name.clone()).collect();
         let dispatcher = Dispatcher::start(Arc::clone(&setup.outbox), setup.sinks)
             .context("starting the export dispatcher")?;
         metrics.set_export(dispatcher.metrics(), setup.outbox);
-        tracing::info!(sinks = ?names, "export started");
-        let (tx, rx) = mpsc::channel(EXPORT_QUEUE_BATCHES);
-        let task = tokio::spawn(export_task(dispatcher, rx, setup.grace));
+        metrics.set_export_log(setup.follower.stats(), setup.hold);
+        tracing::info!(sinks = ?names, position = ?setup.follower.position(), "export started");
+        let wake = Arc::new(Notify::new());
+        let stopping = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(export_task(
+            dispatcher,
+            setup.follower,
+            Arc::clone(&wake),
+            Arc::clone(&stopping),
+            setup.grace,
+        ));
         Ok(Exporter {
-            tx,
+            wake,
+            stopping,
             task,
-            dropped: 0,
-            metrics,
         })
     }
 
-    /// Queues one wakeup's events without waiting.
-    fn submit(&mut self, batch: Vec<SecurityEvent>) {
-        if batch.is_empty() {
-            return;
-        }
-        if let Err(e) = self.tx.try_send(batch) {
-            let (why, batch) = match e {
-                mpsc::error::TrySendError::Full(b) => ("the outbox is too far behind", b),
-                mpsc::error::TrySendError::Closed(b) => ("the export task stopped", b),
-            };
-            if self.dropped == 0 {
-                tracing::error!(
-                    reason = why,
-                    "events are not exported (they are still in the local log and store); \
-                     the total is logged at stop"
-                );
-            }
-            self.dropped += batch.len() as u64;
-            self.metrics
-                .count_export_handoff_dropped(batch.len() as u64);
-        }
+    /// Verdicts were appended to the log: the follower reads them now.
+    fn logged(&self) {
+        self.wake.notify_one();
     }
 
-    /// Stores what is still queued, gives the sinks up to the grace period to deliver, and
-    /// stops the workers; what is not delivered stays in the outbox for the next start.
+    /// Lets the follower store what the log holds, gives the sinks up to the grace period to
+    /// deliver, and stops the workers; what is not delivered stays in the outbox (and what
+    /// the outbox had no room for, in the log) for the next start.
     async fn shutdown(self) {
-        let Exporter {
-            tx, task, dropped, ..
-        } = self;
-        drop(tx);
-        if let Err(e) = task.await {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the export task failed");
-        }
-        if dropped > 0 {
-            tracing::error!(events = dropped, "events were not queued for export");
         }
     }
 }
 
+/// Runs the follower until stopped and caught up (or stalled), then the delivery grace.
 async fn export_task(
     dispatcher: Dispatcher,
-    mut rx: mpsc::Receiver<Vec<SecurityEvent>>,
+    follower: LogFollower,
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
     grace: Duration,
 ) {
-    let mut batches = Vec::new();
-    // Everything that piled up while the previous enqueue ran goes in one transaction.
-    while rx.recv_many(&mut batches, EXPORT_QUEUE_BATCHES).await > 0 {
-        let events: Vec<SecurityEvent> = batches.drain(..).flatten().collect();
-        let n = events.len();
-        // The outbox logs and counts what its disk-full policy refuses or evicts.
-        if let Err(e) = dispatcher.enqueue(events).await {
-            tracing::error!(events = n, error = %e, "storing events in the export outbox failed; they are not exported");
+    let outbox = Arc::clone(dispatcher.outbox());
+    let mut follower = follower;
+    let mut stalled = false;
+    loop {
+        let stop = stopping.load(Ordering::SeqCst);
+        let ob = Arc::clone(&outbox);
+        let (back, result) = match tokio::task::spawn_blocking(move || {
+            let r = follower.step(&ob);
+            (follower, r)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "the event log follower failed; events are exported again from the log at the next start");
+                break;
+            }
+        };
+        follower = back;
+        let wait = match result {
+            Ok(Step::Stored(done)) => {
+                dispatcher.note_enqueued(&done.report);
+                if stalled {
+                    stalled = false;
+                    tracing::info!("the export outbox has room again: reading the event log on");
+                }
+                continue;
+            }
+            Ok(Step::CaughtUp) => FOLLOW_POLL,
+            Ok(Step::Stalled(done)) => {
+                dispatcher.note_enqueued(&done.report);
+                if !stalled {
+                    stalled = true;
+                    tracing::warn!(position = ?done.position,
+                        "the export outbox is full of undelivered deny/kill events: export waits, \
+                         and the event log keeps the events");
+                }
+                FOLLOW_RETRY
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "exporting from the event log failed; retrying");
+                FOLLOW_RETRY
+            }
+        };
+        if stop {
+            break;
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
     let deadline = tokio::time::Instant::now() + grace;
@@ -553,11 +613,11 @@ async fn serve(
         ),
         None => None,
     };
-    let mut exporter = match export {
+    let exporter = match export {
         Some(setup) => Some(Exporter::start(setup, Arc::clone(&metrics))?),
         None => None,
     };
-    let result = watch(rules, mode, log, writer, exporter.as_mut(), metrics).await;
+    let result = watch(rules, mode, log, writer, exporter.as_ref(), metrics).await;
     if let Some(exporter) = exporter {
         exporter.shutdown().await;
     }
@@ -572,7 +632,7 @@ async fn watch(
     mode: Option<ModeArg>,
     mut log: VerdictLog,
     writer: &Writer,
-    mut exporter: Option<&mut Exporter>,
+    exporter: Option<&Exporter>,
     metrics: Arc<DaemonMetrics>,
 ) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -657,7 +717,7 @@ async fn watch(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &loaded, &rules, &mut ctx, &mut log, writer, exporter.as_deref_mut(), &mut decode_errors)?;
+                drain(guard.get_inner_mut(), &loaded, &rules, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
                 guard.clear_ready();
             }
             _ = refresh.tick() => refresh_metrics(&ctx, &loaded, writer),
@@ -711,18 +771,17 @@ fn drain(
     ctx: &mut Stamp,
     log: &mut VerdictLog,
     writer: &Writer,
-    exporter: Option<&mut Exporter>,
+    exporter: Option<&Exporter>,
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
-    let mut batch = Vec::new();
+    let mut logged = 0usize;
     let exec_records = loaded.attached().contains(&"enf_proc_exec");
     let mut emit = |event: SecurityEvent, ctx: &Stamp| -> Result<(), Failure> {
         ctx.metrics.count_event(event.class, event.verdict);
         log.append(&event)?;
-        if exporter.is_some() {
-            batch.push(event.clone());
-        }
-        // Never blocks: a full queue is counted as dropped by the writer.
+        logged += 1;
+        // Never blocks: when the queue is full a deny takes an audit event's place, and
+        // what is lost is counted by verdict.
         writer.submit(event);
         Ok(())
     };
@@ -784,8 +843,9 @@ fn drain(
             }
         }
     }
-    if let Some(exporter) = exporter {
-        exporter.submit(batch);
+    // Export reads the events from the log, where they are on disk now.
+    if let (Some(exporter), true) = (exporter, logged > 0) {
+        exporter.logged();
     }
     Ok(())
 }

@@ -9,10 +9,11 @@ use siem_export::event::{
     AddressFamily, ByteText, Cgroup, Direction, EventClass, ExecTarget, FileTarget, NetworkTarget,
     Process, Protocol, Target,
 };
-use siem_export::sink::FsyncPolicy;
+use siem_export::sink::{FsyncPolicy, RotationHold};
 use siem_export::{FileSink, FileSinkConfig, SecurityEvent, Severity, Sink, Timestamp};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Converts kernel timestamps (CLOCK_BOOTTIME) to wall-clock time. The
 /// offset is taken once: a wall-clock step later shifts times, never order.
@@ -309,18 +310,28 @@ pub fn human(record: &Record, names: &Names) -> String {
     )
 }
 
+/// The event log's name in the state directory.
+pub const FILE_NAME: &str = "events.jsonl";
+
 /// `<state-dir>/events.jsonl`, synced after every verdict: a verdict that
-/// was printed is on disk.
+/// was printed is on disk. With export on it is also export's queue: the log
+/// follower reads it, and `hold` keeps rotation from deleting what it has not
+/// read.
 pub struct VerdictLog {
     sink: FileSink,
 }
 
 impl VerdictLog {
-    pub fn open(path: &Path, settings: &EventLogConfig) -> anyhow::Result<Self> {
+    pub fn open(
+        path: &Path,
+        settings: &EventLogConfig,
+        hold: Option<Arc<RotationHold>>,
+    ) -> anyhow::Result<Self> {
         let mut cfg = FileSinkConfig::new(path);
         cfg.fsync = FsyncPolicy::EveryBatch;
         cfg.max_bytes = settings.max_file_bytes;
         cfg.keep = settings.keep_files;
+        cfg.hold = hold;
         Ok(VerdictLog {
             sink: FileSink::open(cfg)?,
         })
@@ -434,7 +445,7 @@ mod tests {
     fn the_log_round_trips_through_the_export_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
-        let mut log = VerdictLog::open(&path, &EventLogConfig::default()).unwrap();
+        let mut log = VerdictLog::open(&path, &EventLogConfig::default(), None).unwrap();
         let clock = Clock::now().unwrap();
         let record = open(b"/tmp/\xffodd", header(Action::Audit, None, 0));
         log.append(&security_event(&record, &Names::default(), "h", &clock))

@@ -203,11 +203,24 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-#[test]
-fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
+/// What both tests share: a listening forbidden destination, the test cgroup, a webhook
+/// receiver, the policy and config files, and the state directory.
+struct Env {
+    guard: Guard,
+    hook: Hook,
+    port: u16,
+    cgroup: String,
+    _dir: tempfile::TempDir,
+    policy: std::path::PathBuf,
+    config: std::path::PathBuf,
+    state: std::path::PathBuf,
+}
+
+/// `None` (and why on stderr) when this machine cannot run the test.
+fn prepare(tag: &str) -> Option<Env> {
     if !is_root() {
         eprintln!("skipped: needs root");
-        return;
+        return None;
     }
     let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
@@ -215,17 +228,17 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
         eprintln!(
             "skipped: this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs"
         );
-        return;
+        return None;
     }
 
     // The forbidden destination listens, so only the policy can make the connects fail.
     let target = TcpListener::bind("127.0.0.2:0").unwrap();
     let port = target.local_addr().unwrap().port();
     std::thread::spawn(move || for _ in target.incoming() {});
-    let name = format!("enforcer-export-crash-{}", std::process::id());
+    let name = format!("enforcer-export-{tag}-{}", std::process::id());
     let cgroup = format!("{}/{name}", cgroup2_root());
     std::fs::create_dir(&cgroup).unwrap();
-    let mut guard = Guard {
+    let guard = Guard {
         daemon: None,
         cgroup: cgroup.clone(),
     };
@@ -262,15 +275,22 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
     )
     .unwrap();
     let state = dir.path().join("state");
+    Some(Env {
+        guard,
+        hook,
+        port,
+        cgroup,
+        _dir: dir,
+        policy,
+        config,
+        state,
+    })
+}
 
-    let t0 = Instant::now();
-    let (daemon, mut log) = start_daemon(&config, &policy, &state).unwrap();
-    guard.daemon = Some(daemon);
-
-    // The receiver holds every answer for 3 s; N denied connects from one child in the cgroup.
-    hook.set_delay(Duration::from_secs(3));
+/// `n` denied connects from one child in the cgroup.
+fn denied_connects(cgroup: &str, port: u16, n: usize) {
     let script = format!(
-        "echo $$ > {cgroup}/cgroup.procs && for i in $(seq {N}); do \
+        "echo $$ > {cgroup}/cgroup.procs && for i in $(seq {n}); do \
          (exec 3<>/dev/tcp/127.0.0.2/{port}) 2>/dev/null && echo connected; done; true"
     );
     let out = Command::new("bash").args(["-c", &script]).output().unwrap();
@@ -279,6 +299,116 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
         !String::from_utf8_lossy(&out.stdout).contains("connected"),
         "every connect is denied: {out:?}"
     );
+}
+
+/// Ids of the denied events to `port` in the event log (rotated files included).
+fn logged_denies(state: &Path, port: u16) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(state).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("events.jsonl") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let Ok(ev) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if ev["verdict"] == "denied" && ev["target"]["network"]["dst_port"] == port {
+                ids.insert(ev["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    ids
+}
+
+#[test]
+fn every_logged_deny_arrives_when_the_daemon_is_killed_before_the_outbox_commit() {
+    const BURST: usize = 200;
+    let Some(mut env) = prepare("log") else {
+        return;
+    };
+    let (daemon, mut log) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    env.guard.daemon = Some(daemon);
+    // Hold the outbox's write lock: the daemon logs every verdict (fsynced) but cannot
+    // commit any of them to the outbox, the window an in-memory hand-off loses on SIGKILL.
+    let outbox = rusqlite::Connection::open(env.state.join("outbox.db")).unwrap();
+    outbox.execute_batch("BEGIN IMMEDIATE").unwrap();
+    denied_connects(&env.cgroup, env.port, BURST);
+    assert!(
+        wait_until(Duration::from_secs(20), || logged_denies(
+            &env.state, env.port
+        )
+        .len()
+            >= BURST),
+        "every deny is in the event log"
+    );
+    let mut daemon = env.guard.daemon.take().unwrap();
+    daemon.kill().unwrap(); // SIGKILL
+    assert!(!daemon.wait().unwrap().success());
+    assert_eq!(
+        env.hook.requests(),
+        0,
+        "nothing reached the outbox before the kill"
+    );
+    outbox.execute_batch("ROLLBACK").unwrap();
+    drop(outbox);
+    let logged = logged_denies(&env.state, env.port);
+    assert_eq!(logged.len(), BURST);
+
+    let (daemon, more) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    log.extend(more);
+    env.guard.daemon = Some(daemon);
+    let arrived = wait_until(Duration::from_secs(30), || {
+        logged.is_subset(&env.hook.ids().into_iter().collect())
+    });
+    let ids = env.hook.ids();
+    let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+    let missing: Vec<&String> = logged.difference(&distinct).collect();
+    eprintln!(
+        "logged: {}, received: {} ({} distinct)",
+        logged.len(),
+        ids.len(),
+        distinct.len()
+    );
+    assert!(
+        arrived && missing.is_empty(),
+        "{} logged denies never arrived: {missing:?}\nlog:\n{}",
+        missing.len(),
+        log.join("\n")
+    );
+    assert_eq!(ids.len(), distinct.len(), "the log is read once");
+    let mut daemon = env.guard.daemon.take().unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[test]
+fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
+    let Some(env) = prepare("crash") else {
+        return;
+    };
+    let Env {
+        mut guard,
+        hook,
+        port,
+        cgroup,
+        _dir,
+        policy,
+        config,
+        state,
+    } = env;
+    let t0 = Instant::now();
+    let (daemon, mut log) = start_daemon(&config, &policy, &state).unwrap();
+    guard.daemon = Some(daemon);
+
+    // The receiver holds every answer for 3 s; N denied connects from one child in the cgroup.
+    hook.set_delay(Duration::from_secs(3));
+    denied_connects(&cgroup, port, N);
 
     assert!(
         wait_until(Duration::from_secs(20), || hook.in_flight() >= 1),

@@ -138,7 +138,7 @@ fn metrics_are_served_and_a_second_daemon_on_the_address_exits_with_the_port_cod
         "enforcer_decode_errors_total 0",
         "enforcer_ringbuf_drops_total ",
         "enforcer_store_events_inserted_total ",
-        "enforcer_store_events_dropped_total 0",
+        "enforcer_store_events_dropped_total{verdict=\"denied\"} 0",
         "enforcer_store_events_failed_total 0",
         "enforcer_store_events_deleted_total{reason=\"age\",verdict=\"allowed\"} ",
         "enforcer_process_table_entries ",

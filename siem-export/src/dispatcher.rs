@@ -274,19 +274,25 @@ impl Dispatcher {
         self.after_enqueue(res)
     }
 
+    /// Counts what an enqueue made outside the dispatcher did (e.g.
+    /// [`Outbox::enqueue_from_log`]) and wakes the workers for the accepted events.
+    pub fn note_enqueued(&self, r: &EnqueueReport) {
+        self.metrics.record_enqueue(r);
+        if r.accepted > 0 {
+            for w in &self.wakes {
+                w.fresh.fetch_add(r.accepted, Ordering::Relaxed);
+                w.notify.notify_one();
+            }
+        }
+    }
+
     fn after_enqueue(
         &self,
         res: Result<EnqueueReport, OutboxError>,
     ) -> Result<EnqueueReport, DispatchError> {
         match res {
             Ok(r) => {
-                self.metrics.record_enqueue(&r);
-                if r.accepted > 0 {
-                    for w in &self.wakes {
-                        w.fresh.fetch_add(r.accepted, Ordering::Relaxed);
-                        w.notify.notify_one();
-                    }
-                }
+                self.note_enqueued(&r);
                 Ok(r)
             }
             Err(e) => {

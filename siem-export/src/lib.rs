@@ -13,6 +13,7 @@ pub mod dispatcher;
 pub mod encode;
 pub mod event;
 pub mod filter;
+pub mod follow;
 pub mod mitre;
 pub mod net;
 pub mod outbox;

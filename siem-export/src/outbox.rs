@@ -29,7 +29,7 @@ use crate::event::{SecurityEvent, Verdict};
 use crate::sink::NativeRecord;
 
 /// Version of the outbox schema written by this build (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Page size of a new outbox file (an existing one keeps its own).
 const PAGE_SIZE: i64 = 16_384;
@@ -162,6 +162,35 @@ impl EnqueueReport {
     }
 }
 
+/// Where a reader of an append-only log is: the file (device and inode, so that a renamed
+/// file is still recognised) and the byte offset of the next line to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LogPosition {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+}
+
+/// An event read from a log, its native JSON (the line, as [`NativeJson`] wrote it; stored
+/// as it is), and the offset its line starts at.
+#[derive(Debug, Clone)]
+pub struct LoggedEvent {
+    pub event: SecurityEvent,
+    pub json: Vec<u8>,
+    pub offset: u64,
+}
+
+/// What [`Outbox::enqueue_from_log`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEnqueue {
+    pub report: EnqueueReport,
+    /// The position saved with the events.
+    pub position: LogPosition,
+    /// The outbox is full of undelivered deny/kill events: the events from `position` on
+    /// were not taken.
+    pub stalled: bool,
+}
+
 /// Counts for one sink. `queued`, `in_flight` and `dead` are current row
 /// counts; the others are cumulative since the outbox was created.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,6 +286,11 @@ impl Outbox {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if version < 1 {
             tx.execute_batch(SCHEMA_V1)?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
+        }
+        if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         let mut ids = Vec::new();
@@ -358,22 +392,118 @@ impl Outbox {
         events: &[SecurityEvent],
         now: i64,
     ) -> Result<EnqueueReport, OutboxError> {
-        let mut report = EnqueueReport::default();
-        let mut bodies = Vec::with_capacity(events.len());
-        for ev in events {
-            let mut body = Vec::with_capacity(1024);
-            match NativeJson.encode(ev, &mut body) {
-                Ok(()) => bodies.push(Some(body)),
-                Err(err) => {
-                    tracing::error!(%err, "event cannot be stored in the outbox; dropped");
-                    report.unencodable += 1;
-                    bodies.push(None);
+        // Encoded before the lock is taken: the workers' leases wait for it.
+        let mut unencodable = 0;
+        let bodies: Vec<Option<Vec<u8>>> = events
+            .iter()
+            .map(|ev| {
+                let mut body = Vec::with_capacity(1024);
+                match NativeJson.encode(ev, &mut body) {
+                    Ok(()) => Some(body),
+                    Err(err) => {
+                        tracing::error!(%err, "event cannot be stored in the outbox; dropped");
+                        unencodable += 1;
+                        None
+                    }
                 }
-            }
-        }
+            })
+            .collect();
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut used = used_bytes(&tx)?;
+        let items = events
+            .iter()
+            .zip(&bodies)
+            .filter_map(|(ev, b)| b.as_deref().map(|b| (ev, b)));
+        let (mut report, _) = self.insert_events(&tx, items, now, false)?;
+        report.unencodable = unencodable;
+        tx.commit()?;
+        drop(conn);
+        self.log_full(&report);
+        Ok(report)
+    }
+
+    /// The position saved for the log named `log` by [`Outbox::enqueue_from_log`] or
+    /// [`Outbox::set_log_position`]; `None` if there is none yet.
+    pub fn log_position(&self, log: &str) -> Result<Option<LogPosition>, OutboxError> {
+        let conn = self.lock();
+        Ok(conn
+            .query_row(
+                "SELECT dev, ino, offset FROM log_positions WHERE log = ?1",
+                [log],
+                |r| {
+                    Ok(LogPosition {
+                        dev: r.get::<_, i64>(0)? as u64,
+                        ino: r.get::<_, i64>(1)? as u64,
+                        offset: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Saves `pos` as the position of the log named `log`.
+    pub fn set_log_position(&self, log: &str, pos: LogPosition) -> Result<(), OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        save_position(&tx, log, pos)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores events read from a log (each with the offset its line starts at) and saves
+    /// the log's new position in the same durable transaction: after a crash the log is read
+    /// again from exactly after the last event stored, so nothing is lost or stored twice.
+    ///
+    /// The disk-full policy of [`Outbox::enqueue`] applies, except that a deny or kill for
+    /// which no room can be made is not refused: the call stops before it (`stalled`), the
+    /// position is saved at its line, and the caller tries again later (the log keeps the
+    /// event meanwhile). `end` is the position after the last line read (lines that were
+    /// not events included); it is saved when every event was taken.
+    pub fn enqueue_from_log(
+        &self,
+        log: &str,
+        events: &[LoggedEvent],
+        end: LogPosition,
+    ) -> Result<LogEnqueue, OutboxError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let items = events.iter().map(|e| (&e.event, e.json.as_slice()));
+        let (report, taken) = self.insert_events(&tx, items, now_ms(), true)?;
+        let (position, stalled) = match events.get(taken) {
+            Some(first_left) => (
+                LogPosition {
+                    offset: first_left.offset,
+                    ..end
+                },
+                true,
+            ),
+            None => (end, false),
+        };
+        save_position(&tx, log, position)?;
+        tx.commit()?;
+        drop(conn);
+        self.log_full(&report);
+        Ok(LogEnqueue {
+            report,
+            position,
+            stalled,
+        })
+    }
+
+    /// Inserts events (each with its native JSON) one by one under the disk-full policy.
+    /// With `stall_on_high`, stops at the first deny/kill that does not fit instead of
+    /// refusing it. Returns what was done and how many events were taken (all of them
+    /// unless stalled).
+    fn insert_events<'e>(
+        &self,
+        tx: &Transaction<'_>,
+        events: impl Iterator<Item = (&'e SecurityEvent, &'e [u8])>,
+        now: i64,
+        stall_on_high: bool,
+    ) -> Result<(EnqueueReport, usize), OutboxError> {
+        let mut report = EnqueueReport::default();
+        let mut taken = 0;
+        let mut used = used_bytes(tx)?;
         {
             let mut ins_event = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events(id, priority, enqueued_at, body) VALUES (?1, ?2, ?3, ?4)",
@@ -383,22 +513,27 @@ impl Outbox {
                  VALUES (?1, ?2, ?3, 0, 0, ?4, ?4)",
             )?;
             let mut idbuf = [0u8; 26];
-            for (ev, body) in events.iter().zip(&bodies) {
-                let Some(body) = body else { continue };
+            for (ev, body) in events {
                 let prio = Priority::of(ev);
                 let need = body.len() as u64 + ROW_OVERHEAD * (1 + self.sinks.len() as u64);
                 if used + need > self.cfg.max_bytes {
                     if prio == Priority::Low {
                         report.dropped_low += 1;
+                        taken += 1;
                         continue;
                     }
                     let target = self.cfg.max_bytes.saturating_sub(need);
-                    used = make_room(&tx, target, used, &mut report)?;
+                    used = make_room(tx, target, used, &mut report)?;
                     if used + need > self.cfg.max_bytes {
+                        if stall_on_high {
+                            break;
+                        }
                         report.dropped_high += 1;
+                        taken += 1;
                         continue;
                     }
                 }
+                taken += 1;
                 let id = ev.id.encode(&mut idbuf);
                 let n = ins_event.execute(params![id, prio as i64, now, body])?;
                 if n == 0 {
@@ -420,10 +555,12 @@ impl Outbox {
             ("evicted_pending", report.evicted_pending),
         ];
         for (name, n) in global {
-            bump(&tx, GLOBAL, name, n)?;
+            bump(tx, GLOBAL, name, n)?;
         }
-        tx.commit()?;
-        drop(conn);
+        Ok((report, taken))
+    }
+
+    fn log_full(&self, report: &EnqueueReport) {
         if report.dropped_low + report.dropped_high + report.evicted_dead + report.evicted_pending
             > 0
         {
@@ -436,7 +573,6 @@ impl Outbox {
                 "outbox full: events refused or evicted (see the disk-full policy)"
             );
         }
-        Ok(report)
     }
 
     /// Takes up to `max` due rows of `sink` (deny/kill first, then by due
@@ -841,6 +977,33 @@ CREATE TABLE counters (
     PRIMARY KEY (sink, name)
 ) WITHOUT ROWID;
 ";
+
+/// Version 2: where the log follower is, saved with the events it enqueued.
+const SCHEMA_V2: &str = "
+CREATE TABLE log_positions (
+    log TEXT PRIMARY KEY,               -- the log's name, e.g. events.jsonl
+    dev INTEGER NOT NULL,               -- device and inode of the file being read
+    ino INTEGER NOT NULL,
+    offset INTEGER NOT NULL,            -- byte offset of the next line to read
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn save_position(tx: &Transaction<'_>, log: &str, pos: LogPosition) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT INTO log_positions(log, dev, ino, offset, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(log) DO UPDATE SET dev = excluded.dev, ino = excluded.ino,
+         offset = excluded.offset, updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        log,
+        pos.dev as i64,
+        pos.ino as i64,
+        pos.offset as i64,
+        now_ms()
+    ])?;
+    Ok(())
+}
 
 fn conversion(column: usize, e: rusqlite::types::FromSqlError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Blob, Box::new(e))

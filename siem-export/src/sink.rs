@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use file::{FileSink, FileSinkConfig, FsyncPolicy};
+pub use file::{file_index, rotated_path, FileSink, FileSinkConfig, FsyncPolicy, RotationHold};
 
 use crate::event::SecurityEvent;
 

@@ -18,6 +18,7 @@
 //! `docs/event-store.md`.
 
 mod query;
+mod queue;
 mod retention;
 mod schema;
 mod writer;

@@ -620,6 +620,58 @@ fn writer_thread_batches_and_flushes_on_shutdown() {
 }
 
 #[test]
+fn a_full_writer_queue_keeps_denies_and_counts_the_audit_events_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = new_store(dir.path());
+    // Hold the store's write lock so the writer thread cannot empty its queue
+    // while it is being filled: the first event it takes waits on the lock.
+    let blocker = rusqlite::Connection::open(path_in(dir.path())).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let writer = Writer::spawn(
+        store,
+        WriterOptions {
+            queue: 10,
+            max_batch: 1,
+            max_delay: Duration::ZERO,
+            retention: Retention {
+                max_age: None,
+                max_bytes: None,
+            },
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    // The thread may already hold one event (its batch): fill with 11 so the
+    // queue itself is full whatever it took.
+    for i in 0..11 {
+        writer.submit(event(i, Verdict::Audited));
+    }
+    assert!(
+        !writer.submit(event(100, Verdict::Audited)),
+        "full of audits"
+    );
+    for i in 0..10 {
+        assert!(writer.submit(event(200 + i, Verdict::Denied)), "deny {i}");
+    }
+    assert!(
+        !writer.submit(event(300, Verdict::Denied)),
+        "full of denies"
+    );
+    let stats = writer.stats();
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    let (store, end) = writer.shutdown().unwrap();
+    assert_eq!(stats.dropped_by_verdict.denied, 1, "{stats:?}");
+    assert_eq!(stats.dropped_by_verdict.audited, stats.dropped - 1);
+    // 12 audits submitted: at most one (the one the thread took) survives.
+    assert!(stats.dropped_by_verdict.audited >= 11, "{stats:?}");
+    let by = store.stats().unwrap().by_verdict;
+    assert_eq!(by.denied, 10, "every queued deny is stored: {end:?}");
+    assert_eq!(by.audited + stats.dropped_by_verdict.audited, 12);
+    assert_eq!(end.inserted, by.denied + by.audited);
+}
+
+#[test]
 fn writer_runs_retention_and_counts_deletions() {
     let dir = tempfile::tempdir().unwrap();
     let (mut store, _) = new_store(dir.path());

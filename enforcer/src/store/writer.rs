@@ -3,7 +3,6 @@
 //! runs retention between batches.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::params;
 use siem_export::{SecurityEvent, Timestamp};
 
+use super::queue::{Empty, Queue, Submitted};
 use super::retention::{Retention, RetentionReport};
 use super::{priority, At, Store, StoreError, VerdictCounts};
 
@@ -97,8 +97,9 @@ pub struct WriterOptions {
     /// How long an event may wait for its batch to fill.
     pub max_delay: Duration,
     /// Events queued for the writer thread at most; [`Writer::submit`]
-    /// drops (and counts) events beyond that rather than blocking the
-    /// caller.
+    /// never blocks the caller: when the queue is full a deny or kill takes
+    /// the place of the oldest queued allow/audit/alert event, and what
+    /// cannot be queued is dropped. Every drop is counted by verdict.
     pub queue: usize,
     pub retention: Retention,
     /// How often retention runs (also once at start).
@@ -123,8 +124,11 @@ pub struct WriterStats {
     pub inserted: u64,
     pub duplicates: u64,
     pub invalid: u64,
-    /// Submitted while the queue was full: never stored.
+    /// Lost to the full queue (refused, or evicted for a deny or kill):
+    /// never stored. The sum of `dropped_by_verdict`.
     pub dropped: u64,
+    /// `dropped` by the verdict of the event that was lost.
+    pub dropped_by_verdict: VerdictCounts,
     /// In batches that failed to commit (after retries): never stored.
     pub failed: u64,
     pub batches: u64,
@@ -139,7 +143,7 @@ pub struct WriterStats {
 /// The store's writing thread. Dropping it without [`Writer::shutdown`]
 /// also flushes the queue, but then errors go unreported.
 pub struct Writer {
-    tx: Option<SyncSender<SecurityEvent>>,
+    queue: Arc<Queue>,
     thread: Option<JoinHandle<Store>>,
     stats: Arc<Mutex<WriterStats>>,
     path: PathBuf,
@@ -148,7 +152,8 @@ pub struct Writer {
 impl Writer {
     /// Starts the thread, which owns `store` until [`Writer::shutdown`].
     pub fn spawn(store: Store, options: WriterOptions) -> Result<Writer, StoreError> {
-        let (tx, rx) = mpsc::sync_channel(options.queue.max(1));
+        let queue = Arc::new(Queue::new(options.queue.max(1)));
+        let rx = Arc::clone(&queue);
         let stats = Arc::new(Mutex::new(WriterStats::default()));
         let thread_stats = Arc::clone(&stats);
         let path = store.path.clone();
@@ -160,27 +165,31 @@ impl Writer {
                 source,
             })?;
         Ok(Writer {
-            tx: Some(tx),
+            queue,
             thread: Some(thread),
             stats,
             path,
         })
     }
 
-    /// Queues one event; `false` (and counted as dropped) when the queue is
-    /// full or the thread has stopped. Never blocks.
+    /// Queues one event; `false` when it was not queued (the queue is full
+    /// of events at least as important, or the thread has stopped). A deny
+    /// or kill arriving at a full queue evicts the oldest queued
+    /// allow/audit/alert event instead. Every lost event is counted by its
+    /// verdict. Never blocks.
     pub fn submit(&self, event: SecurityEvent) -> bool {
-        let sent = match &self.tx {
-            Some(tx) => match tx.try_send(event) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
+        let verdict = event.verdict;
+        let (queued, lost) = match self.queue.push(event) {
+            Submitted::Queued => (true, None),
+            Submitted::Evicted(v) => (true, Some(v)),
+            Submitted::Refused => (false, Some(verdict)),
         };
-        if !sent {
-            lock(&self.stats).dropped += 1;
+        if let Some(v) = lost {
+            let mut s = lock(&self.stats);
+            s.dropped += 1;
+            s.dropped_by_verdict.add(v, 1);
         }
-        sent
+        queued
     }
 
     /// A copy of the counters.
@@ -190,7 +199,7 @@ impl Writer {
 
     /// Writes what is queued, stops the thread and hands the store back.
     pub fn shutdown(mut self) -> Result<(Store, WriterStats), StoreError> {
-        self.tx = None;
+        self.queue.close();
         let store = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(store)) => store,
             _ => {
@@ -206,7 +215,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.tx = None;
+        self.queue.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -221,7 +230,7 @@ fn lock(stats: &Mutex<WriterStats>) -> std::sync::MutexGuard<'_, WriterStats> {
 
 fn write_loop(
     mut store: Store,
-    rx: &Receiver<SecurityEvent>,
+    rx: &Queue,
     options: &WriterOptions,
     stats: &Mutex<WriterStats>,
 ) -> Store {
@@ -236,8 +245,8 @@ fn write_loop(
         let wait = next_retention.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
             Ok(ev) => batch.push(ev),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => open = false,
+            Err(Empty::Timeout) => {}
+            Err(Empty::Closed) => open = false,
         }
         let deadline = Instant::now() + options.max_delay;
         while open && !batch.is_empty() && batch.len() < max_batch {
@@ -247,8 +256,8 @@ fn write_loop(
             }
             match rx.recv_timeout(left) {
                 Ok(ev) => batch.push(ev),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => open = false,
+                Err(Empty::Timeout) => break,
+                Err(Empty::Closed) => open = false,
             }
         }
         if !batch.is_empty() {
@@ -260,8 +269,8 @@ fn write_loop(
             next_retention = Instant::now() + options.retention_interval;
         }
     }
-    // Disconnected: whatever is still queued was drained above by
-    // recv_timeout (it yields queued items before reporting disconnect).
+    // Closed: whatever was still queued was drained above by recv_timeout
+    // (it yields queued events before reporting the close).
     store
 }
 

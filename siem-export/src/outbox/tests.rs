@@ -415,3 +415,52 @@ fn batched_retry_and_dead_letter_touch_only_the_given_rows() {
     assert!(ob.lease("a", 10, 4999).unwrap().is_empty());
     assert_eq!(keys(&ob.lease("a", 10, 5000).unwrap()), k[..2].to_vec());
 }
+
+#[test]
+fn a_version_1_outbox_gains_the_log_position_table_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ob = open(&dir, &["a"]);
+        ob.enqueue(&evs(0..3, Verdict::Denied)).unwrap();
+        let conn = ob.lock();
+        conn.execute_batch("DROP TABLE log_positions; PRAGMA user_version = 1;")
+            .unwrap();
+    }
+    let ob = open(&dir, &["a"]);
+    assert_eq!(ob.stats().unwrap().sinks[0].queued, 3);
+    assert_eq!(ob.log_position("events.jsonl").unwrap(), None);
+    let pos = LogPosition {
+        dev: u64::MAX,
+        ino: 7,
+        offset: 42,
+    };
+    ob.set_log_position("events.jsonl", pos).unwrap();
+    drop(ob);
+    let ob = open(&dir, &["a"]);
+    assert_eq!(ob.log_position("events.jsonl").unwrap(), Some(pos));
+}
+
+#[test]
+fn events_from_a_log_and_the_position_are_stored_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(&dir, &["a"]);
+    let logged: Vec<LoggedEvent> = evs(0..3, Verdict::Audited)
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| LoggedEvent {
+            json: serde_json::to_vec(&event).unwrap(),
+            event,
+            offset: 100 * i as u64,
+        })
+        .collect();
+    let end = LogPosition {
+        dev: 1,
+        ino: 2,
+        offset: 300,
+    };
+    let done = ob.enqueue_from_log("log", &logged, end).unwrap();
+    assert!(!done.stalled);
+    assert_eq!(done.report.accepted, 3);
+    assert_eq!(done.position, end);
+    assert_eq!(ob.log_position("log").unwrap(), Some(end));
+}

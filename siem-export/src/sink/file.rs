@@ -10,8 +10,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{BatchReport, Delivery, Sink, SinkError};
 use crate::encode::{Encoder, Framing, NativeJson};
@@ -48,6 +50,50 @@ pub struct FileSinkConfig {
     /// Permission bits for newly created files. Events name users, paths and
     /// command lines, so the default is owner-only.
     pub file_mode: u32,
+    /// A reader of the files (the log follower) that rotation must not
+    /// outrun; `None`: rotation keeps `keep` files, whatever reads them.
+    pub hold: Option<Arc<RotationHold>>,
+}
+
+/// Keeps rotation from deleting a file a reader has not finished: the reader
+/// names the oldest file it still needs (device and inode), and rotation keeps
+/// that file and every newer one, up to `max_extra` files beyond `keep`. Past
+/// that the disk limit wins: the oldest file goes anyway, and it is counted in
+/// [`RotationHold::forced`] and logged.
+#[derive(Debug)]
+pub struct RotationHold {
+    held: Mutex<Option<(u64, u64)>>,
+    max_extra: u32,
+    forced: AtomicU64,
+}
+
+impl RotationHold {
+    pub fn new(max_extra: u32) -> Self {
+        Self {
+            held: Mutex::new(None),
+            max_extra,
+            forced: AtomicU64::new(0),
+        }
+    }
+
+    /// The reader needs the file with this device and inode, and every newer one.
+    pub fn hold(&self, dev: u64, ino: u64) {
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some((dev, ino));
+    }
+
+    pub fn held(&self) -> Option<(u64, u64)> {
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Files beyond `keep` that rotation may keep for the reader.
+    pub fn max_extra(&self) -> u32 {
+        self.max_extra
+    }
+
+    /// Files rotation deleted although the reader had not finished them.
+    pub fn forced(&self) -> u64 {
+        self.forced.load(Ordering::Relaxed)
+    }
 }
 
 impl FileSinkConfig {
@@ -59,6 +105,7 @@ impl FileSinkConfig {
             keep: 5,
             fsync: FsyncPolicy::default(),
             file_mode: 0o600,
+            hold: None,
         }
     }
 }
@@ -177,14 +224,36 @@ impl FileSink {
         }
         self.file = None;
         let path = &self.cfg.path;
-        if self.cfg.keep == 0 {
+        let keep = self.cfg.keep;
+        // After this rotation `.1` ..= `.upto` exist: `keep`, or more while the reader
+        // still needs an older file.
+        let mut upto = keep;
+        let mut scan = keep;
+        if let Some(hold) = &self.cfg.hold {
+            scan = keep.saturating_add(hold.max_extra);
+            if let Some(id) = hold.held() {
+                // The held file's index after this rotation; when it is gone (deleted by an
+                // earlier forced rotation) the reader is behind every file there is.
+                let needed = file_index(path, id, scan).map_or(scan + 1, |n| n + 1);
+                if needed > scan && rotated_path(path, scan).exists() {
+                    hold.forced.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(path = %rotated_path(path, scan).display(), keep, extra = hold.max_extra,
+                        "rotation deletes a log file its reader has not finished: the reader is too far behind");
+                }
+                upto = upto.max(needed.min(scan));
+            }
+        }
+        // Oldest first: what would move past `.upto` goes; each rename then replaces
+        // nothing.
+        for n in (upto.max(1)..=scan).rev() {
+            remove_if_exists(&rotated_path(path, n))?;
+        }
+        for n in (1..upto).rev() {
+            rename_if_exists(&rotated_path(path, n), &rotated_path(path, n + 1))?;
+        }
+        if upto == 0 {
             remove_if_exists(path)?;
         } else {
-            // Oldest first; each rename replaces its target atomically, so
-            // the file beyond `keep` is dropped by being overwritten.
-            for n in (1..self.cfg.keep).rev() {
-                rename_if_exists(&rotated_path(path, n), &rotated_path(path, n + 1))?;
-            }
             rename_if_exists(path, &rotated_path(path, 1))?;
         }
         if self.cfg.fsync != FsyncPolicy::Never {
@@ -289,10 +358,22 @@ impl Sink for FileSink {
     }
 }
 
-fn rotated_path(path: &Path, n: u32) -> PathBuf {
+/// Path of the `n`th rotated file of `path` (`n >= 1`; 0 is `path` itself).
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{n}"));
     PathBuf::from(s)
+}
+
+/// Which of `path` (0) and its rotated files `.1` ..= `.scan` is the file with this
+/// device and inode, if any.
+pub fn file_index(path: &Path, (dev, ino): (u64, u64), scan: u32) -> Option<u32> {
+    (0..=scan).find(|&n| {
+        fs::metadata(rotated_path(path, n)).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+    })
 }
 
 /// Opens (creating if needed) the active file for appending, and returns
