@@ -2,4 +2,5 @@
 //! and its integration tests share. Today that is the local event store.
 
 pub mod enrich;
+pub mod learn;
 pub mod store;
