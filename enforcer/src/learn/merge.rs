@@ -62,8 +62,7 @@ fn parse(text: &str, file: &str) -> Result<Node, MergeError> {
         file: file.to_string(),
         message: d
             .items
-            .iter()
-            .next()
+            .first()
             .map_or_else(|| "cannot be parsed".to_string(), |d| d.message.clone()),
     })
 }
