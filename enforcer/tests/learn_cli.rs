@@ -285,3 +285,37 @@ fn errors_say_what_to_do() {
         "{stderr}"
     );
 }
+
+/// More events than one page of the store query, with runs of equal times across the page
+/// boundaries: each is counted once.
+#[test]
+fn counts_every_event_across_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&store::path_in(dir.path())).unwrap();
+    let base = Timestamp::now().unix_nanos() - HOUR_NS;
+    let evs: Vec<SecurityEvent> = (0..12_001u32)
+        .map(|i| {
+            let mut ev = exec(i, 0, "/usr/bin/app");
+            // Seven events share each time.
+            ev.time = Timestamp::from_unix_nanos(base + i64::from(i / 7) * 1_000_000);
+            ev.id = EventId::from_time_and_tail(ev.time, u128::from(i) + 1);
+            ev
+        })
+        .collect();
+    assert_eq!(s.insert_batch(&evs).unwrap().inserted, evs.len());
+    drop(s);
+    let out = enforcer(&[
+        "learn",
+        "--policy",
+        "hardened",
+        "--state-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("from 12001 events"), "{stdout}");
+    assert!(
+        stdout.contains("      - /usr/bin/app  # 12001 events, "),
+        "{stdout}"
+    );
+}
