@@ -32,19 +32,29 @@ const CGROUP: &str = "e2e-hardening";
 /// connects to its backend. Each iteration that got through all of it is appended to `good`,
 /// one that did not to `bad`.
 const SERVICE: &str = r#"
-D=$1; PORT=$2; i=0
+D=$1; PORT=$2; CAT=$3; NC=$4; SLEEP=$5; i=0
 while [ ! -e $D/stop ]; do
   if $D/app/bin/date > $D/app/data/out.$((i % 4)) \
-     && /bin/cat $D/app/data/out.$((i % 4)) >> $D/app/log/service.log \
-     && /bin/nc -w 3 127.0.0.1 $PORT < /dev/null > /dev/null; then
+     && $CAT $D/app/data/out.$((i % 4)) >> $D/app/log/service.log \
+     && $NC -w 3 127.0.0.1 $PORT < /dev/null > /dev/null; then
     echo $i >> $D/app/log/good
   else
     echo $i >> $D/app/log/bad
   fi
   i=$((i + 1))
-  /bin/sleep 0.2
+  $SLEEP 0.2
 done
 "#;
+
+/// The full path of a busybox applet link (`busybox --list-full` puts them in several
+/// directories).
+fn applet(name: &str) -> Result<String> {
+    ["/bin", "/usr/bin", "/sbin", "/usr/sbin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| Path::new(p).exists())
+        .with_context(|| format!("no `{name}` applet in the guest"))
+}
 
 /// Accepts connections on loopback and closes them at once, for the rest of the run.
 fn serve() -> Result<u16> {
@@ -79,12 +89,14 @@ fn lines(path: &str) -> usize {
 fn start_service(cg: &Cgroup, port: u16) -> Result<Child> {
     let _ = fs::remove_file(format!("{DIR}/stop"));
     let mut cmd = Command::new("/bin/sh");
+    let err = fs::File::create(format!("{DIR}/service.err"))?;
     cmd.arg(format!("{DIR}/app/service.sh"))
         .arg(DIR)
         .arg(port.to_string())
+        .args([applet("cat")?, applet("nc")?, applet("sleep")?])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(err);
     cg.spawn(&mut cmd)
 }
 
@@ -109,7 +121,11 @@ fn wait_good(n: usize) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while lines(&good) < start + n {
         let bad = fs::read_to_string(format!("{DIR}/app/log/bad")).unwrap_or_default();
-        ensure!(bad.is_empty(), "service iterations failed: {bad:?}");
+        ensure!(
+            bad.is_empty(),
+            "service iterations failed: {bad:?}; its stderr: {:?}",
+            fs::read_to_string(format!("{DIR}/service.err")).unwrap_or_default()
+        );
         ensure!(
             Instant::now() < deadline,
             "the service made {} good iterations in 120 s, {n} expected",
@@ -140,7 +156,7 @@ fn outsiders(cg: Option<&Cgroup>, other_port: u16) -> Result<[Result<Captured>; 
     );
     let connect = run(
         cg,
-        "/bin/nc",
+        &applet("nc")?,
         &["-w", "3", "127.0.0.1", &other_port.to_string()],
     );
     Ok([exec, write, connect])
