@@ -1,6 +1,6 @@
 //! Inserting learned rules into an existing policy file, as text: the file keeps its
-//! comments, selector, mode and defaults, and the learned rules come first in the policy's
-//! `rules:` list. Positions come from policy-lang's spanned YAML.
+//! comments, selector, mode, defaults and rules, and the learned rules are appended to the
+//! policy's `rules:` list. Positions come from policy-lang's spanned YAML.
 
 use std::collections::BTreeSet;
 
@@ -101,9 +101,36 @@ fn dash_column(line: &str) -> Option<usize> {
     line[indent..].starts_with("- ").then_some(indent)
 }
 
+/// The 0-based line index after the last item of a block sequence: the first line after the
+/// last item's start that is neither blank nor a comment and is indented no deeper than the
+/// sequence's key (`key_indent`), with blank lines and shallower comments before it (they
+/// belong to what follows) left out. Comments inside the list stay where they are.
+fn end_of_block(lines: &[&str], items: &[Node], key_indent: usize) -> usize {
+    let last = items.last().map_or(0, |n| n.span.line as usize); // 1-based: the next index
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let mut end = lines.len();
+    for (i, l) in lines.iter().enumerate().skip(last) {
+        let t = l.trim();
+        if !t.is_empty() && !t.starts_with('#') && indent(l) <= key_indent {
+            end = i;
+            break;
+        }
+    }
+    while end > last {
+        let l = lines[end - 1];
+        let t = l.trim();
+        if t.is_empty() || (t.starts_with('#') && indent(l) <= key_indent) {
+            end -= 1;
+        } else {
+            break;
+        }
+    }
+    end
+}
+
 /// `text` with `rules(indent)` (learned rules rendered at an indentation) inserted into
-/// `policy`'s `rules:` list, before its first rule; a policy without rules gets a `rules:`
-/// key after its `mode:` line. `review` comment lines go first.
+/// `policy`'s `rules:` list, after its last rule; a policy without rules gets a `rules:`
+/// key after its `mode:` line.
 pub fn into_policy(
     text: &str,
     file: &str,
@@ -138,7 +165,10 @@ pub fn into_policy(
                 if start < indent || !between.chars().all(|c| c == ' ') {
                     return Err(flow(first));
                 }
-                ((first as usize) - 1, rules(indent))
+                (
+                    end_of_block(&lines, items, key.span.col as usize - 1),
+                    rules(indent),
+                )
             }
             _ if value.is_null() => {
                 let indent = key.span.col as usize + 1; // one level below the key

@@ -85,15 +85,11 @@ impl Seen {
     /// `12 events, 2025-05-14T09:26:53Z .. 2025-05-14T10:00:00Z`
     fn comment(&self) -> String {
         let events = if self.count == 1 { "event" } else { "events" };
-        if self.first == self.last {
-            format!("{} {events}, {}", self.count, short(self.first))
+        let (first, last) = (short(self.first), short(self.last));
+        if first == last {
+            format!("{} {events}, {first}", self.count)
         } else {
-            format!(
-                "{} {events}, {} .. {}",
-                self.count,
-                short(self.first),
-                short(self.last)
-            )
+            format!("{} {events}, {first} .. {last}", self.count)
         }
     }
 }

@@ -497,6 +497,19 @@ policies:
     policy_lang::load_sources([("f", out.as_str())])
         .unwrap_or_else(|e| panic!("{}\n{out}", e.render()));
 
+    // Appended after the last rule and the list's own comments, before what follows.
+    let followed = "policies:\n  - name: hardened\n    select: {host: true}\n    mode: audit\n    defaults: {exec: deny}\n    rules:\n      - name: a\n        action: allow\n        exec: {path: /bin/sh}\n      # the list's last comment\n\n  # the next policy\n  - name: other\n    select: {host: true}\n    mode: audit\n";
+    let out = merge::into_policy(followed, "f", "hardened", rules).unwrap();
+    assert!(
+        out.contains("      # the list's last comment\n      # exec: 1 binary")
+            && out.contains("/usr/bin/date  # 1 event, 2025-11-21T04:40:00Z\n\n  # the next policy\n  - name: other\n"),
+        "{out}"
+    );
+    let set = policy_lang::load_sources([("f", out.as_str())])
+        .unwrap_or_else(|e| panic!("{}\n{out}", e.render()));
+    assert_eq!(set.policies[0].rules.len(), 2);
+    assert_eq!(set.policies[1].rules.len(), 0);
+
     let flow = "policies:\n  - {name: hardened, select: {host: true}, mode: audit, rules: [{name: a, action: allow, exec: {path: /x}}]}\n";
     assert!(matches!(
         merge::into_policy(flow, "f", "hardened", rules),
