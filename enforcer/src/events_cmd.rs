@@ -144,7 +144,7 @@ fn to_query(f: &Filters) -> Result<Query, Failure> {
     })
 }
 
-fn open_for_reading(state_dir: &Path) -> Result<Store, Failure> {
+pub(crate) fn open_for_reading(state_dir: &Path) -> Result<Store, Failure> {
     let path = store::path_in(state_dir);
     Store::open_read_only(&path).map_err(|e| match e {
         StoreError::Missing { .. } => Failure::new(
@@ -450,7 +450,7 @@ const WHEN_FORMS: &str =
     "expected an RFC 3339 time (2025-05-14T09:26:53Z), a date (2025-05-14, UTC) \
      or a duration before now (30s, 10m, 2h, 7d, 2w)";
 
-fn parse_when(s: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_when(s: &str) -> Result<Timestamp, String> {
     if let Ok(d) = parse_duration(s) {
         let ns = i64::try_from(d.as_nanos()).map_err(|_| format!("`{s}` is too long ago"))?;
         return Ok(Timestamp::from_unix_nanos(

@@ -1,5 +1,7 @@
 //! The enforcer's library part: what the `enforcer` binary, its benchmarks
-//! and its integration tests share. Today that is the local event store.
+//! and its integration tests share: the local event store, enrichment, and
+//! `learn` (allow rules from would-deny events).
 
 pub mod enrich;
+pub mod learn;
 pub mod store;

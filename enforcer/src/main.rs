@@ -8,6 +8,7 @@ mod events_cmd;
 mod exit_code;
 mod export_cmd;
 mod kernel_apply;
+mod learn_cmd;
 mod metrics;
 mod policy_cmd;
 mod process_feed;
@@ -29,7 +30,8 @@ Exit codes:
   7  invalid policy or rule
   8  the kernel refused a program (the verifier log is printed)
   9  the config file is unreadable or invalid
-  10 the metrics address is in use or cannot be bound";
+  10 the metrics address is in use or cannot be bound
+  12 learn: no would-deny events to learn from, or none an allow rule can permit";
 
 #[derive(Parser)]
 #[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]
@@ -64,6 +66,9 @@ enum Command {
     /// Query and follow the local event store; import exported events.
     #[command(subcommand)]
     Events(events_cmd::EventsCommand),
+    /// Print the allow rules that would have permitted what a policy audited (or denied),
+    /// as a policy file to review: the safe path to a default-deny policy.
+    Learn(learn_cmd::LearnArgs),
     /// Try the configured SIEM sinks, replay dead letters, show the export outbox.
     #[command(subcommand)]
     Export(export_cmd::ExportCommand),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Events(cmd) => events_cmd::run(cmd),
         Command::Export(cmd) => export_cmd::run(cmd),
+        Command::Learn(args) => learn_cmd::run(args),
     };
     match result {
         Ok(code) => exit_code::to_exit_code(code),

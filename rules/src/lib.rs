@@ -8,9 +8,38 @@ pub fn files() -> impl Iterator<Item = (&'static str, &'static str)> {
     FILES.iter().copied()
 }
 
+/// Policy templates (`rules/templates/`): starting points to copy and fill in, never part
+/// of the embedded default set ([`files`]).
+pub const TEMPLATES: &[(&str, &str)] = &[(
+    "rules/templates/default-deny-namespace.yaml",
+    include_str!("../templates/default-deny-namespace.yaml"),
+)];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_load_compile_pass_their_tests_and_are_not_loaded_by_default() {
+        for (path, text) in TEMPLATES {
+            assert!(
+                files().all(|(p, _)| p != *path),
+                "{path} is in the default set"
+            );
+            let set = policy_lang::load_sources([(*path, *text)])
+                .unwrap_or_else(|e| panic!("{}", e.render()));
+            assert!(
+                set.warnings.is_empty(),
+                "{}",
+                policy_lang::render_all(&set.warnings, &set.sources)
+            );
+            let plan = policy_lang::compile(&set, &policy_lang::KernelFeatures::full())
+                .unwrap_or_else(|d| panic!("{}", policy_lang::render_all(&d, &set.sources)));
+            let report = policy_lang::run_tests(&set, &plan).unwrap();
+            assert_eq!(report.failed(), 0, "{}", report.render(&set.sources));
+            assert!(report.passed() >= 5, "{path}: too few tests");
+        }
+    }
 
     #[test]
     fn the_library_loads_compiles_and_passes_its_tests() {

@@ -130,6 +130,24 @@ impl Store {
         self.select(&sql, params)
     }
 
+    /// The distinct policy names events were stored with, sorted (read from the
+    /// `(policy, time_ns)` index).
+    pub fn policy_names(&self) -> Result<Vec<String>, StoreError> {
+        let p = &self.path;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT policy FROM events WHERE policy IS NOT NULL ORDER BY policy",
+            )
+            .at(p)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).at(p)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.at(p)?);
+        }
+        Ok(out)
+    }
+
     /// The highest sequence number stored (0 when empty).
     pub fn last_seq(&self) -> Result<i64, StoreError> {
         self.conn

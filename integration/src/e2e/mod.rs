@@ -21,6 +21,7 @@ pub mod enforcer_process;
 pub mod export;
 pub mod file_open;
 pub mod guest;
+pub mod hardening;
 pub mod kernel_plan;
 pub mod network;
 pub mod policy_run;
@@ -75,6 +76,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("export", export::TESTS),
     ("network", network::TESTS),
     ("process_events", process_events::TESTS),
+    ("hardening", hardening::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
