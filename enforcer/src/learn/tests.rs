@@ -341,6 +341,7 @@ fn operations(ev: &SecurityEvent) -> Vec<Operation> {
     match ev.target.as_ref().unwrap() {
         Target::Exec(e) => vec![Operation::Exec {
             path: e.path.to_string_lossy().into_owned(),
+            cmdline: String::new(),
         }],
         Target::File(f) => file_ops(&ev.operation, f.operation.as_deref(), f.flags)
             .into_iter()
@@ -388,6 +389,7 @@ fn the_learned_policy_allows_what_was_observed_and_nothing_like_it() {
     let not_seen = [
         Operation::Exec {
             path: "/usr/bin/curl".into(),
+            cmdline: String::new(),
         },
         Operation::File {
             op: FileOp::Write,
