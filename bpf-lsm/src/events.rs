@@ -4,6 +4,7 @@
 //! error the caller counts and skips.
 
 use crate::abi::{self, EventHeader, ExecEvent, FileEvent, NetEvent};
+pub use crate::path_events::PathRecord;
 use crate::plan::Action;
 use core::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -84,6 +85,8 @@ pub enum DecodeError {
     NetFamily(u16),
     #[error("network record has operation bits {0:#x}")]
     NetOp(u32),
+    #[error("path record has operation bits {0:#x}")]
+    PathOp(u32),
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -218,6 +221,9 @@ pub enum Record {
     FileOpen(FileRecord),
     Exec(ExecRecord),
     Net(NetRecord),
+    /// A path or mmap hook: create, delete, rename, link, chmod, chown,
+    /// truncate, mmap_exec.
+    Path(PathRecord),
 }
 
 impl Record {
@@ -226,6 +232,7 @@ impl Record {
             Record::FileOpen(r) => &r.header,
             Record::Exec(r) => &r.header,
             Record::Net(r) => &r.header,
+            Record::Path(r) => &r.header,
         }
     }
 }
@@ -317,6 +324,7 @@ pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
             Ok(Record::Exec(ExecRecord { header, path }))
         }
         abi::EVENT_NET => decode_net(record, header).map(Record::Net),
+        abi::EVENT_PATH => crate::path_events::decode_path(record, header).map(Record::Path),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -384,6 +392,7 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         Record::Exec(_) => Err(DecodeError::UnknownKind(abi::EVENT_EXEC)),
         Record::Net(_) => Err(DecodeError::UnknownKind(abi::EVENT_NET)),
+        Record::Path(_) => Err(DecodeError::UnknownKind(abi::EVENT_PATH)),
     }
 }
 

@@ -298,8 +298,10 @@ fn attach_dirs(n: &NetworkPlan) -> Result<Vec<PathBuf>, LoadError> {
 impl Loaded {
     /// Loads the programs `plan` needs, fills their maps and attaches them:
     /// `lsm/file_open` when there are file rules or a file default deny,
-    /// `lsm/bprm_check_security` likewise for exec, and the cgroup
-    /// inheritance programs with either. Errors carry the verifier log.
+    /// `lsm/bprm_check_security` likewise for exec, the path and mmap
+    /// programs of the file operations the plan decides
+    /// ([`crate::path_hooks`]; `file_truncate` where the kernel has it), and
+    /// the cgroup inheritance programs with any of them. Errors carry the verifier log.
     pub fn apply(plan: &KernelPlan) -> Result<Self, LoadError> {
         let entries = plan::compile(plan)?;
         let btf = Btf::from_sys_fs()?;
@@ -362,7 +364,7 @@ impl Loaded {
         )?;
 
         let h = entries.hooks;
-        let lsm_needed = h.file_open || h.bprm_check_security;
+        let lsm_needed = h.file_open || h.bprm_check_security || h.path_ops != 0;
         let net_mechanism = if h.net_ops != 0 {
             Some(resolve_mechanism(
                 &mut ebpf,
@@ -402,6 +404,13 @@ impl Loaded {
         }
         if h.bprm_check_security {
             hooks.push((BPRM_CHECK, "bprm_check_security"));
+        }
+        let path_programs = crate::path_hooks::programs_for(h.path_ops, |hook| {
+            btf.id_by_type_name_kind(&format!("bpf_lsm_{hook}"), aya_obj::btf::BtfKind::Func)
+                .is_ok()
+        });
+        for p in &path_programs {
+            hooks.push((p.program, p.hook));
         }
         if net_mechanism == Some(NetMechanism::Lsm) {
             for &(program, hook, op) in NET_LSM {
@@ -611,7 +620,8 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
                 id: r.rule_id,
                 policy: 0,
                 action: Action::Deny,
-                ops: plan::ops::ALL,
+                // Any open, as this API always meant; not the path hooks.
+                ops: plan::ops::READ | plan::ops::WRITE | plan::ops::APPEND | plan::ops::EXEC,
             })
             .collect(),
         cgroup_headroom: None,
