@@ -23,6 +23,7 @@ pub mod file_open;
 pub mod guest;
 pub mod kernel_plan;
 pub mod network;
+pub mod path_hooks;
 pub mod policy_run;
 
 use std::cell::RefCell;
@@ -73,6 +74,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
     ("network", network::TESTS),
+    ("path_hooks", path_hooks::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
