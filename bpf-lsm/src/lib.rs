@@ -11,8 +11,8 @@ pub mod events;
 pub mod loader;
 pub mod objects;
 pub mod path_events;
-pub mod path_hooks;
 pub mod path_hash;
+pub mod path_hooks;
 pub mod plan;
 pub mod probe;
 

@@ -87,8 +87,7 @@ pub(crate) fn decode_path(record: &[u8], header: Header) -> Result<PathRecord, D
     let has2 = u32_at(record, offset_of!(PathEvent, has_path2)) != 0;
     let present = record.len() - fixed;
     let claimed = len.saturating_add(len2);
-    if len >= abi::PATH_MAX || len2 >= abi::PATH_MAX || claimed != present || (!has2 && len2 != 0)
-    {
+    if len >= abi::PATH_MAX || len2 >= abi::PATH_MAX || claimed != present || (!has2 && len2 != 0) {
         return Err(DecodeError::PathLength { claimed, present });
     }
     let paths = &record[fixed..];
@@ -111,7 +110,11 @@ mod tests {
         let mut b = vec![0u8; abi::PATH_EVENT_PATHS_OFFSET];
         let put32 =
             |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-        put32(&mut b, offset_of!(EventHeader, abi_version), abi::ABI_VERSION);
+        put32(
+            &mut b,
+            offset_of!(EventHeader, abi_version),
+            abi::ABI_VERSION,
+        );
         b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&abi::EVENT_PATH.to_ne_bytes());
         b[offset_of!(EventHeader, verdict)..][..2]
             .copy_from_slice(&abi::VERDICT_DENY.to_ne_bytes());
@@ -127,7 +130,11 @@ mod tests {
             offset_of!(PathEvent, path2_len),
             path2.map_or(0, |p| p.len() as u32),
         );
-        put32(&mut b, offset_of!(PathEvent, has_path2), u32::from(path2.is_some()));
+        put32(
+            &mut b,
+            offset_of!(PathEvent, has_path2),
+            u32::from(path2.is_some()),
+        );
         b.extend_from_slice(path);
         if let Some(p) = path2 {
             b.extend_from_slice(p);
@@ -138,9 +145,7 @@ mod tests {
     #[test]
     fn decodes_one_and_two_path_records() {
         let r = decode_record(&record(abi::OP_DELETE, b"/srv/x", None, 0)).unwrap();
-        let Record::Path(p) = r else {
-            panic!("{r:?}")
-        };
+        let Record::Path(p) = r else { panic!("{r:?}") };
         assert_eq!(p.header.action, Action::Deny);
         assert_eq!((p.header.pid, p.header.cgroup_id), (7, 99));
         assert_eq!((p.header.rule_id, p.header.policy_id), (Some(3), Some(1)));
@@ -149,9 +154,7 @@ mod tests {
         assert_eq!(p.op_name(), "delete");
 
         let r = decode_record(&record(abi::OP_RENAME, b"/a", Some(b"/etc/shadow"), 0)).unwrap();
-        let Record::Path(p) = r else {
-            panic!("{r:?}")
-        };
+        let Record::Path(p) = r else { panic!("{r:?}") };
         assert_eq!(p.path, b"/a");
         assert_eq!(p.path2.as_deref(), Some(&b"/etc/shadow"[..]));
 
@@ -169,9 +172,7 @@ mod tests {
             abi::FLAG_PATH_UNRESOLVED,
         ))
         .unwrap();
-        let Record::Path(p) = r else {
-            panic!("{r:?}")
-        };
+        let Record::Path(p) = r else { panic!("{r:?}") };
         assert!(p.header.path_unresolved());
         assert_eq!(p.path2.as_deref(), Some(&b""[..]));
     }

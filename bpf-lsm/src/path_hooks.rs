@@ -32,7 +32,11 @@ pub const PATH_PROGRAMS: &[PathProgram] = &[
     // open(O_CREAT) of a new file goes through path_mknod (may_o_create).
     p("enf_path_mknod", "path_mknod", abi::OP_CREATE),
     p("enf_path_mkdir", "path_mkdir", abi::OP_CREATE),
-    p("enf_path_symlink", "path_symlink", abi::OP_CREATE | abi::OP_LINK),
+    p(
+        "enf_path_symlink",
+        "path_symlink",
+        abi::OP_CREATE | abi::OP_LINK,
+    ),
     p("enf_path_unlink", "path_unlink", abi::OP_DELETE),
     p("enf_path_rmdir", "path_rmdir", abi::OP_DELETE),
     p("enf_path_rename", "path_rename", abi::OP_RENAME),

@@ -501,7 +501,11 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
 /// is not allow (policy-lang's default covers every file operation).
 fn path_ops(plan: &KernelPlan, rules: &HashMap<u32, abi::Rule>) -> u32 {
     let all = crate::path_hooks::PATH_OPS;
-    if plan.policies.iter().any(|p| p.file_default != Action::Allow) {
+    if plan
+        .policies
+        .iter()
+        .any(|p| p.file_default != Action::Allow)
+    {
         return all;
     }
     let m = &plan.file_matcher;

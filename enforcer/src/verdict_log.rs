@@ -209,6 +209,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             mode: None,
             operation: Some("open".into()),
             path_truncated: h.path_unresolved(),
+            second_path: None,
         }),
         Record::Exec(e) => Target::Exec(ExecTarget {
             path: ByteText::new(e.path.clone()),

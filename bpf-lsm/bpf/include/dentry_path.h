@@ -54,10 +54,22 @@ struct enf_dwalk {
 	__u32 failed;
 };
 
-static __always_inline __u64 enf_mount_of(struct vfsmount *v)
+/* A kernel pointer as a plain number: the walk only ever reads through it
+ * with bpf_probe_read_kernel, and a hook argument's trusted pointer type
+ * would otherwise follow it into the loop state (and forbid the arithmetic
+ * of container_of). */
+static __always_inline __u64 enf_scalar(const void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+static __always_inline __u64 enf_mount_of(__u64 vfsmount)
 {
 	/* container_of(v, struct mount, mnt), with the offset relocated. */
-	return (__u64)v - bpf_core_field_offset(struct mount, mnt);
+	return vfsmount - bpf_core_field_offset(struct mount, mnt);
 }
 
 static long enf_dwalk_step(__u32 i, void *data)
@@ -137,10 +149,10 @@ static __always_inline long enf_dentry_path(struct vfsmount *mnt, struct dentry 
 		return -1;
 	root_vfs = BPF_CORE_READ(task, fs, root.mnt);
 	w.buf = s->buf;
-	w.dentry = (__u64)dentry;
-	w.mnt = enf_mount_of(mnt);
+	w.dentry = enf_scalar(dentry);
+	w.mnt = enf_mount_of(enf_scalar(mnt));
 	w.root_dentry = (__u64)BPF_CORE_READ(task, fs, root.dentry);
-	w.root_mnt = root_vfs ? enf_mount_of(root_vfs) : 0;
+	w.root_mnt = root_vfs ? enf_mount_of(enf_scalar(root_vfs)) : 0;
 	w.root_sb = root_vfs ? (__u64)BPF_CORE_READ(root_vfs, mnt_sb) : 0;
 	w.pos = ENF_PATH_MAX;
 

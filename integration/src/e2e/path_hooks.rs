@@ -324,7 +324,11 @@ fn create_is_denied_inside_only() -> Result<()> {
     let dir = fixture("create", &["prot/", "free/"])?;
     let prot = format!("{dir}/prot");
     let cg = Cgroup::create("ph-create")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::CREATE)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::CREATE)],
+    )?)?;
 
     let mkdir = deny_in(&cg, &["mkdir", &format!("{prot}/d")])?;
     // open(O_CREAT) of a new file goes through path_mknod.
@@ -359,7 +363,11 @@ fn delete_is_denied_inside_only() -> Result<()> {
     let dir = fixture("delete", &["prot/f", "prot/sub/", "free/f"])?;
     let prot = format!("{dir}/prot");
     let cg = Cgroup::create("ph-delete")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::DELETE)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::DELETE)],
+    )?)?;
 
     let rm = deny_in(&cg, &["rm", &format!("{prot}/f")])?;
     let rmdir = deny_in(&cg, &["rmdir", &format!("{prot}/sub")])?;
@@ -384,12 +392,19 @@ fn rename_checks_both_paths() -> Result<()> {
     let prot = format!("{dir}/prot");
     let free = format!("{dir}/free");
     let cg = Cgroup::create("ph-rename")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::RENAME)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::RENAME)],
+    )?)?;
 
     // The protected file moved away, and another file moved onto it.
     let away = deny_in(&cg, &["mv", &format!("{prot}/f"), &format!("{free}/f")])?;
     let onto = deny_in(&cg, &["mv", &format!("{free}/g"), &format!("{prot}/f")])?;
-    allow(Some(&cg), &["mv", &format!("{free}/h"), &format!("{free}/h2")])?;
+    allow(
+        Some(&cg),
+        &["mv", &format!("{free}/h"), &format!("{free}/h2")],
+    )?;
     ensure!(
         fs::read_to_string(format!("{prot}/f"))? == "prot/f\n",
         "the protected file changed"
@@ -421,16 +436,29 @@ fn link_checks_the_new_name_and_the_target() -> Result<()> {
     let prot = format!("{dir}/prot");
     let free = format!("{dir}/free");
     let cg = Cgroup::create("ph-link")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::LINK)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::LINK)],
+    )?)?;
 
     // A hard link elsewhere to the protected file: the rule on the target decides.
-    let hard = deny_in(&cg, &["ln", &format!("{prot}/shadow"), &format!("{free}/copy")])?;
+    let hard = deny_in(
+        &cg,
+        &["ln", &format!("{prot}/shadow"), &format!("{free}/copy")],
+    )?;
     // A hard link into the protected directory.
     let into = deny_in(&cg, &["ln", &format!("{free}/f"), &format!("{prot}/l")])?;
     // A symlink in it is a link too.
     let sym = deny_in(&cg, &["ln", "-s", "/etc/passwd", &format!("{prot}/s")])?;
-    allow(Some(&cg), &["ln", &format!("{free}/f"), &format!("{free}/f2")])?;
-    allow(None, &["ln", &format!("{prot}/shadow"), &format!("{free}/copy")])?;
+    allow(
+        Some(&cg),
+        &["ln", &format!("{free}/f"), &format!("{free}/f2")],
+    )?;
+    allow(
+        None,
+        &["ln", &format!("{prot}/shadow"), &format!("{free}/copy")],
+    )?;
     expect_records(
         &mut ring,
         RULE,
@@ -580,7 +608,11 @@ fn truncate_by_path_descriptor_and_open() -> Result<()> {
     let prot = format!("{dir}/prot");
     let f = format!("{prot}/f");
     let cg = Cgroup::create("ph-truncate")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::TRUNCATE)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::TRUNCATE)],
+    )?)?;
 
     let mut pids = Vec::new();
     for (what, op) in [
@@ -588,19 +620,32 @@ fn truncate_by_path_descriptor_and_open() -> Result<()> {
         ("ftruncate", do_ftruncate),
         ("open(O_TRUNC)", do_open_trunc),
     ] {
-        pids.push(expect_errno(syscall_in(Some(&cg), op, &[&f])?, EPERM, what)?);
+        pids.push(expect_errno(
+            syscall_in(Some(&cg), op, &[&f])?,
+            EPERM,
+            what,
+        )?);
         expect_errno(
             syscall_in(Some(&cg), op, &[&format!("{dir}/free/f")])?,
             0,
             &format!("{what} elsewhere"),
         )?;
     }
-    ensure!(fs::read_to_string(&f)? == "prot/f\n", "the file was truncated");
+    ensure!(
+        fs::read_to_string(&f)? == "prot/f\n",
+        "the file was truncated"
+    );
     // A write without O_TRUNC is not a truncate.
     allow(Some(&cg), &["sh", "-c", &format!("echo more >> {f}")])?;
-    expect_errno(syscall_in(None, do_ftruncate, &[&f])?, 0, "ftruncate outside")?;
-    let want: Vec<(u32, u32, &str, Option<&str>)> =
-        pids.iter().map(|p| (*p, ops::TRUNCATE, f.as_str(), None)).collect();
+    expect_errno(
+        syscall_in(None, do_ftruncate, &[&f])?,
+        0,
+        "ftruncate outside",
+    )?;
+    let want: Vec<(u32, u32, &str, Option<&str>)> = pids
+        .iter()
+        .map(|p| (*p, ops::TRUNCATE, f.as_str(), None))
+        .collect();
     expect_records(&mut ring, RULE, &cg, &want)
 }
 
@@ -675,7 +720,11 @@ fn mmap_exec_and_mprotect() -> Result<()> {
     let prot = format!("{dir}/prot");
     let lib = format!("{prot}/lib.so");
     let cg = Cgroup::create("ph-mmap")?;
-    let (_l, mut ring) = load(&plan(&cg, Mode::Enforce, &[(&prot, Action::Deny, ops::MMAP_EXEC)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::MMAP_EXEC)],
+    )?)?;
 
     let mmap = expect_errno(syscall_in(Some(&cg), do_mmap_exec, &[&lib])?, EPERM, "mmap")?;
     let mprotect = expect_errno(
@@ -684,9 +733,21 @@ fn mmap_exec_and_mprotect() -> Result<()> {
         "mprotect",
     )?;
     let free = format!("{dir}/free/lib.so");
-    expect_errno(syscall_in(Some(&cg), do_mmap_exec, &[&free])?, 0, "mmap elsewhere")?;
-    expect_errno(syscall_in(Some(&cg), do_mprotect_exec, &[&free])?, 0, "mprotect elsewhere")?;
-    expect_errno(syscall_in(Some(&cg), do_mmap_anon_exec, &[])?, 0, "anonymous exec mapping")?;
+    expect_errno(
+        syscall_in(Some(&cg), do_mmap_exec, &[&free])?,
+        0,
+        "mmap elsewhere",
+    )?;
+    expect_errno(
+        syscall_in(Some(&cg), do_mprotect_exec, &[&free])?,
+        0,
+        "mprotect elsewhere",
+    )?;
+    expect_errno(
+        syscall_in(Some(&cg), do_mmap_anon_exec, &[])?,
+        0,
+        "anonymous exec mapping",
+    )?;
     // Reading it is not mapping it executable.
     allow(Some(&cg), &["cat", &lib])?;
     expect_errno(syscall_in(None, do_mmap_exec, &[&lib])?, 0, "mmap outside")?;
@@ -712,7 +773,10 @@ fn audit_mode_logs_and_allows() -> Result<()> {
     )?)?;
     let (rm, c) = run(Some(&cg), &["rm", &format!("{prot}/f")])?;
     allowed(&c)?;
-    let (mv, c) = run(Some(&cg), &["mv", &format!("{prot}/g"), &format!("{dir}/g")])?;
+    let (mv, c) = run(
+        Some(&cg),
+        &["mv", &format!("{prot}/g"), &format!("{dir}/g")],
+    )?;
     allowed(&c)?;
     ensure!(
         !Path::new(&format!("{prot}/f")).exists() && Path::new(&format!("{dir}/g")).exists(),
@@ -722,7 +786,12 @@ fn audit_mode_logs_and_allows() -> Result<()> {
     let got = summary(&rs);
     let want = vec![
         (rm, ops::DELETE, format!("{prot}/f"), None),
-        (mv, ops::RENAME, format!("{prot}/g"), Some(format!("{dir}/g"))),
+        (
+            mv,
+            ops::RENAME,
+            format!("{prot}/g"),
+            Some(format!("{dir}/g")),
+        ),
     ];
     ensure!(got == want, "records:\n got {got:#?}\nwant {want:#?}");
     for r in &rs {
@@ -759,7 +828,10 @@ fn default_deny_and_kill_as_for_file_open() -> Result<()> {
     let chmod = deny_in(&cg, &["chmod", "700", &format!("{ok}/d")])?;
     let (killed, c) = run(Some(&cg), &["rm", &format!("{kill}/f")])?;
     ensure!(c.status.signal() == Some(9), "expected SIGKILL: {c}");
-    ensure!(Path::new(&format!("{kill}/f")).exists(), "the file was deleted");
+    ensure!(
+        Path::new(&format!("{kill}/f")).exists(),
+        "the file was deleted"
+    );
     allow(None, &["mkdir", &format!("{dir}/other/d")])?;
 
     let rs = path_records(&mut ring)?;
@@ -794,7 +866,11 @@ fn child_cgroup_created_later() -> Result<()> {
     let dir = fixture("child", &["prot/f"])?;
     let prot = format!("{dir}/prot");
     let parent = Cgroup::create("ph-child")?;
-    let (_l, mut ring) = load(&plan(&parent, Mode::Enforce, &[(&prot, Action::Deny, ops::DELETE)])?)?;
+    let (_l, mut ring) = load(&plan(
+        &parent,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::DELETE)],
+    )?)?;
     let child = Cgroup::create("ph-child/late")?;
     let pid = deny_in(&child, &["rm", &format!("{prot}/f")])?;
     let rs = path_records(&mut ring)?;
@@ -850,8 +926,12 @@ fn deep_tree_fd(base: &str, name: &str, depth: usize) -> Result<(OwnedFd, usize)
     fs::create_dir_all(base)?;
     let mut dir: OwnedFd = fs::File::open(base)?.into();
     for _ in 0..depth {
-        mkdirat(Some(dir.as_raw_fd()), name, FileMode::from_bits_truncate(0o755))
-            .context("mkdirat")?;
+        mkdirat(
+            Some(dir.as_raw_fd()),
+            name,
+            FileMode::from_bits_truncate(0o755),
+        )
+        .context("mkdirat")?;
         let raw = openat(
             Some(dir.as_raw_fd()),
             name,
@@ -920,7 +1000,11 @@ fn path_longer_than_path_max_fails_closed() -> Result<()> {
 
 fn only_needed_hooks_attach() -> Result<()> {
     let cg = Cgroup::create("ph-hooks")?;
-    let (loaded, _) = load(&plan(&cg, Mode::Enforce, &[("/tmp/ph-x", Action::Deny, ops::CREATE)])?)?;
+    let (loaded, _) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[("/tmp/ph-x", Action::Deny, ops::CREATE)],
+    )?)?;
     let mut got = loaded.attached().to_vec();
     got.sort_unstable();
     ensure!(
@@ -936,7 +1020,11 @@ fn only_needed_hooks_attach() -> Result<()> {
     );
     drop(loaded);
     // Truncate: file_truncate only on a kernel that has it (Linux 6.2+).
-    let (loaded, _) = load(&plan(&cg, Mode::Enforce, &[("/tmp/ph-x", Action::Deny, ops::TRUNCATE)])?)?;
+    let (loaded, _) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[("/tmp/ph-x", Action::Deny, ops::TRUNCATE)],
+    )?)?;
     let got = loaded.attached();
     let has_file_truncate = fs::read("/sys/kernel/btf/vmlinux")
         .map(|b| b.windows(22).any(|w| w == b"bpf_lsm_file_truncate\0"))
@@ -976,7 +1064,10 @@ fn daemon_reports_policy_rule_and_both_paths() -> Result<()> {
     let state = enforcer.state_dir().to_path_buf();
     let log = enforcer.log().unwrap_or_default();
     let status = enforcer.stop()?;
-    ensure!(status.success(), "enforcer exited with {status}; log:\n{log}");
+    ensure!(
+        status.success(),
+        "enforcer exited with {status}; log:\n{log}"
+    );
     let (rm, mv) = (rm?, mv?);
     let text = fs::read_to_string(state.join("events.jsonl")).context("reading events.jsonl")?;
     let events: Vec<serde_json::Value> = text
