@@ -21,6 +21,7 @@ pub const ARGS_MAX: usize = 4096;
 pub const PROC_ARGS_TRUNCATED: u32 = 1 << 0;
 pub const PROC_ARGS_UNREAD: u32 = 1 << 1;
 pub const PROC_PATH_UNREAD: u32 = 1 << 2;
+pub const EVENT_PATH: u16 = 4;
 
 pub const VERDICT_ALLOW: u16 = 0;
 pub const VERDICT_DENY: u16 = 1;
@@ -49,7 +50,15 @@ pub const CLASSES: usize = 4;
 pub const OP_READ: u32 = 1 << 0;
 pub const OP_WRITE: u32 = 1 << 1;
 pub const OP_APPEND: u32 = 1 << 2;
+pub const OP_CREATE: u32 = 1 << 3;
+pub const OP_DELETE: u32 = 1 << 4;
+pub const OP_RENAME: u32 = 1 << 5;
+pub const OP_LINK: u32 = 1 << 6;
+pub const OP_CHMOD: u32 = 1 << 7;
+pub const OP_CHOWN: u32 = 1 << 8;
+pub const OP_TRUNCATE: u32 = 1 << 9;
 pub const OP_EXEC: u32 = 1 << 10;
+pub const OP_MMAP_EXEC: u32 = 1 << 11;
 
 pub const NET_CONNECT: u32 = 1 << 0;
 pub const NET_BIND: u32 = 1 << 1;
@@ -116,6 +125,20 @@ pub struct ExecEvent {
     pub path_len: u32,
     pub _pad: u32,
     pub path: [u8; PATH_MAX],
+}
+
+/// `struct enf_path_event`: a path or mmap hook's verdict. On the ring
+/// buffer only `path_len + path2_len` bytes of `paths` are present, the
+/// second path right after the first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PathEvent {
+    pub hdr: EventHeader,
+    pub op: u32,
+    pub path_len: u32,
+    pub path2_len: u32,
+    pub has_path2: u32,
+    pub paths: [u8; 2 * PATH_MAX],
 }
 
 /// `struct enf_cgroup_policies`: value of `enf_cgroup_policies`.
@@ -321,6 +344,8 @@ pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path)
 pub const EXEC_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path);
 /// Byte offset of the file name and argv within a process exec record.
 pub const PROC_EXEC_DATA_OFFSET: usize = core::mem::offset_of!(ProcExecEvent, data);
+/// Byte offset of the paths within a path-hook record.
+pub const PATH_EVENT_PATHS_OFFSET: usize = core::mem::offset_of!(PathEvent, paths);
 
 #[cfg(test)]
 mod tests {
@@ -365,6 +390,11 @@ mod tests {
                 [hdr, f_flags, f_mode, path_len, access, path]
             ),
             layout!("enf_exec_event", ExecEvent, [hdr, path_len, _pad, path]),
+            layout!(
+                "enf_path_event",
+                PathEvent,
+                [hdr, op, path_len, path2_len, has_path2, paths]
+            ),
             layout!("enf_cgroup_policies", CgroupPolicies, [slots]),
             layout!("enf_policy", Policy, [id, dflt, deny_ops, audit_ops, _pad]),
             layout!("enf_edge_key", EdgeKey, [matcher, state, hash]),

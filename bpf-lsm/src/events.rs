@@ -6,6 +6,7 @@
 use crate::abi::{
     self, EventHeader, ExecEvent, FileEvent, NetEvent, ProcExecEvent, ProcExitEvent, ProcForkEvent,
 };
+pub use crate::path_events::PathRecord;
 use crate::plan::Action;
 use core::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -100,6 +101,8 @@ pub enum DecodeError {
         args: usize,
         present: usize,
     },
+    #[error("path record has operation bits {0:#x}")]
+    PathOp(u32),
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -289,6 +292,9 @@ pub enum Record {
     ProcExec(ProcExecRecord),
     ProcFork(ProcForkRecord),
     ProcExit(ProcExitRecord),
+    /// A path or mmap hook: create, delete, rename, link, chmod, chown,
+    /// truncate, mmap_exec.
+    Path(PathRecord),
 }
 
 impl Record {
@@ -300,6 +306,7 @@ impl Record {
             Record::ProcExec(r) => &r.header,
             Record::ProcFork(r) => &r.header,
             Record::ProcExit(r) => &r.header,
+            Record::Path(r) => &r.header,
         }
     }
 
@@ -416,6 +423,7 @@ pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
                 exit_code: u32_at(record, offset_of!(ProcExitEvent, exit_code)),
             }))
         }
+        abi::EVENT_PATH => crate::path_events::decode_path(record, header).map(Record::Path),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -527,6 +535,7 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         Record::ProcExec(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_EXEC)),
         Record::ProcFork(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_FORK)),
         Record::ProcExit(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_EXIT)),
+        Record::Path(_) => Err(DecodeError::UnknownKind(abi::EVENT_PATH)),
     }
 }
 

@@ -10,13 +10,15 @@ pub mod abi;
 pub mod events;
 pub mod loader;
 pub mod objects;
+pub mod path_events;
 pub mod path_hash;
+pub mod path_hooks;
 pub mod plan;
 pub mod probe;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    NetOp, NetRecord, ProcExecRecord, ProcExitRecord, ProcForkRecord, Record, Verdict,
+    NetOp, NetRecord, PathRecord, ProcExecRecord, ProcExitRecord, ProcForkRecord, Record, Verdict,
 };
 pub use loader::{
     EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,

@@ -304,8 +304,10 @@ fn attach_dirs(n: &NetworkPlan) -> Result<Vec<PathBuf>, LoadError> {
 impl Loaded {
     /// Loads the programs `plan` needs, fills their maps and attaches them:
     /// `lsm/file_open` when there are file rules or a file default deny,
-    /// `lsm/bprm_check_security` likewise for exec, the process tracepoints
-    /// (`tp_btf/sched_process_exec|fork|exit`) with
+    /// `lsm/bprm_check_security` likewise for exec, the path and mmap
+    /// programs of the file operations the plan decides
+    /// ([`crate::path_hooks`]; `file_truncate` where the kernel has it), the
+    /// process tracepoints (`tp_btf/sched_process_exec|fork|exit`) with
     /// [`KernelPlan::process_events`], and the cgroup inheritance programs
     /// with any of them. Errors carry the verifier log.
     pub fn apply(plan: &KernelPlan) -> Result<Self, LoadError> {
@@ -370,7 +372,7 @@ impl Loaded {
         )?;
 
         let h = entries.hooks;
-        let lsm_needed = h.file_open || h.bprm_check_security;
+        let lsm_needed = h.file_open || h.bprm_check_security || h.path_ops != 0;
         let net_mechanism = if h.net_ops != 0 {
             Some(resolve_mechanism(
                 &mut ebpf,
@@ -414,6 +416,13 @@ impl Loaded {
         }
         if h.bprm_check_security {
             hooks.push((BPRM_CHECK, "bprm_check_security"));
+        }
+        let path_programs = crate::path_hooks::programs_for(h.path_ops, |hook| {
+            btf.id_by_type_name_kind(&format!("bpf_lsm_{hook}"), aya_obj::btf::BtfKind::Func)
+                .is_ok()
+        });
+        for p in &path_programs {
+            hooks.push((p.program, p.hook));
         }
         if net_mechanism == Some(NetMechanism::Lsm) {
             for &(program, hook, op) in NET_LSM {
@@ -641,7 +650,8 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
                 id: r.rule_id,
                 policy: 0,
                 action: Action::Deny,
-                ops: plan::ops::ALL,
+                // Any open, as this API always meant; not the path hooks.
+                ops: plan::ops::READ | plan::ops::WRITE | plan::ops::APPEND | plan::ops::EXEC,
             })
             .collect(),
         cgroup_headroom: None,

@@ -61,7 +61,15 @@ pub mod ops {
     pub const READ: u32 = crate::abi::OP_READ;
     pub const WRITE: u32 = crate::abi::OP_WRITE;
     pub const APPEND: u32 = crate::abi::OP_APPEND;
+    pub const CREATE: u32 = crate::abi::OP_CREATE;
+    pub const DELETE: u32 = crate::abi::OP_DELETE;
+    pub const RENAME: u32 = crate::abi::OP_RENAME;
+    pub const LINK: u32 = crate::abi::OP_LINK;
+    pub const CHMOD: u32 = crate::abi::OP_CHMOD;
+    pub const CHOWN: u32 = crate::abi::OP_CHOWN;
+    pub const TRUNCATE: u32 = crate::abi::OP_TRUNCATE;
     pub const EXEC: u32 = crate::abi::OP_EXEC;
+    pub const MMAP_EXEC: u32 = crate::abi::OP_MMAP_EXEC;
     /// Every file operation (`FileOp::ALL`: 12 of them).
     pub const ALL: u32 = (1 << 12) - 1;
 }
@@ -358,12 +366,20 @@ pub struct Hooks {
     pub net_ops: u32,
     /// The process tracepoints (exec, fork, exit).
     pub process_events: bool,
+    /// File operations of the path and mmap programs ([`ops`] bits: create,
+    /// delete, rename, link, chmod, chown, truncate, mmap_exec) some file
+    /// rule or a file default deny decides (`crate::path_hooks`).
+    pub path_ops: u32,
 }
 
 impl Hooks {
     /// Any hook at all (the cgroup inheritance programs go with them).
     pub fn any(&self) -> bool {
-        self.file_open || self.bprm_check_security || self.net_ops != 0 || self.process_events
+        self.file_open
+            || self.bprm_check_security
+            || self.net_ops != 0
+            || self.path_ops != 0
+            || self.process_events
     }
 }
 
@@ -485,8 +501,33 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
                 .any(|p| p.exec_default != Action::Allow),
         net_ops,
         process_events: plan.process_events,
+        path_ops: path_ops(plan, &rules),
     };
     Ok(out)
+}
+
+/// The path-hook operations a plan decides: those of the file rules the file
+/// matcher lists (an allow rule only matters under a default deny, which
+/// takes every operation anyway), and all of them for a file default that
+/// is not allow (policy-lang's default covers every file operation).
+fn path_ops(plan: &KernelPlan, rules: &HashMap<u32, abi::Rule>) -> u32 {
+    let all = crate::path_hooks::PATH_OPS;
+    if plan
+        .policies
+        .iter()
+        .any(|p| p.file_default != Action::Allow)
+    {
+        return all;
+    }
+    let m = &plan.file_matcher;
+    m.accepts
+        .iter()
+        .flat_map(|a| a.rules.iter())
+        .chain(m.suffixes.iter().flat_map(|s| s.rules.iter()))
+        .filter_map(|id| rules.get(id))
+        .filter(|r| r.action != abi::ACTION_ALLOW)
+        .fold(0, |acc, r| acc | r.ops)
+        & all
 }
 
 fn net_err(detail: String) -> PlanError {
@@ -902,6 +943,7 @@ mod tests {
                 bprm_check_security: false,
                 net_ops: 0,
                 process_events: false,
+                path_ops: 0,
             }
         );
         assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
@@ -957,6 +999,7 @@ mod tests {
                 bprm_check_security: true,
                 net_ops: 0,
                 process_events: false,
+                path_ops: 0,
             }
         );
         assert_eq!(
@@ -967,6 +1010,27 @@ mod tests {
                 abi::ACTION_ALLOW,
                 abi::ACTION_ALLOW
             ]
+        );
+    }
+
+    #[test]
+    fn path_hooks_follow_the_file_rules_ops_and_the_file_default() {
+        let mut p = small();
+        p.rules[0].ops = ops::READ | ops::DELETE;
+        p.rules[1].ops = ops::RENAME;
+        let e = compile(&p).unwrap();
+        // Rule 8 is a kill in an audit policy: audit, still reported.
+        assert_eq!(e.hooks.path_ops, ops::DELETE | ops::RENAME);
+        assert!(e.hooks.file_open);
+        // An allow rule alone needs no hook.
+        p.rules[0].action = Action::Allow;
+        p.rules[1].ops = ops::WRITE;
+        assert_eq!(compile(&p).unwrap().hooks.path_ops, 0);
+        // A file default deny covers every file operation.
+        p.policies[0].file_default = Action::Deny;
+        assert_eq!(
+            compile(&p).unwrap().hooks.path_ops,
+            crate::path_hooks::PATH_OPS
         );
     }
 

@@ -175,6 +175,7 @@ fn base_event(pid: u32, cgroup_id: u64, ns: u64) -> SecurityEvent {
         mode: None,
         operation: Some("read".into()),
         path_truncated: false,
+        second_path: None,
     }));
     ev
 }

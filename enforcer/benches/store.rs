@@ -105,6 +105,7 @@ fn event_with(i: u64, spread: Spread) -> SecurityEvent {
         mode: None,
         operation: Some("read".into()),
         path_truncated: false,
+        second_path: None,
     }));
     ev
 }

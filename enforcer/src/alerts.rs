@@ -191,6 +191,24 @@ pub fn operations(record: &Record) -> Vec<Operation> {
                 protocol,
             }]
         }
+        // The op bits are policy-lang's FileOp bits; a rename or link is decided on both
+        // of its paths.
+        Record::Path(p) => {
+            let paths = std::iter::once(&p.path).chain(p.path2.as_ref());
+            paths
+                .flat_map(|path| {
+                    let path = String::from_utf8_lossy(path).into_owned();
+                    FileOp::ALL
+                        .iter()
+                        .filter(|op| p.op & op.bit() != 0)
+                        .map(move |op| Operation::File {
+                            op: *op,
+                            path: path.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
         Record::ProcExec(_) | Record::ProcFork(_) | Record::ProcExit(_) => Vec::new(),
     }
 }

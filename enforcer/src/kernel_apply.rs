@@ -17,11 +17,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// File operations the `file_open` hook decides: read, write and append from the open mode,
-/// and `exec` on the kernel's open of a program being executed. The others need the path and
-/// mmap hooks.
-const KERNEL_FILE_OPS: &[&str] = &["read", "write", "append", "exec"];
-
 /// Why a plan cannot be loaded into the kernel as it is.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsupported {
@@ -55,14 +50,6 @@ fn action(a: RuleAction) -> Option<Action> {
         RuleAction::Kill => Some(Action::Kill),
         RuleAction::Alert => None,
     }
-}
-
-fn file_op_names(ops: u32) -> Vec<&'static str> {
-    policy_lang::model::FileOp::ALL
-        .iter()
-        .filter(|op| ops & op.bit() != 0)
-        .map(|op| op.name())
-        .collect()
 }
 
 /// The network operations the kernel programs decide: every one with BPF LSM; without it the
@@ -117,19 +104,10 @@ fn rule_gap(r: &PlanRule, k: &KernelFeatures) -> Option<String> {
     }
     let mut needs = Vec::new();
     match r.class {
-        Some(Class::File) => {
-            let unsupported: Vec<&str> = file_op_names(r.ops)
-                .into_iter()
-                .filter(|op| !KERNEL_FILE_OPS.contains(op))
-                .collect();
-            if !unsupported.is_empty() {
-                needs.push(format!(
-                    "the path hooks for {} (this build decides {} only)",
-                    unsupported.join(", "),
-                    KERNEL_FILE_OPS.join(", ")
-                ));
-            }
-        }
+        // Every file operation has its hook: file_open (read, write, append, exec), the
+        // path hooks (create, delete, rename, link, chmod, chown, truncate) and mmap_file /
+        // file_mprotect (mmap_exec).
+        Some(Class::File) => {}
         Some(Class::Exec) => {}
         Some(Class::Network) => {
             let unsupported = net_op_names(r.ops & !kernel_net_ops(bpf_lsm));
@@ -620,9 +598,6 @@ policies:
       - name: shadow
         action: deny
         file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd]}
-      - name: bins
-        action: deny
-        file: {path: /usr/bin/**, ops: [create, write]}
       - name: ptrace
         action: deny
         kernel: {ops: [ptrace]}
@@ -630,22 +605,57 @@ policies:
         );
         let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 3, "{text:#?}");
+        assert_eq!(gaps.len(), 2, "{text:#?}");
         assert!(
             text[0].starts_with("`p/shadow`: needs `from`/`except_from`"),
             "{}",
             text[0]
         );
         assert!(
-            text[1].starts_with("`p/bins`: needs the path hooks for create"),
+            text[1].starts_with("`p/ptrace`: needs the kernel-operation hooks"),
             "{}",
             text[1]
         );
-        assert!(
-            text[2].starts_with("`p/ptrace`: needs the kernel-operation hooks"),
-            "{}",
-            text[2]
+    }
+
+    #[test]
+    fn every_file_operation_becomes_a_kernel_rule_with_its_ops() {
+        let plan = compile(
+            "
+policies:
+  - name: p
+    select: {cgroups: [/a]}
+    mode: enforce
+    defaults: {file: deny}
+    rules:
+      - name: bins
+        action: deny
+        file: {path: /usr/bin/**, ops: [create, delete, rename, link, chmod, chown, truncate]}
+      - name: jit
+        action: kill
+        file: {path: /tmp/**, ops: [mmap_exec]}
+      - name: etc
+        action: allow
+        file: {path: /etc/**, ops: [read]}
+",
         );
+        let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
+        let ops_of = |id: u32| k.rules.iter().find(|r| r.id == id).unwrap().ops;
+        use bpf_lsm::plan::ops;
+        assert_eq!(
+            ops_of(0),
+            ops::CREATE
+                | ops::DELETE
+                | ops::RENAME
+                | ops::LINK
+                | ops::CHMOD
+                | ops::CHOWN
+                | ops::TRUNCATE
+        );
+        assert_eq!(ops_of(1), ops::MMAP_EXEC);
+        assert_eq!(k.rules[1].action, Action::Kill);
+        // The file default deny covers every file operation, as in policy-lang.
+        assert_eq!(k.policies[0].file_default, Action::Deny);
     }
 
     #[test]

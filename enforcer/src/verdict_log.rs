@@ -165,6 +165,7 @@ pub fn process(h: &Header) -> Process {
 /// The export event for one kernel verdict.
 pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock) -> SecurityEvent {
     let h = record.header();
+    let path_op;
     let (class, operation) = match record {
         Record::FileOpen(_) => (EventClass::File, "open"),
         Record::Exec(_) => (EventClass::Exec, "exec"),
@@ -173,6 +174,10 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         Record::ProcExec(_) => (EventClass::Process, "exec"),
         Record::ProcFork(_) => (EventClass::Process, "fork"),
         Record::ProcExit(_) => (EventClass::Process, "exit"),
+        Record::Path(p) => {
+            path_op = p.op_name();
+            (EventClass::File, path_op.as_str())
+        }
     };
     let rule = names.rule(h);
     let mut ev = SecurityEvent::new(
@@ -210,6 +215,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             mode: None,
             operation: Some("open".into()),
             path_truncated: h.path_unresolved(),
+            second_path: None,
         }),
         Record::Exec(e) => Target::Exec(ExecTarget {
             path: ByteText::new(e.path.clone()),
@@ -223,6 +229,14 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             argv_truncated: e.argv_truncated(),
         }),
         Record::ProcFork(_) | Record::ProcExit(_) => return ev,
+        Record::Path(p) => Target::File(FileTarget {
+            path: ByteText::new(p.path.clone()),
+            flags: None,
+            mode: None,
+            operation: Some(operation.to_string()),
+            path_truncated: h.path_unresolved(),
+            second_path: p.path2.clone().map(ByteText::new),
+        }),
     });
     ev
 }
@@ -276,7 +290,17 @@ pub fn human(record: &Record, names: &Names) -> String {
         Action::Kill => "KILL ",
     };
     let net_text;
+    let path_op;
     let (hook, path) = match record {
+        Record::Path(p) => {
+            path_op = p.op_name();
+            net_text = match &p.path2 {
+                // rename: from -> to; link: new name -> existing file.
+                Some(second) => [&p.path[..], b" -> ", &second[..]].concat(),
+                None => p.path.clone(),
+            };
+            (path_op.as_str(), &net_text)
+        }
         Record::FileOpen(f) => ("open", &f.path),
         Record::Exec(e) => ("exec", &e.path),
         Record::Net(n) => {
@@ -469,5 +493,39 @@ mod tests {
             line,
             "DENY  open /etc/shadow pid=10 comm=cat uid=0 cgroup=99 rule=web/r1"
         );
+    }
+
+    #[test]
+    fn a_rename_deny_carries_its_op_and_both_paths() {
+        let record = Record::Path(bpf_lsm::PathRecord {
+            header: header(Action::Deny, Some(0), 0),
+            op: bpf_lsm::plan::ops::RENAME,
+            path: b"/tmp/x".to_vec(),
+            path2: Some(b"/etc/shadow".to_vec()),
+        });
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["class"], "file");
+        assert_eq!(json["operation"], "rename");
+        assert_eq!(json["target"]["file"]["operation"], "rename");
+        assert_eq!(json["target"]["file"]["path"], "/tmp/x");
+        assert_eq!(json["target"]["file"]["second_path"], "/etc/shadow");
+        assert_eq!(json["rule"], "r1");
+        assert_eq!(
+            human(&record, &names()),
+            "DENY  rename /tmp/x -> /etc/shadow pid=10 comm=cat uid=0 cgroup=99 rule=web/r1"
+        );
+        // A one-path operation has no second path.
+        let record = Record::Path(bpf_lsm::PathRecord {
+            header: header(Action::Audit, Some(0), 0),
+            op: bpf_lsm::plan::ops::CREATE | bpf_lsm::plan::ops::LINK,
+            path: b"/srv/l".to_vec(),
+            path2: None,
+        });
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["operation"], "create+link");
+        assert!(json["target"]["file"].get("second_path").is_none());
     }
 }

@@ -94,6 +94,7 @@ fn event(i: u32) -> SecurityEvent {
         mode: None,
         operation: None,
         path_truncated: false,
+        second_path: None,
     }));
     ev
 }

@@ -73,6 +73,7 @@ fn write(i: u32, hours: i64, path: &str) -> SecurityEvent {
             mode: None,
             operation: Some("open".into()),
             path_truncated: false,
+            second_path: None,
         }),
     )
 }

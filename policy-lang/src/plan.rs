@@ -373,15 +373,19 @@ fn rule_hooks(
 pub fn file_hooks(op: FileOp) -> &'static [&'static str] {
     match op {
         FileOp::Read | FileOp::Write | FileOp::Append => &["file_open"],
-        FileOp::Create => &["path_mknod", "path_mkdir"],
+        // path_mknod also sees open(O_CREAT) of a new file; a symlink is create and link.
+        FileOp::Create => &["path_mknod", "path_mkdir", "path_symlink"],
         FileOp::Delete => &["path_unlink", "path_rmdir"],
         FileOp::Rename => &["path_rename"],
         FileOp::Link => &["path_link", "path_symlink"],
         FileOp::Chmod => &["path_chmod"],
         FileOp::Chown => &["path_chown"],
-        FileOp::Truncate => &["path_truncate"],
+        // file_truncate (Linux 6.2+, attached where the kernel has it) sees ftruncate and
+        // open(O_TRUNC); before 6.2 path_truncate does.
+        FileOp::Truncate => &["path_truncate", "file_truncate"],
         FileOp::Exec => &["bprm_check_security"],
-        FileOp::MmapExec => &["mmap_file"],
+        // mprotect adding PROT_EXEC to a file mapping goes through file_mprotect.
+        FileOp::MmapExec => &["mmap_file", "file_mprotect"],
     }
 }
 

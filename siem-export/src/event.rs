@@ -167,6 +167,10 @@ pub struct FileTarget {
     /// (paths are resolved from the leaf upward, so the leaf survives).
     #[serde(default, skip_serializing_if = "is_false")]
     pub path_truncated: bool,
+    /// The operation's second path: a rename's destination, or the existing
+    /// file a hard link is made to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_path: Option<ByteText>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -667,6 +671,7 @@ pub(crate) mod tests {
                 mode: Some(FileMode(0o640)),
                 operation: Some("read".into()),
                 path_truncated: true,
+                second_path: None,
             })),
         }
     }
@@ -795,6 +800,7 @@ pub(crate) mod tests {
             mode: None,
             operation: None,
             path_truncated: false,
+            second_path: None,
         }));
         let json = serde_json::to_string(&ev).unwrap();
         assert!(
@@ -841,6 +847,7 @@ pub(crate) mod tests {
             mode: None,
             operation: None,
             path_truncated: false,
+            second_path: None,
         }));
         let json = serde_json::to_string(&ev).unwrap();
         assert!(!json.contains('\n') && !json.contains('\r') && !json.contains('\0'));

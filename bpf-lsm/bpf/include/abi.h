@@ -31,6 +31,9 @@
 #define ENF_EVENT_PROC_EXEC 6
 #define ENF_EVENT_PROC_FORK 7
 #define ENF_EVENT_PROC_EXIT 8
+/* A path or mmap hook's verdict (create, delete, rename, link, chmod, chown,
+ * truncate, mmap_exec): enf_path_event. */
+#define ENF_EVENT_PATH 4
 
 /* Verdicts (enf_event_header.verdict). */
 #define ENF_VERDICT_ALLOW 0
@@ -77,7 +80,15 @@
 #define ENF_OP_READ (1u << 0)
 #define ENF_OP_WRITE (1u << 1)
 #define ENF_OP_APPEND (1u << 2)
+#define ENF_OP_CREATE (1u << 3)
+#define ENF_OP_DELETE (1u << 4)
+#define ENF_OP_RENAME (1u << 5)
+#define ENF_OP_LINK (1u << 6)
+#define ENF_OP_CHMOD (1u << 7)
+#define ENF_OP_CHOWN (1u << 8)
+#define ENF_OP_TRUNCATE (1u << 9)
 #define ENF_OP_EXEC (1u << 10)
+#define ENF_OP_MMAP_EXEC (1u << 11)
 
 /* Network operation bits (enf_net_rule.ops, enf_net_event.op): bit i is the
  * i-th operation of policy-lang's NetOp list. */
@@ -144,6 +155,18 @@ struct enf_exec_event {
 	__u32 path_len;
 	__u32 _pad;
 	char path[ENF_PATH_MAX];
+};
+
+/* A path or mmap hook's verdict. The paths are sent back to back: the
+ * record is offsetof(paths) + path_len + path2_len bytes long. */
+struct enf_path_event {
+	struct enf_event_header hdr;
+	__u32 op;        /* ENF_OP_* bits decided (a symlink: CREATE | LINK) */
+	__u32 path_len;  /* bytes of the first path; 0 when unresolved */
+	__u32 path2_len; /* bytes of the second path; 0 when none or unresolved */
+	__u32 has_path2; /* 1: rename (the destination) or link (the existing
+			  * file) has a second path */
+	char paths[2 * ENF_PATH_MAX];
 };
 
 /* Value of `enf_cgroup_policies` (key: cgroup2 id): the policy slots that

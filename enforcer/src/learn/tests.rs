@@ -61,6 +61,7 @@ fn open(i: u64, sec: i64, path: &str, flags: u32) -> SecurityEvent {
             mode: None,
             operation: Some("open".into()),
             path_truncated: false,
+            second_path: None,
         }),
     )
 }

@@ -71,6 +71,7 @@ pub(crate) fn event(i: u32, verdict: Verdict) -> SecurityEvent {
         mode: None,
         operation: Some("read".into()),
         path_truncated: false,
+        second_path: None,
     }));
     ev
 }

@@ -24,6 +24,7 @@ pub mod guest;
 pub mod hardening;
 pub mod kernel_plan;
 pub mod network;
+pub mod path_hooks;
 pub mod policy_run;
 pub mod process_events;
 
@@ -77,6 +78,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("network", network::TESTS),
     ("process_events", process_events::TESTS),
     ("hardening", hardening::TESTS),
+    ("path_hooks", path_hooks::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.

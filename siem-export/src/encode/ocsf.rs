@@ -677,6 +677,7 @@ mod tests {
                     mode: None,
                     operation: Some(o.into()),
                     path_truncated: false,
+                    second_path: None,
                 })
             });
             for verdict in [
