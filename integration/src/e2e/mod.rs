@@ -14,6 +14,7 @@
 //! securityfs, bpffs, cgroup2 (at `/sys/fs/cgroup`) and tracefs are mounted; `lo` is up and there
 //! is no other network; `/tmp` is writable (the root file system is in RAM).
 
+pub mod bench;
 pub mod cgroup;
 pub mod command;
 pub mod doctor;
@@ -73,6 +74,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
     ("network", network::TESTS),
+    ("bench", bench::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
