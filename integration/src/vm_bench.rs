@@ -28,6 +28,7 @@ pub struct BenchOptions {
     pub kernels: Vec<KernelSeries>,
     pub iterations: u32,
     pub rounds: u32,
+    pub passes: u32,
     /// The enforcer configurations, by number of rules.
     pub rules: Vec<usize>,
     /// Default: target/vm-bench/<timestamp>; must be empty.
@@ -88,6 +89,8 @@ pub fn run(ws: &Workspace, options: &BenchOptions) -> Result<bool> {
         options.iterations.to_string(),
         "--rounds".to_string(),
         options.rounds.to_string(),
+        "--passes".to_string(),
+        options.passes.to_string(),
         "--rules".to_string(),
         options
             .rules
@@ -219,12 +222,13 @@ fn markdown(options: &BenchOptions, emulator: &Emulator, runs: &[KernelRun]) -> 
         out,
         "Command: `{}`. Emulator: {} (TCG, one vCPU: absolute figures are emulation figures, \
          the ratios are what matter). {} ops per round for open and mmap ({} connect, {} execve), \
-         {} rounds after a warm-up round.\n",
+         {} passes over every configuration, {} rounds per pass after a warm-up round.\n",
         options.command,
         emulator.description,
         options.iterations,
         crate::bench::ops::iterations_of("connect", options.iterations),
         crate::bench::ops::iterations_of("execve", options.iterations),
+        options.passes,
         options.rounds,
     );
     for run in runs {
@@ -316,6 +320,7 @@ mod tests {
             kernels: vec![KernelSeries::V6_1],
             iterations: 1000,
             rounds: 5,
+            passes: 3,
             rules: vec![10, 10_000],
             out: None,
             timeout: Duration::from_secs(1),

@@ -64,7 +64,10 @@ pub struct GuestReport {
     /// `/sys/kernel/security/lsm`.
     pub lsm: String,
     pub iterations: u32,
+    /// Rounds per pass.
     pub rounds: u32,
+    /// Passes over every configuration, one after the other.
+    pub passes: u32,
     pub configs: Vec<ConfigResult>,
 }
 
@@ -97,10 +100,12 @@ impl GuestReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "Kernel {} (LSMs: {}), {} rounds after a warm-up round; median ns/op, \
-             then (ratio to `{EMPTY}`, ratio to `{NONE}`).\n",
+            "Kernel {} (LSMs: {}), {} passes over every configuration, {} rounds per pass \
+             after a warm-up round; median ns/op over all rounds, then (ratio to `{EMPTY}`, \
+             ratio to `{NONE}`).\n",
             self.kernel,
             self.lsm.trim(),
+            self.passes,
             self.rounds
         );
         let header: Vec<&str> = self.configs.iter().map(|c| c.name.as_str()).collect();
@@ -237,6 +242,7 @@ mod tests {
             lsm: "lockdown,capability,apparmor,bpf\n".into(),
             iterations: 100,
             rounds: 5,
+            passes: 1,
             configs: vec![
                 config(NONE, Status::Measured, 1.0),
                 config(EMPTY, Status::Measured, 1.25),

@@ -92,6 +92,9 @@ enum Vm {
         /// Measured rounds per configuration, after a warm-up round.
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Passes over every configuration; the rounds of all passes make the median.
+        #[arg(long, default_value_t = 3)]
+        passes: u32,
         /// The enforcer configurations, by number of rules.
         #[arg(long, value_delimiter = ',', default_value = "10,10000")]
         rules: Vec<usize>,
@@ -207,6 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     kernel,
                     iterations,
                     rounds,
+                    passes,
                     rules,
                     out,
                     timeout,
@@ -220,6 +224,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 kernels: kernel.series(),
                 iterations,
                 rounds,
+                passes,
                 rules,
                 out,
                 timeout: Duration::from_secs(timeout),

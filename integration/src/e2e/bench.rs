@@ -20,6 +20,7 @@ fn every_configuration_measures_every_op() -> Result<()> {
     let args = BenchArgs {
         iterations: 20,
         rounds: 1,
+        passes: 1,
         rules: vec![10, 300],
         out: None,
     };
