@@ -94,6 +94,15 @@ impl GuestReport {
             .map(|o| o.median_ns)
     }
 
+    /// The fastest round's ns/op of `op` in configuration `name`, when it was measured.
+    pub fn fastest(&self, name: &str, op: &str) -> Option<f64> {
+        self.config(name)?
+            .ops
+            .iter()
+            .find(|o| o.op == op)
+            .map(|o| o.min_ns)
+    }
+
     /// Markdown: one row per operation, one column per configuration, each cell `ns/op` with
     /// the ratio to the empty programs and to no enforcer; then what each configuration had.
     pub fn markdown(&self) -> String {
@@ -134,6 +143,31 @@ impl GuestReport {
                         Status::Unavailable => "unavailable".to_string(),
                         Status::Failed => "FAILED".to_string(),
                     },
+                };
+                let _ = write!(row, " {cell} |");
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        let _ = writeln!(
+            out,
+            "\nThe same ratios from each configuration's fastest round (less sensitive to other \
+             load on the machine, which only ever adds time):\n"
+        );
+        let _ = writeln!(out, "| op | {} |", header.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(header.len()));
+        for op in OPS {
+            let mut row = format!("| {op} |");
+            for config in &self.configs {
+                let cell = match self.fastest(&config.name, op) {
+                    Some(ns) => {
+                        let ratio = |base: &str| {
+                            self.fastest(base, op)
+                                .filter(|b| *b > 0.0)
+                                .map_or("-".to_string(), |b| format!("{:.2}x", ns / b))
+                        };
+                        format!("{} ({}, {})", format_ns(ns), ratio(EMPTY), ratio(NONE))
+                    }
+                    None => "-".to_string(),
                 };
                 let _ = write!(row, " {cell} |");
             }
