@@ -7,6 +7,7 @@
 //! and hands back decoded kernel records.
 
 pub mod abi;
+pub mod bench;
 pub mod events;
 pub mod loader;
 pub mod objects;

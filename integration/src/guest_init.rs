@@ -132,6 +132,25 @@ cp -a {GUEST_STATE_DIR} /out/state
     )
 }
 
+/// Runs the kernel benchmark (`enforcer-e2e microbench`, with `bench_args` after it) and sends
+/// its JSON report, base64 between the archive markers, over the second serial port; prints
+/// the status line `bench-exit`.
+pub fn bench_script(bench_args: &[String]) -> String {
+    let args: String = bench_args
+        .iter()
+        .map(|a| format!(" {}", shell_quote(a)))
+        .collect();
+    let report = crate::bench::GUEST_REPORT;
+    format!(
+        "{PRELUDE}{GUEST_E2E} microbench{args} --out {report}\n\
+         echo \"{STATUS_PREFIX}bench-exit=$?\"\n\
+         if [ -s {report} ]; then\n\
+         {{ echo '{ARCHIVE_BEGIN}'; base64 {report}; echo '{ARCHIVE_END}'; }} >{GUEST_OUTPUT_TTY}\n\
+         fi\n{}",
+        finish()
+    )
+}
+
 /// Quotes a word for sh: single quotes, with embedded ones spelled `'\''`.
 pub fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -153,6 +172,18 @@ mod tests {
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(script.contains("\n/bin/enforcer-e2e 'guest::'\n"));
         assert!(script.contains("mount -t cgroup2 none /sys/fs/cgroup"));
+        assert!(script.ends_with(&format!("echo '{GUEST_DONE}'\npoweroff -f\n")));
+    }
+
+    #[test]
+    fn the_bench_script_sends_the_report_over_the_second_port() {
+        let script = bench_script(&["--iterations".into(), "100".into()]);
+        assert!(script.contains(
+            "\n/bin/enforcer-e2e microbench '--iterations' '100' --out /tmp/enforcer-bench.json\n"
+        ));
+        assert!(script.contains(
+            "base64 /tmp/enforcer-bench.json; echo 'enforcer-vm: archive end'; } >/dev/ttyS1\n"
+        ));
         assert!(script.ends_with(&format!("echo '{GUEST_DONE}'\npoweroff -f\n")));
     }
 

@@ -7,6 +7,7 @@
 //! the commands. Guest side: [`e2e`] is the test harness run by `/bin/enforcer-e2e`.
 
 pub mod apt_sources;
+pub mod bench;
 pub mod e2e;
 pub mod emulator;
 pub mod guest_init;
@@ -19,5 +20,6 @@ pub mod prerequisites;
 pub mod qemu;
 pub mod suite;
 pub mod test_pipeline;
+pub mod vm_bench;
 pub mod vm_run;
 pub mod workspace;

@@ -241,7 +241,7 @@ fn copy_back(serial: &Path, out: &Path) -> Result<()> {
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC: sorts by time and needs no time zone database.
-fn timestamp(time: SystemTime) -> String {
+pub fn timestamp(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;

@@ -11,6 +11,7 @@ use integration::guest_report::counts_line;
 use integration::kernel_cache::KernelSeries;
 use integration::suite::{self, SuiteOptions};
 use integration::test_pipeline;
+use integration::vm_bench::{self, BenchOptions};
 use integration::vm_run::{self, Mode, RunOptions, INFRASTRUCTURE_FAILURE};
 use integration::workspace::{EnforcerBinary, Workspace};
 
@@ -52,6 +53,16 @@ enum KernelChoice {
     All,
 }
 
+impl KernelChoice {
+    fn series(self) -> Vec<KernelSeries> {
+        match self {
+            KernelChoice::V6_1 => vec![KernelSeries::V6_1],
+            KernelChoice::V6_12 => vec![KernelSeries::V6_12],
+            KernelChoice::All => KernelSeries::ALL.to_vec(),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Vm {
     /// Runs the whole end-to-end suite, one boot per kernel.
@@ -68,6 +79,31 @@ enum Vm {
         /// does not build); its tests then fail.
         #[arg(long, hide = true)]
         without_enforcer: bool,
+    },
+    /// Kernel-side microbenchmarks (open, execve, connect, mmap) with no enforcer, empty LSM
+    /// programs, the enforcer with N rules and AppArmor, side by side in one boot per kernel.
+    /// Fails only when the benchmark itself failed, never on a figure.
+    Bench {
+        #[arg(long, value_enum, default_value = "all")]
+        kernel: KernelChoice,
+        /// Operations per round for open and mmap; connect does a quarter, execve a fiftieth.
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Measured rounds per configuration, after a warm-up round.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+        /// Passes over every configuration; the rounds of all passes make the median.
+        #[arg(long, default_value_t = 3)]
+        passes: u32,
+        /// The enforcer configurations, by number of rules.
+        #[arg(long, value_delimiter = ',', default_value = "10,10000")]
+        rules: Vec<usize>,
+        /// Where the reports go (default: target/vm-bench/<timestamp>); must be empty.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Hard limit for each boot, in seconds.
+        #[arg(long, env = "ENFORCER_VM_TIMEOUT", default_value_t = 3600)]
+        timeout: u64,
     },
     /// Runs the enforcer with the given inputs and a script in a VM; exits with the script's
     /// code, or 125 when the VM or the enforcer failed.
@@ -123,13 +159,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     without_enforcer,
                 },
         } => {
-            let kernels = match kernel {
-                KernelChoice::V6_1 => vec![KernelSeries::V6_1],
-                KernelChoice::V6_12 => vec![KernelSeries::V6_12],
-                KernelChoice::All => KernelSeries::ALL.to_vec(),
-            };
             let options = SuiteOptions {
-                kernels,
+                kernels: kernel.series(),
                 timeout: Duration::from_secs(timeout),
                 enforcer: if without_enforcer {
                     EnforcerBinary::Omitted
@@ -172,6 +203,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 INFRASTRUCTURE_FAILURE
             });
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Top::Vm {
+            command:
+                Vm::Bench {
+                    kernel,
+                    iterations,
+                    rounds,
+                    passes,
+                    rules,
+                    out,
+                    timeout,
+                },
+        } => {
+            let command = std::iter::once("cargo xtask".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let options = BenchOptions {
+                kernels: kernel.series(),
+                iterations,
+                rounds,
+                passes,
+                rules,
+                out,
+                timeout: Duration::from_secs(timeout),
+                command,
+            };
+            Ok(exit_code(vm_bench::run(&ws, &options)?))
         }
         Top::Test { vm_timeout } => {
             let tally = test_pipeline::run(&ws, Duration::from_secs(vm_timeout));

@@ -14,6 +14,7 @@
 //! securityfs, bpffs, cgroup2 (at `/sys/fs/cgroup`) and tracefs are mounted; `lo` is up and there
 //! is no other network; `/tmp` is writable (the root file system is in RAM).
 
+pub mod bench;
 pub mod cgroup;
 pub mod command;
 pub mod doctor;
@@ -79,6 +80,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("process_events", process_events::TESTS),
     ("hardening", hardening::TESTS),
     ("path_hooks", path_hooks::TESTS),
+    ("bench", bench::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
