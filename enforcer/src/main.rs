@@ -9,7 +9,9 @@ mod export_cmd;
 mod kernel_apply;
 mod metrics;
 mod policy_cmd;
+mod reload;
 mod run;
+mod status;
 mod verdict_log;
 
 use clap::{Parser, Subcommand};
@@ -27,7 +29,8 @@ Exit codes:
   7  invalid policy or rule
   8  the kernel refused a program (the verifier log is printed)
   9  the config file is unreadable or invalid
-  10 the metrics address is in use or cannot be bound";
+  10 the metrics address is in use or cannot be bound
+  11 status: no daemon is running";
 
 #[derive(Parser)]
 #[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]
@@ -54,8 +57,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load the kernel programs and report verdicts until SIGTERM/SIGINT.
+    /// Load the kernel programs and report verdicts until SIGTERM/SIGINT; SIGHUP and edits
+    /// of the policy files reload the policies.
     Run(run::RunArgs),
+    /// What the running daemon enforces (policies, hooks, reloads, kernel counters) and the
+    /// event store's size; exit code 11 when no daemon runs.
+    Status(status::StatusArgs),
     /// Check, compile and test policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -85,6 +92,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor { json } => doctor::run(json).map_err(exit_code::Failure::from),
         Command::Run(args) => run::run(args).map(|()| exit_code::OK),
+        Command::Status(args) => status::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Events(cmd) => events_cmd::run(cmd),
         Command::Export(cmd) => export_cmd::run(cmd),
