@@ -24,6 +24,7 @@ pub mod guest;
 pub mod kernel_plan;
 pub mod network;
 pub mod policy_run;
+pub mod reload;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -73,6 +74,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
     ("network", network::TESTS),
+    ("reload", reload::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
