@@ -18,11 +18,18 @@ use super::enforcer_process::Enforcer;
 use super::Test;
 use crate::guest_rootfs::GUEST_ENFORCER;
 
-pub const TESTS: &[Test] = &[Test::new(
-    "edits_and_sighup_swap_plans_without_a_gap",
-    edits_and_sighup_swap_plans_without_a_gap,
-)
-.with_timeout(300)];
+pub const TESTS: &[Test] = &[
+    Test::new(
+        "edits_and_sighup_swap_plans_without_a_gap",
+        edits_and_sighup_swap_plans_without_a_gap,
+    )
+    .with_timeout(300),
+    Test::new(
+        "cgroups_created_during_a_reload_are_covered",
+        cgroups_created_during_a_reload_are_covered,
+    )
+    .with_timeout(300),
+];
 
 const DIR: &str = "/tmp/e2e-reload";
 const CGROUP: &str = "e2e-reload";
@@ -38,10 +45,14 @@ fn rule(name: &str, file: &str) -> String {
 }
 
 fn policy(rules: &[(&str, &str)]) -> String {
+    policy_for(CGROUP, rules)
+}
+
+fn policy_for(cgroup: &str, rules: &[(&str, &str)]) -> String {
     let mut text = format!(
         "policies:
   - name: e2e-reload
-    select: {{cgroups: [/{CGROUP}]}}
+    select: {{cgroups: [/{cgroup}]}}
     mode: enforce
     rules:
 "
@@ -251,6 +262,75 @@ fn edits_and_sighup_swap_plans_without_a_gap() -> Result<()> {
     ensure!(
         log.contains("policy reload failed") && log.contains("policy reloaded"),
         "{log}"
+    );
+    Ok(())
+}
+
+/// cgroups are created below the scoped one, without pause, from before the edit until the
+/// reload is done: every one of them, whenever it appeared (before the new plan resolved the
+/// selectors, between that and the attach of its inheritance program, or after), must be under
+/// the new plan.
+fn cgroups_created_during_a_reload_are_covered() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const PARENT: &str = "e2e-reload-mkdir";
+    let _ = fs::remove_dir_all(DIR);
+    fs::create_dir_all(format!("{DIR}/policies")).context("creating the fixture")?;
+    fs::write(format!("{DIR}/first"), "1\n")?;
+    fs::write(format!("{DIR}/second"), "2\n")?;
+    let v1 = policy_for(PARENT, &[("first-v1", "first")]);
+    save(&v1)?;
+    let cg = Cgroup::create(PARENT)?;
+    let enforcer = Enforcer::start(&["--policy", &format!("{DIR}/policies")])?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let maker = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || -> Result<Vec<Cgroup>> {
+            let mut made = Vec::new();
+            while !stop.load(Ordering::Relaxed) && made.len() < 2000 {
+                made.push(Cgroup::create(&format!("{PARENT}/c{}", made.len()))?);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(made)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let v2 = policy_for(PARENT, &[("first-v2", "first"), ("second-v2", "second")]);
+    save(&v2)?;
+    let waited = wait_status(&enforcer, "reload", |d| d["generation"] == 2);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let made = maker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the cgroup maker panicked"))??;
+    waited?;
+
+    let mut uncovered = Vec::new();
+    for child in &made {
+        let read = child.run(Command::new("cat").arg(format!("{DIR}/second")))?;
+        if read.status.success() || !read.stderr.contains("Operation not permitted") {
+            uncovered.push(format!("{}: {read}", child.path().display()));
+        }
+    }
+    let n = made.len();
+    drop(made);
+    let log = enforcer.log().unwrap_or_default();
+    let exit = enforcer.stop()?;
+    drop(cg);
+    ensure!(exit.success(), "enforcer exited with {exit}\n{log}");
+    ensure!(n >= 10, "only {n} cgroups were made during the reload");
+    ensure!(
+        uncovered.is_empty(),
+        "{} of {n} cgroups made during the reload are not under the new plan:\n{}\n{log}",
+        uncovered.len(),
+        uncovered
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     Ok(())
 }
