@@ -537,18 +537,53 @@ impl Loaded {
             .ok_or(LoadError::map("enf_stats", "not in the object"))?;
         let stats: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| LoadError::map("enf_stats", e))?;
-        let sum = |idx: u32| -> Result<u64, LoadError> {
-            let values = stats
-                .get(&idx, 0)
-                .map_err(|e| LoadError::map("enf_stats", e))?;
-            Ok(values.iter().sum())
-        };
-        Ok(KernelStats {
-            ringbuf_drops: sum(abi::STAT_RINGBUF_DROPS)?,
-            path_unresolved: sum(abi::STAT_PATH_UNRESOLVED)?,
-            inherit_failed: sum(abi::STAT_INHERIT_FAILED)?,
-            inherited: sum(abi::STAT_INHERITED)?,
-        })
+        read_stats(&stats)
+    }
+
+    /// Adds the cgroups of `plan` (resolved again from the cgroup tree) that
+    /// are not yet in the cgroup map, without touching the entries already
+    /// there (the plan's, or those inherited at creation). Called once the
+    /// cgroup inheritance program is attached, it covers a cgroup created
+    /// between the first resolution and the attach. Returns how many were
+    /// added.
+    pub fn cover_cgroups(&mut self, plan: &KernelPlan) -> Result<usize, LoadError> {
+        let name = "enf_cgroup_policies";
+        let entries = plan::compile(plan)?;
+        let mut map: HashMap<_, u64, abi::CgroupPolicies> =
+            HashMap::try_from(map_mut(&mut self.ebpf, name)?)
+                .map_err(|e| LoadError::map(name, e))?;
+        let mut added = 0;
+        for (id, slots) in &entries.cgroups {
+            // BPF_NOEXIST: an entry already there stays as it is.
+            match map.insert(id, slots, BPF_NOEXIST) {
+                Ok(()) => added += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => {
+                    return Err(LoadError::MapWrite {
+                        map: name,
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Detaches every program and returns the kernel counters as they were
+    /// at the end: the counter map is taken first, so nothing counted up to
+    /// the detach is lost. The ring buffer, if taken, stays readable.
+    pub fn retire(mut self) -> Result<KernelStats, LoadError> {
+        let name = "enf_stats";
+        let map = self
+            .ebpf
+            .take_map(name)
+            .ok_or(LoadError::map(name, "not in the object"))?;
+        // Dropping the object drops the links: the programs stop running.
+        drop(self);
+        let stats: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| LoadError::map(name, e))?;
+        read_stats(&stats)
     }
 
     /// The policy slots the kernel applies to cgroup `cgroup_id` (bit i: the
@@ -584,6 +619,27 @@ impl Loaded {
             .collect::<Result<_, _>>()
             .map_err(|e| LoadError::map(name, e))
     }
+}
+
+/// `BPF_NOEXIST`: a map update that adds a key and never replaces one.
+const BPF_NOEXIST: u64 = 1;
+
+/// Sums the per-CPU counters of `enf_stats`.
+fn read_stats<T: std::borrow::Borrow<MapData>>(
+    stats: &PerCpuArray<T, u64>,
+) -> Result<KernelStats, LoadError> {
+    let sum = |idx: u32| -> Result<u64, LoadError> {
+        let values = stats
+            .get(&idx, 0)
+            .map_err(|e| LoadError::map("enf_stats", e))?;
+        Ok(values.iter().sum())
+    };
+    Ok(KernelStats {
+        ringbuf_drops: sum(abi::STAT_RINGBUF_DROPS)?,
+        path_unresolved: sum(abi::STAT_PATH_UNRESOLVED)?,
+        inherit_failed: sum(abi::STAT_INHERIT_FAILED)?,
+        inherited: sum(abi::STAT_INHERITED)?,
+    })
 }
 
 /// The [`KernelPlan`] of a [`FileOpenPlan`]: policy 0 with every cgroup, and

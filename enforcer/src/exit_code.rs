@@ -26,6 +26,8 @@ pub const KERNEL_LOAD: u8 = 8;
 pub const CONFIG: u8 = 9;
 /// `run`: the metrics address is in use or cannot be bound.
 pub const PORT: u8 = 10;
+/// `status`: no daemon is running (no status file, or its pid is not the daemon that wrote it).
+pub const NO_DAEMON: u8 = 11;
 /// `learn`: no would-deny events in the range, or none that an allow rule can permit.
 pub const NOTHING_LEARNED: u8 = 12;
 

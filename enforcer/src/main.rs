@@ -12,7 +12,9 @@ mod learn_cmd;
 mod metrics;
 mod policy_cmd;
 mod process_feed;
+mod reload;
 mod run;
+mod status;
 mod verdict_log;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,7 @@ Exit codes:
   8  the kernel refused a program (the verifier log is printed)
   9  the config file is unreadable or invalid
   10 the metrics address is in use or cannot be bound
+  11 status: no daemon is running
   12 learn: no would-deny events to learn from, or none an allow rule can permit";
 
 #[derive(Parser)]
@@ -58,8 +61,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Load the kernel programs and report verdicts until SIGTERM/SIGINT.
+    /// Load the kernel programs and report verdicts until SIGTERM/SIGINT; SIGHUP and edits
+    /// of the policy files reload the policies.
     Run(run::RunArgs),
+    /// What the running daemon enforces (policies, hooks, reloads, kernel counters) and the
+    /// event store's size; exit code 11 when no daemon runs.
+    Status(status::StatusArgs),
     /// Check, compile and test policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor { json } => doctor::run(json).map_err(exit_code::Failure::from),
         Command::Run(args) => run::run(args).map(|()| exit_code::OK),
+        Command::Status(args) => status::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
         Command::Events(cmd) => events_cmd::run(cmd),
         Command::Export(cmd) => export_cmd::run(cmd),

@@ -190,6 +190,17 @@ pub struct TableSample {
     pub cgroups: CgroupStats,
 }
 
+/// Policy reloads (SIGHUP, edited policy files).
+#[derive(Default)]
+struct ReloadCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// The plan in force: 1 for the one loaded at start, +1 per successful reload.
+    generation: AtomicU64,
+    /// Unix time (seconds) the plan in force took effect.
+    last_unix: AtomicU64,
+}
+
 #[derive(Default)]
 struct Sampled {
     kernel: KernelStats,
@@ -222,6 +233,7 @@ pub struct DaemonMetrics {
     /// Process records (exec, fork, exit), in [`PROCESS_KINDS`] order.
     process_events: [AtomicU64; 3],
     alerts_fired: AtomicU64,
+    reloads: ReloadCounters,
     sampled: Mutex<Sampled>,
     export: Mutex<Option<ExportSources>>,
     export_log: Mutex<Option<ExportLog>>,
@@ -238,6 +250,7 @@ impl DaemonMetrics {
             rules_loaded: AtomicU64::new(0),
             process_events: Default::default(),
             alerts_fired: AtomicU64::new(0),
+            reloads: ReloadCounters::default(),
             sampled: Mutex::new(Sampled::default()),
             export: Mutex::new(None),
             export_log: Mutex::new(None),
@@ -277,6 +290,22 @@ impl DaemonMetrics {
 
     pub fn set_rules_loaded(&self, n: u64) {
         self.rules_loaded.store(n, Ordering::Relaxed);
+    }
+
+    /// A plan took effect: `generation` is its number (1 at start), `at` the Unix time.
+    pub fn set_plan(&self, generation: u64, at_unix: u64) {
+        self.reloads.generation.store(generation, Ordering::Relaxed);
+        self.reloads.last_unix.store(at_unix, Ordering::Relaxed);
+    }
+
+    /// A reload ended: the new plan is in force (`ok`), or the old one stayed.
+    pub fn count_reload(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads.ok
+        } else {
+            &self.reloads.failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_kernel(&self, stats: KernelStats) {
@@ -365,6 +394,28 @@ impl DaemonMetrics {
             "Rules loaded into the kernel (0 when this kernel runs none of them).",
             &[],
             self.rules_loaded.load(Ordering::Relaxed),
+        );
+        for (outcome, c) in [("ok", &self.reloads.ok), ("failed", &self.reloads.failed)] {
+            x.counter(
+                "enforcer_policy_reloads_total",
+                "Policy reloads: the new plan took effect (ok), or it did not compile, translate \
+                 or load and the old one stayed in force (failed).",
+                &[("outcome", outcome)],
+                c.load(Ordering::Relaxed),
+            );
+        }
+        x.gauge(
+            "enforcer_policy_generation",
+            "The plan in force: 1 for the one loaded at start, one more per successful reload.",
+            &[],
+            self.reloads.generation.load(Ordering::Relaxed),
+        );
+        x.gauge(
+            "enforcer_policy_last_reload_timestamp_seconds",
+            "Unix time the plan in force took effect (at start, or at the last successful \
+             reload).",
+            &[],
+            self.reloads.last_unix.load(Ordering::Relaxed),
         );
         for (ci, class) in EventClass::ALL.iter().enumerate() {
             for (vi, verdict) in Verdict::ALL.iter().enumerate() {
@@ -964,6 +1015,10 @@ mod tests {
             ringbuf_drops: 3,
             ..KernelStats::default()
         });
+        m.set_plan(2, 1_700_000_000);
+        m.count_reload(true);
+        m.count_reload(false);
+        m.count_reload(false);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -982,6 +1037,10 @@ mod tests {
             "enforcer_store_events_failed_total 0",
             "enforcer_store_events_deleted_total{reason=\"age\",verdict=\"audited\"} 0",
             "enforcer_process_table_entries 0",
+            "enforcer_policy_reloads_total{outcome=\"ok\"} 1",
+            "enforcer_policy_reloads_total{outcome=\"failed\"} 2",
+            "enforcer_policy_generation 2",
+            "enforcer_policy_last_reload_timestamp_seconds 1700000000",
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }

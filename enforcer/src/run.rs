@@ -6,18 +6,19 @@ use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
 use crate::export_cmd;
-use crate::kernel_apply;
 use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
-use crate::policy_cmd;
 use crate::process_feed::{self, Feed, SlotCache};
+use crate::reload::{self, Compiler, Rejected, Source};
+use crate::status::{self, DaemonStatus, KernelCounters, PlanInfo, ReloadFailure};
 use crate::verdict_log::{self, Clock, Names, RuleInfo, VerdictLog};
 use anyhow::Context;
 use bpf_lsm::plan::KernelPlan;
-use bpf_lsm::{FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
+use bpf_lsm::{EventRing, FileOpenPlan, FileRule, Loaded, Mode, ScopedCgroup};
 use enforcer::enrich::{EnrichConfig, Enricher};
 use enforcer::store::{self, Store, Writer, WriterOptions};
 use siem_export::config::SinkRuntime;
 use siem_export::dispatcher::Dispatcher;
+use siem_export::event::Timestamp;
 use siem_export::follow::{FollowConfig, LogFollower, Step};
 use siem_export::outbox::Outbox;
 use siem_export::sink::RotationHold;
@@ -26,10 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyMutGuard};
 use tokio::io::Interest;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -84,10 +87,12 @@ struct Stamp {
     metrics: Arc<DaemonMetrics>,
     /// cgroup id to policy slots, for the scope of alert rules on verdicts.
     slots: SlotCache,
+    /// Verdicts read from the kernel since start.
+    events: u64,
 }
 
 /// What the kernel gets.
-enum Load {
+pub(crate) enum Load {
     /// `--deny-open` rules.
     Adhoc(FileOpenPlan),
     /// A compiled policy set.
@@ -97,11 +102,11 @@ enum Load {
 }
 
 /// What the daemon enforces, and how its events name rules and policies.
-struct Rules {
-    load: Load,
-    names: Names,
+pub(crate) struct Rules {
+    pub(crate) load: Load,
+    pub(crate) names: Names,
     /// `alert` rules, evaluated on exec records and verdicts.
-    alerts: AlertRules,
+    pub(crate) alerts: AlertRules,
 }
 
 fn build_rules(args: &RunArgs, mode: ModeArg) -> Result<Rules, Failure> {
@@ -196,15 +201,48 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         ModeSetting::Audit => ModeArg::Audit,
     }));
 
-    let rules = if args.deny_open.is_empty() {
+    let source = if !args.deny_open.is_empty() {
+        Source::Adhoc
+    } else {
         let paths = if args.policies.is_empty() {
             config.policies.clone()
         } else {
             args.policies.clone()
         };
-        compile_policies(&paths, mode)?
-    } else {
-        build_rules(&args, mode.unwrap_or(ModeArg::Enforce))?
+        if paths.is_empty() {
+            Source::Embedded
+        } else {
+            Source::Files(paths)
+        }
+    };
+    // Watching starts before the first compile: an edit made after it is never missed.
+    let watches = match &source {
+        Source::Files(paths) => match reload::Watches::new(paths) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "policy files are not watched; SIGHUP still reloads them"
+                );
+                None
+            }
+        },
+        Source::Embedded | Source::Adhoc => None,
+    };
+    let (prepared, compiler) = match &source {
+        Source::Adhoc => {
+            let mode = mode.unwrap_or(ModeArg::Enforce);
+            (
+                reload::Prepared::adhoc(build_rules(&args, mode)?, mode),
+                None,
+            )
+        }
+        Source::Files(_) | Source::Embedded => {
+            let compiler = Compiler::new(source.paths().to_vec(), mode)?;
+            let prepared = compiler.compile().map_err(Rejected::into_failure)?;
+            eprint!("{}", prepared.warnings);
+            (prepared, Some(Arc::new(compiler)))
+        }
     };
     ensure_state_dir(&state_dir)?;
     ensure_bpffs()?;
@@ -246,8 +284,15 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let reloading = Reloading {
+        source,
+        compiler,
+        watches,
+        state_dir,
+    };
     let result = runtime.block_on(serve(
-        rules,
+        prepared,
+        reloading,
         mode,
         log,
         &writer,
@@ -265,110 +310,6 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         Err(e) => tracing::error!(error = %e, "flushing the event store failed"),
     }
     result
-}
-
-/// Loads, checks and compiles the policy set for the running kernel, and translates it for
-/// the kernel programs; diagnostics go to stderr, and a set with errors, or with a rule the
-/// kernel programs cannot enforce as written, stops the daemon before anything is loaded.
-fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, Failure> {
-    let input = policy_cmd::Input {
-        paths: paths.to_vec(),
-        builtin: paths.is_empty(),
-        kernel: None,
-    };
-    let mut set = policy_cmd::load(&input, policy_cmd::Format::Text).map_err(|f| Failure {
-        code: exit_code::POLICY,
-        ..f
-    })?;
-    if mode == Some(ModeArg::Audit) {
-        for p in &mut set.policies {
-            p.mode = policy_lang::model::Mode::Audit;
-        }
-    }
-    let kernel = policy_cmd::kernel_features(None)?;
-    let plan = policy_lang::compile(&set, &kernel).map_err(|d| {
-        eprint!("{}", policy_lang::render_all(&d, &set.sources));
-        Failure::new(
-            exit_code::POLICY,
-            anyhow::anyhow!("the policy set does not compile for this kernel"),
-        )
-        .quiet()
-    })?;
-    tracing::info!(
-        policies = plan.policies.len(),
-        rules = plan.rules.len(),
-        source = if paths.is_empty() {
-            "embedded rule library"
-        } else {
-            "files"
-        },
-        "policy set compiled"
-    );
-    let names = Names::of(&plan);
-    // Without BPF LSM only the network rules have a kernel mechanism (cgroup socket
-    // programs); the rest is said plainly, rule by rule, and the daemon runs what it can.
-    let plan = if plan.kernel.bpf_lsm {
-        plan
-    } else {
-        let (part, skipped) = kernel_apply::network_part(&plan);
-        for rule in &skipped {
-            tracing::warn!(
-                "rule `{rule}` is neither enforced nor audited here: this kernel cannot load BPF \
-                 LSM programs"
-            );
-        }
-        if !skipped.is_empty() {
-            tracing::warn!(
-                "{} of {} rules need BPF LSM; `enforcer doctor` says what this kernel supports, \
-                 and `cargo xtask vm run` tries the policy against a kernel with BPF LSM",
-                skipped.len(),
-                plan.rules.len()
-            );
-        }
-        part
-    };
-    if plan.rules.is_empty() && !plan.policies.iter().any(has_kernel_default) {
-        return Ok(Rules {
-            load: Load::Nothing,
-            names,
-            alerts: AlertRules::none(),
-        });
-    }
-    let root = cgroup::cgroup2_root().map_err(|e| Failure::new(exit_code::ERROR, e))?;
-    let tree = kernel_apply::cgroup_tree(&root)
-        .with_context(|| format!("walking the cgroup tree under `{}`", root.display()))?;
-    let kernel_plan = kernel_apply::kernel_plan(&plan, &tree).map_err(|gaps| {
-        for gap in &gaps {
-            eprintln!("error: rule {gap}");
-        }
-        Failure::new(
-            exit_code::POLICY,
-            anyhow::anyhow!(
-                "{} rule(s) cannot be enforced by this build as written; nothing was loaded",
-                gaps.len()
-            ),
-        )
-    })?;
-    for line in kernel_apply::alert_feeds(&plan) {
-        tracing::info!("{line}");
-    }
-    let alerts = AlertRules::new(&plan, kernel_plan.policies.iter().map(|p| p.id).collect())
-        .map_err(|e| Failure::new(exit_code::POLICY, e))?;
-    if !alerts.is_empty() {
-        tracing::info!(alert_rules = alerts.len(), "alert rules run in user space");
-    }
-    Ok(Rules {
-        load: Load::Plan(Box::new(kernel_plan)),
-        names,
-        alerts,
-    })
-}
-
-/// A default `deny` is enforced in the kernel even without any rule.
-fn has_kernel_default(p: &policy_lang::plan::PlanPolicy) -> bool {
-    p.defaults
-        .iter()
-        .any(|d| d.posture == policy_lang::model::Posture::Deny)
 }
 
 /// What export needs before the runtime starts: the sinks built (secrets read), the outbox
@@ -597,7 +538,8 @@ struct Served {
 const METRICS_REFRESH: Duration = Duration::from_secs(1);
 
 async fn serve(
-    rules: Rules,
+    first: reload::Prepared,
+    reloading: Reloading,
     mode: Option<ModeArg>,
     log: VerdictLog,
     writer: &Writer,
@@ -617,7 +559,16 @@ async fn serve(
         Some(setup) => Some(Exporter::start(setup, Arc::clone(&metrics))?),
         None => None,
     };
-    let result = watch(rules, mode, log, writer, exporter.as_ref(), metrics).await;
+    let result = watch(
+        first,
+        reloading,
+        mode,
+        log,
+        writer,
+        exporter.as_ref(),
+        metrics,
+    )
+    .await;
     if let Some(exporter) = exporter {
         exporter.shutdown().await;
     }
@@ -627,8 +578,225 @@ async fn serve(
     result
 }
 
+/// What reloads the policies, and where the status file goes.
+struct Reloading {
+    source: Source,
+    /// `None` for `--deny-open`: nothing to compile again.
+    compiler: Option<Arc<Compiler>>,
+    watches: Option<reload::Watches>,
+    state_dir: PathBuf,
+}
+
+/// How long the ring buffer of a replaced plan is still read after its programs were
+/// detached (a program that was running at the detach may still write a record); then it is
+/// read to its end once more and dropped.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
+/// The status file is rewritten every this many metric refreshes, and at every reload.
+const STATUS_EVERY: u32 = 5;
+
+/// The plan in force.
+struct Current {
+    names: Names,
+    alerts: AlertRules,
+    loaded: Option<Loaded>,
+    ring: Option<AsyncFd<EventRing>>,
+    /// The process exec tracepoint is attached (an allowed exec's alerts come from its record).
+    exec_records: bool,
+}
+
+/// What one plan's records are read with: its names, its alert rules and (while its programs
+/// are attached) its cgroup scope map.
+struct PlanView<'a> {
+    names: &'a Names,
+    alerts: &'a AlertRules,
+    loaded: Option<&'a Loaded>,
+    exec_records: bool,
+}
+
+/// The ring buffer of the plan replaced last, read until `until`.
+struct Retiring {
+    names: Names,
+    alerts: AlertRules,
+    exec_records: bool,
+    ring: AsyncFd<EventRing>,
+    until: Instant,
+}
+
+/// A reload's outcome, from the blocking pool.
+struct Reloaded {
+    trigger: &'static str,
+    result: Result<reload::Active, Rejected>,
+}
+
+fn register(ring: EventRing) -> Result<AsyncFd<EventRing>, Failure> {
+    // SAFETY: the ring buffer owns its map fd and returns that same fd from
+    // as_raw_fd() until it is dropped, which is after the AsyncFd.
+    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+        Failure::from(anyhow::anyhow!(
+            "polling the ring buffer: {}",
+            e.into_parts().1
+        ))
+    })
+}
+
+fn current(active: reload::Active) -> Result<(Current, PlanInfo), Failure> {
+    let ring = active.ring.map(register).transpose()?;
+    let exec_records = active
+        .loaded
+        .as_ref()
+        .is_some_and(|l| l.attached().contains(&"enf_proc_exec"));
+    Ok((
+        Current {
+            names: active.names,
+            alerts: active.alerts,
+            loaded: active.loaded,
+            ring,
+            exec_records,
+        },
+        active.info,
+    ))
+}
+
+async fn readable(
+    ring: &mut Option<AsyncFd<EventRing>>,
+) -> std::io::Result<AsyncFdReadyMutGuard<'_, EventRing>> {
+    match ring {
+        Some(r) => r.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn retiring_readable(
+    retiring: &mut Option<Retiring>,
+) -> (
+    std::io::Result<AsyncFdReadyMutGuard<'_, EventRing>>,
+    PlanView<'_>,
+) {
+    match retiring {
+        Some(Retiring {
+            ring,
+            names,
+            alerts,
+            exec_records,
+            ..
+        }) => (
+            ring.readable_mut().await,
+            PlanView {
+                names: &*names,
+                alerts: &*alerts,
+                loaded: None,
+                exec_records: *exec_records,
+            },
+        ),
+        None => std::future::pending().await,
+    }
+}
+
+async fn at(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn changed(watch: &mut Option<reload::PolicyWatch>) -> std::io::Result<bool> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn joined(
+    loading: &mut Option<JoinHandle<Reloaded>>,
+) -> Result<Reloaded, tokio::task::JoinError> {
+    match loading {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn write_status(status: &mut DaemonStatus, dir: &Path) {
+    status.updated_at = Timestamp::now();
+    if let Err(e) = status.write(dir) {
+        tracing::warn!(error = format!("{e:#}"), "writing the status file failed");
+    }
+}
+
+/// Compiles and loads the policies again on the blocking pool (the ring buffers are read
+/// meanwhile). A trigger while one runs queues one more: it may have read the files before
+/// this change.
+fn start_reload(
+    reloading: &Reloading,
+    loading: &mut Option<JoinHandle<Reloaded>>,
+    queued: &mut Option<&'static str>,
+    trigger: &'static str,
+) {
+    let Some(compiler) = &reloading.compiler else {
+        tracing::info!(
+            trigger,
+            "ignored: ad-hoc rules (--deny-open) are not reloaded"
+        );
+        return;
+    };
+    if loading.is_some() {
+        *queued = Some(trigger);
+        return;
+    }
+    tracing::info!(trigger, "reloading the policies");
+    let compiler = Arc::clone(compiler);
+    *loading = Some(tokio::task::spawn_blocking(move || {
+        let result = compiler.compile().and_then(|p| {
+            if !p.warnings.is_empty() {
+                tracing::warn!("the policy set has warnings:\n{}", p.warnings.trim_end());
+            }
+            reload::activate(p)
+        });
+        Reloaded { trigger, result }
+    }));
+}
+
+/// Reads the replaced plan's ring buffer to its end and drops it.
+fn finish_retiring(
+    r: Retiring,
+    ctx: &mut Stamp,
+    log: &mut VerdictLog,
+    writer: &Writer,
+    exporter: Option<&Exporter>,
+    decode_errors: &mut u64,
+) -> Result<(), Failure> {
+    let Retiring {
+        names,
+        alerts,
+        exec_records,
+        mut ring,
+        ..
+    } = r;
+    let view = PlanView {
+        names: &names,
+        alerts: &alerts,
+        loaded: None,
+        exec_records,
+    };
+    drain(
+        ring.get_mut(),
+        &view,
+        ctx,
+        log,
+        writer,
+        exporter,
+        decode_errors,
+    )
+}
+
 async fn watch(
-    rules: Rules,
+    first: reload::Prepared,
+    mut reloading: Reloading,
     mode: Option<ModeArg>,
     mut log: VerdictLog,
     writer: &Writer,
@@ -637,59 +805,14 @@ async fn watch(
 ) -> Result<(), Failure> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // For every source: without a handler SIGHUP would end the daemon.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
-    let loaded = match &rules.load {
-        Load::Adhoc(plan) => match Loaded::file_open(plan) {
-            Ok(l) => Some(l),
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                tracing::warn!(
-                    "this kernel refuses BPF LSM programs (EPERM), so file rules cannot be enforced \
-                     or audited here; `enforcer doctor` says what this kernel supports, and \
-                     `cargo xtask vm run` tries a policy against a kernel with BPF LSM"
-                );
-                None
-            }
-            Err(e) => return Err(Failure::new(exit_code::KERNEL_LOAD, e)),
-        },
-        Load::Plan(plan) => {
-            Some(Loaded::apply(plan).map_err(|e| Failure::new(exit_code::KERNEL_LOAD, e))?)
-        }
-        Load::Nothing => None,
-    };
-    let (rule_count, cgroup_count) = match &rules.load {
-        Load::Adhoc(plan) => (plan.rules.len(), plan.cgroups.len()),
-        Load::Plan(plan) => (
-            plan.rules.len() + plan.network.rules.len(),
-            plan.cgroups.len(),
-        ),
-        Load::Nothing => (rules.names.rules.len(), 0),
-    };
-    metrics.set_rules_loaded(if loaded.is_some() {
-        rule_count as u64
-    } else {
-        0
-    });
-    let mut refresh = tokio::time::interval(METRICS_REFRESH);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(
-        rules = rule_count,
-        cgroups = cgroup_count,
-        mode = ?mode,
-        attached = ?loaded.as_ref().map(Loaded::attached),
-        "enforcer ready"
-    );
-
-    let Some(mut loaded) = loaded else {
-        loop {
-            tokio::select! {
-                _ = refresh.tick() => metrics.set_store(writer.stats()),
-                _ = sigterm.recv() => break,
-                _ = sigint.recv() => break,
-            }
-        }
-        tracing::info!("stopping");
-        return Ok(());
-    };
+    let active = reload::activate(first).map_err(Rejected::into_failure)?;
+    let (rule_count, cgroup_count) = (active.rules, active.info.cgroups);
+    let (mut cur, info) = current(active)?;
+    metrics.set_rules_loaded(info.rules_loaded);
+    metrics.set_plan(1, unix_seconds());
 
     let (enricher, scan) =
         Enricher::start(EnrichConfig::default()).context("scanning /proc for running processes")?;
@@ -706,54 +829,254 @@ async fn watch(
         enricher,
         metrics,
         slots: SlotCache::default(),
+        events: 0,
     };
-    let ring = loaded.take_events()?;
-    // SAFETY: the ring buffer owns its map fd and returns that same fd from
-    // as_raw_fd() until it is dropped, which is after the AsyncFd.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {}", e.into_parts().1))?;
+    let mut watch = match reloading.watches.take() {
+        Some(w) => match w.register() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "policy files are not watched; SIGHUP still reloads them"
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let now = Timestamp::now();
+    let pid = std::process::id();
+    let mut status = DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid,
+        pid_start_ticks: status::start_ticks(pid).unwrap_or(0),
+        running: true,
+        started_at: now,
+        updated_at: now,
+        source: reloading.source.label().into(),
+        policy_paths: reloading.source.paths().to_vec(),
+        mode_override: (mode == Some(ModeArg::Audit)).then(|| "audit".to_string()),
+        reload_on: match (&reloading.source, &watch) {
+            (Source::Files(_), None) => vec!["SIGHUP".to_string()],
+            (source, _) => source.reload_on(),
+        },
+        plan: info,
+        generation: 1,
+        loaded_at: now,
+        reloads_ok: 0,
+        reloads_failed: 0,
+        last_reload_error: None,
+        kernel: KernelCounters::default(),
+        events: 0,
+    };
+    write_status(&mut status, &reloading.state_dir);
+    let mut refresh = tokio::time::interval(METRICS_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(
+        rules = rule_count,
+        cgroups = cgroup_count,
+        mode = ?mode,
+        attached = ?status.plan.hooks,
+        reload_on = ?status.reload_on,
+        "enforcer ready"
+    );
+
+    let mut retiring: Option<Retiring> = None;
+    let mut loading: Option<JoinHandle<Reloaded>> = None;
+    let mut queued: Option<&'static str> = None;
+    // (first event, reload at) of the policy file changes not reloaded yet.
+    let mut debounce: Option<(Instant, Instant)> = None;
+    // The counters of the plans replaced so far: the kernel's start at 0 with each plan.
+    let mut kernel_base = KernelCounters::default();
     let mut decode_errors = 0u64;
+    let mut ticks = 0u32;
     loop {
+        let retire_at = retiring.as_ref().map(|r| r.until);
+        let reload_at = debounce.map(|(_, at)| at);
         tokio::select! {
-            guard = ring.readable_mut() => {
+            guard = readable(&mut cur.ring) => {
                 let mut guard = guard.context("waiting on the ring buffer")?;
-                drain(guard.get_inner_mut(), &loaded, &rules, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+                // The view borrows the plan's other fields; the guard borrows its ring.
+                let view = PlanView { names: &cur.names, alerts: &cur.alerts, loaded: cur.loaded.as_ref(), exec_records: cur.exec_records };
+                drain(guard.get_inner_mut(), &view, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
                 guard.clear_ready();
             }
-            _ = refresh.tick() => refresh_metrics(&ctx, &loaded, writer),
+            (guard, view) = retiring_readable(&mut retiring) => {
+                let mut guard = guard.context("waiting on the replaced plan's ring buffer")?;
+                drain(guard.get_inner_mut(), &view, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+                guard.clear_ready();
+            }
+            () = at(retire_at) => {
+                if let Some(r) = retiring.take() {
+                    finish_retiring(r, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+                }
+            }
+            _ = refresh.tick() => {
+                let kernel = refresh_metrics(&ctx, cur.loaded.as_ref(), writer, kernel_base);
+                ticks = ticks.wrapping_add(1);
+                if ticks.is_multiple_of(STATUS_EVERY) {
+                    status.kernel = kernel;
+                    status.events = ctx.events;
+                    write_status(&mut status, &reloading.state_dir);
+                }
+            }
+            _ = sighup.recv() => start_reload(&reloading, &mut loading, &mut queued, "SIGHUP"),
+            seen = changed(&mut watch) => match seen {
+                Ok(true) => {
+                    let now = Instant::now();
+                    let first = debounce.map_or(now, |(first, _)| first);
+                    debounce = Some((first, (now + reload::DEBOUNCE).min(first + reload::DEBOUNCE_MAX)));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading policy file events failed: edits are no longer seen; SIGHUP still reloads");
+                    watch = None;
+                }
+            },
+            () = at(reload_at) => {
+                debounce = None;
+                start_reload(&reloading, &mut loading, &mut queued, "policy files changed");
+            }
+            done = joined(&mut loading) => {
+                loading = None;
+                let Reloaded { trigger, result } = done.unwrap_or_else(|e| Reloaded {
+                    trigger: "reload",
+                    result: Err(Rejected::new(exit_code::ERROR, anyhow::anyhow!("the reload task failed: {e}"))),
+                });
+                match result {
+                    Ok(active) => {
+                        // A replaced plan of an earlier reload is read to its end first.
+                        if let Some(r) = retiring.take() {
+                            finish_retiring(r, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+                        }
+                        let (new, info) = current(active)?;
+                        // Make-before-break: the new plan's programs are attached and its maps
+                        // filled; only now are the old ones detached. Until here both ran, and
+                        // the kernel applied the stricter of the two.
+                        let Current { names, alerts, loaded, ring, exec_records } =
+                            std::mem::replace(&mut cur, new);
+                        // Cached scopes are the old plan's policy slots.
+                        ctx.slots = SlotCache::default();
+                        if let Some(loaded) = loaded {
+                            match loaded.retire() {
+                                Ok(s) => kernel_base = kernel_base.add(s),
+                                Err(e) => tracing::warn!(error = %e, "reading the replaced plan's kernel counters failed"),
+                            }
+                        }
+                        // Its verdicts are named after its own rules.
+                        if let Some(mut ring) = ring {
+                            let view = PlanView { names: &names, alerts: &alerts, loaded: None, exec_records };
+                            drain(ring.get_mut(), &view, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+                            retiring = Some(Retiring { names, alerts, exec_records, ring, until: Instant::now() + RETIRE_GRACE });
+                        }
+                        status.generation += 1;
+                        status.reloads_ok += 1;
+                        status.loaded_at = Timestamp::now();
+                        status.last_reload_error = None;
+                        status.plan = info;
+                        ctx.metrics.count_reload(true);
+                        ctx.metrics.set_plan(status.generation, unix_seconds());
+                        ctx.metrics.set_rules_loaded(status.plan.rules_loaded);
+                        tracing::info!(
+                            trigger,
+                            generation = status.generation,
+                            rules = status.plan.rules_loaded,
+                            attached = ?status.plan.hooks,
+                            "policy reloaded: the new plan is in force"
+                        );
+                    }
+                    Err(rejected) => {
+                        status.reloads_failed += 1;
+                        ctx.metrics.count_reload(false);
+                        let details = rejected.details.trim_end().to_string();
+                        let error = format!("{:#}", rejected.error);
+                        tracing::error!(
+                            trigger,
+                            generation = status.generation,
+                            "policy reload failed, the running policy stays in force: {error}{}{details}",
+                            if details.is_empty() { "" } else { "\n" },
+                        );
+                        status.last_reload_error = Some(ReloadFailure {
+                            at: Timestamp::now(),
+                            trigger: trigger.to_string(),
+                            error,
+                            details,
+                        });
+                    }
+                }
+                write_status(&mut status, &reloading.state_dir);
+                if let Some(trigger) = queued.take() {
+                    start_reload(&reloading, &mut loading, &mut queued, trigger);
+                }
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
     }
+    // A plan still loading is dropped unused (dropping it detaches whatever it attached).
+    if let Some(h) = loading.take() {
+        let _ = h.await;
+    }
     // Stop reading only after what the kernel already reported is recorded.
-    drain(
-        ring.get_mut(),
-        &loaded,
-        &rules,
-        &mut ctx,
-        &mut log,
-        writer,
-        exporter,
-        &mut decode_errors,
-    )?;
+    if let Some(ring) = cur.ring.as_mut() {
+        let view = PlanView {
+            names: &cur.names,
+            alerts: &cur.alerts,
+            loaded: cur.loaded.as_ref(),
+            exec_records: cur.exec_records,
+        };
+        drain(
+            ring.get_mut(),
+            &view,
+            &mut ctx,
+            &mut log,
+            writer,
+            exporter,
+            &mut decode_errors,
+        )?;
+    }
+    if let Some(r) = retiring.take() {
+        finish_retiring(r, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
+    }
     log.flush()?;
-    let stats = loaded.stats()?;
+    let mut kernel = kernel_base;
+    if let Some(loaded) = &cur.loaded {
+        kernel = kernel_base.add(loaded.stats()?);
+    }
     tracing::info!(
-        ringbuf_drops = stats.ringbuf_drops,
-        path_unresolved = stats.path_unresolved,
+        ringbuf_drops = kernel.ringbuf_drops,
+        path_unresolved = kernel.path_unresolved,
         decode_errors,
         "stopping"
     );
+    status.running = false;
+    status.kernel = kernel;
+    status.events = ctx.events;
+    write_status(&mut status, &reloading.state_dir);
     Ok(())
 }
 
-/// Copies the counters kept elsewhere into the metrics.
-fn refresh_metrics(ctx: &Stamp, loaded: &Loaded, writer: &Writer) {
+/// Copies the counters kept elsewhere into the metrics; returns the kernel's, summed over
+/// every plan since start.
+fn refresh_metrics(
+    ctx: &Stamp,
+    loaded: Option<&Loaded>,
+    writer: &Writer,
+    base: KernelCounters,
+) -> KernelCounters {
     let m = &ctx.metrics;
     m.set_store(writer.stats());
-    match loaded.stats() {
-        Ok(stats) => m.set_kernel(stats),
-        Err(e) => tracing::debug!(error = %e, "reading the kernel statistics failed"),
+    let mut kernel = base;
+    if let Some(loaded) = loaded {
+        match loaded.stats() {
+            Ok(stats) => {
+                kernel = base.add(stats);
+                m.set_kernel(kernel.stats());
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the kernel statistics failed"),
+        }
+    } else {
+        m.set_kernel(kernel.stats());
     }
     let table = ctx.enricher.table();
     m.set_table(TableSample {
@@ -761,13 +1084,13 @@ fn refresh_metrics(ctx: &Stamp, loaded: &Loaded, writer: &Writer) {
         table: table.stats,
         cgroups: table.cgroups().stats,
     });
+    kernel
 }
 
 #[allow(clippy::too_many_arguments)]
 fn drain(
     ring: &mut bpf_lsm::EventRing,
-    loaded: &Loaded,
-    rules: &Rules,
+    plan: &PlanView,
     ctx: &mut Stamp,
     log: &mut VerdictLog,
     writer: &Writer,
@@ -775,7 +1098,7 @@ fn drain(
     decode_errors: &mut u64,
 ) -> Result<(), Failure> {
     let mut logged = 0usize;
-    let exec_records = loaded.attached().contains(&"enf_proc_exec");
+    let exec_records = plan.exec_records;
     let mut emit = |event: SecurityEvent, ctx: &Stamp| -> Result<(), Failure> {
         ctx.metrics.count_event(event.class, event.verdict);
         log.append(&event)?;
@@ -799,8 +1122,8 @@ fn drain(
                 let feed = Feed {
                     host,
                     clock,
-                    names: &rules.names,
-                    alerts: &rules.alerts,
+                    names: plan.names,
+                    alerts: plan.alerts,
                     metrics,
                     exec_records,
                 };
@@ -811,24 +1134,28 @@ fn drain(
                 }
             }
             Ok(record) => {
-                println!("{}", verdict_log::human(&record, &rules.names));
+                println!("{}", verdict_log::human(&record, plan.names));
                 let mut event =
-                    verdict_log::security_event(&record, &rules.names, &ctx.host, &ctx.clock);
+                    verdict_log::security_event(&record, plan.names, &ctx.host, &ctx.clock);
+                ctx.events += 1;
                 let h = record.header();
                 ctx.enricher.enrich(&mut event, h.pid, h.cgroup_id);
-                let fired = if rules.alerts.is_empty() {
-                    Vec::new()
-                } else {
-                    let slots = ctx.slots.get(loaded, h.cgroup_id);
-                    let feed = Feed {
-                        host: &ctx.host,
-                        clock: &ctx.clock,
-                        names: &rules.names,
-                        alerts: &rules.alerts,
-                        metrics: &ctx.metrics,
-                        exec_records,
-                    };
-                    process_feed::on_verdict(&record, &event, slots, &feed)
+                let fired = match plan.loaded {
+                    Some(loaded) if !plan.alerts.is_empty() => {
+                        let slots = ctx.slots.get(loaded, h.cgroup_id);
+                        let feed = Feed {
+                            host: &ctx.host,
+                            clock: &ctx.clock,
+                            names: plan.names,
+                            alerts: plan.alerts,
+                            metrics: &ctx.metrics,
+                            exec_records,
+                        };
+                        process_feed::on_verdict(&record, &event, slots, &feed)
+                    }
+                    // No alert rules, or a replaced plan whose programs (and scope map) are
+                    // gone: its verdicts raise no alerts.
+                    _ => Vec::new(),
                 };
                 emit(event, ctx)?;
                 for alert in fired {

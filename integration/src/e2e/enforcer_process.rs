@@ -101,6 +101,11 @@ impl Enforcer {
         fs::read_to_string(&self.log).with_context(|| format!("reading {}", self.log.display()))
     }
 
+    /// Its process id, until it is stopped (to send it signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }

@@ -28,6 +28,7 @@ pub mod network;
 pub mod path_hooks;
 pub mod policy_run;
 pub mod process_events;
+pub mod reload;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -81,6 +82,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("hardening", hardening::TESTS),
     ("path_hooks", path_hooks::TESTS),
     ("bench", bench::TESTS),
+    ("reload", reload::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.

@@ -1,0 +1,269 @@
+//! Policy hot reload on the build machine: the network rules run through the cgroup socket
+//! programs here (through BPF LSM on a kernel that has it), so what the kernel enforces can be
+//! checked after each reload. A broken edit keeps the running policy and counts a failed
+//! reload; a fixed edit takes over; SIGHUP reloads; `enforcer status` reports it all, and says
+//! when no daemon runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a panic is a failure
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{cgroup2_root, enforcer, is_root, wait_ready};
+
+/// `bash -c` that joins `cgroup` and opens a TCP connection to 127.0.0.2:port.
+fn connects(cgroup: &str, port: u16) -> bool {
+    let script = format!(
+        "echo $$ > {cgroup}/cgroup.procs && exec bash -c 'exec 3<>/dev/tcp/127.0.0.2/{port}'"
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Operation not permitted"),
+            "connect failed otherwise: {err}"
+        );
+    }
+    out.status.success()
+}
+
+fn policy(name: &str, port: u16) -> String {
+    format!(
+        "policies:
+  - name: egress
+    select: {{cgroups: [/{name}]}}
+    mode: enforce
+    rules:
+      - name: no-port-{port}
+        message: connect to a forbidden port
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
+"
+    )
+}
+
+fn listen() -> u16 {
+    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+fn status(state: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = enforcer()
+        .args(["status", "--json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v)
+}
+
+/// Waits until the daemon's status says `pred`.
+fn wait_status(state: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = status(state);
+        if pred(&v["daemon"]) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what} within 30 s: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(daemon: &Child, sig: &str) {
+    assert!(Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+struct CgroupDir(String);
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    if report["bpf_lsm"] != true && report["cgroup_sock_addr"] != true {
+        eprintln!("skipped: this kernel has neither BPF LSM nor cgroup socket programs");
+        return;
+    }
+    let (first, second) = (listen(), listen());
+    let name = format!("enforcer-reload-host-{}", std::process::id());
+    let cgroup = CgroupDir(format!("{}/{name}", cgroup2_root()));
+    std::fs::create_dir(&cgroup.0).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let file = policies.join("net.yaml");
+    std::fs::write(&file, policy(&name, first)).unwrap();
+    let state = dir.path().join("state");
+    let metrics = free_port();
+    let mut daemon = enforcer()
+        .args(["run", "--metrics-address"])
+        .arg(format!("127.0.0.1:{metrics}"))
+        .arg("--policy")
+        .arg(&policies)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = wait_ready(&mut daemon, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+
+    let (code, v) = status(&state);
+    assert_eq!(code, Some(0), "{v:#}\n{}", log.join("\n"));
+    assert_eq!(v["alive"], true, "{v:#}");
+    assert_eq!(v["daemon"]["generation"], 1, "{v:#}");
+    assert_eq!(
+        v["daemon"]["plan"]["policies"][0]["name"], "egress",
+        "{v:#}"
+    );
+    assert_eq!(v["daemon"]["plan"]["policies"][0]["rules"], 1, "{v:#}");
+    assert!(connects(&cgroup.0, second));
+    assert!(!connects(&cgroup.0, first), "the first port must be denied");
+
+    // A broken edit, saved the way editors do: a new file renamed over the old one.
+    let tmp = policies.join(".net.yaml.tmp");
+    std::fs::write(&tmp, "policies:\n  - name: egress\n    select: {cgroups: [/x]}\n    rules: [{name: r, action: deny, nework: {}}]\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_status(&state, "failed reload", |d| d["reloads_failed"] == 1);
+    let (_, v) = status(&state);
+    let d = &v["daemon"];
+    assert_eq!(d["generation"], 1, "{v:#}");
+    let err = &d["last_reload_error"];
+    assert_eq!(err["trigger"], "policy files changed", "{v:#}");
+    // The diagnostics name the file, line and column.
+    let at = format!("{}:4:", file.display());
+    assert!(
+        err["details"].as_str().unwrap().contains(&at),
+        "no `{at}` in {v:#}"
+    );
+    assert!(
+        !connects(&cgroup.0, first),
+        "the running policy must stay in force after a broken edit"
+    );
+    let text = scrape(metrics);
+    assert!(
+        text.contains("enforcer_policy_reloads_total{outcome=\"failed\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("enforcer_policy_generation 1"), "{text}");
+
+    // The fixed edit takes over: the second port is denied, the first one no more.
+    std::fs::write(&tmp, policy(&name, second)).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_status(&state, "reload", |d| d["generation"] == 2);
+    let (_, v) = status(&state);
+    assert_eq!(v["daemon"]["reloads_ok"], 1, "{v:#}");
+    assert!(v["daemon"]["last_reload_error"].is_null(), "{v:#}");
+    assert!(
+        !connects(&cgroup.0, second),
+        "the new rule must be in force"
+    );
+    assert!(connects(&cgroup.0, first), "the old rule must be gone");
+
+    // SIGHUP reloads the same files.
+    signal(&daemon, "HUP");
+    wait_status(&state, "SIGHUP reload", |d| d["generation"] == 3);
+    assert!(!connects(&cgroup.0, second));
+    let text = scrape(metrics);
+    assert!(
+        text.contains("enforcer_policy_reloads_total{outcome=\"ok\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("enforcer_policy_generation 3"), "{text}");
+
+    // The text form, while it runs.
+    let out = enforcer()
+        .args(["status", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("daemon: running"), "{text}");
+    assert!(text.contains("generation 3"), "{text}");
+    assert!(text.contains("2 ok, 1 failed"), "{text}");
+
+    signal(&daemon, "TERM");
+    let exit = daemon.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    // The daemon's verdicts were named after the rule of the plan that decided them.
+    let query = enforcer()
+        .args(["events", "query", "--format", "json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let events: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    let rules: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&format!("no-port-{first}").as_str()),
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&format!("no-port-{second}").as_str()),
+        "{rules:?}"
+    );
+
+    let (code, v) = status(&state);
+    assert_eq!(code, Some(11), "{v:#}");
+    assert_eq!(v["alive"], false, "{v:#}");
+    assert_eq!(v["daemon"]["running"], false, "{v:#}");
+}
+
+#[test]
+fn status_without_a_daemon_exits_11() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = enforcer()
+        .args(["status", "--state-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(11), "{text}");
+    assert!(text.contains("daemon: not running"), "{text}");
+    assert!(text.contains("store: none yet"), "{text}");
+}
