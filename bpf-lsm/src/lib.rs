@@ -8,6 +8,7 @@
 
 pub mod abi;
 pub mod events;
+pub mod kernel_ops;
 pub mod loader;
 pub mod objects;
 pub mod path_hash;
@@ -16,10 +17,13 @@ pub mod probe;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    NetOp, NetRecord, Record, Verdict,
+    KernelOp, KernelRecord, KernelSubject, NetOp, NetRecord, Record, Verdict,
 };
 pub use loader::{
     EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,
+};
+pub use kernel_ops::{
+    kops, KernelDefault, KernelHooks, KernelKey, KernelKeyRules, KernelOpRule, KernelOpsPlan,
 };
 pub use path_hash::path_hash;
 pub use plan::{

@@ -102,7 +102,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn abi(self) -> u32 {
+    pub(crate) fn abi(self) -> u32 {
         match self {
             Action::Allow => abi::ACTION_ALLOW,
             Action::Audit => abi::ACTION_AUDIT,
@@ -112,7 +112,7 @@ impl Action {
     }
 
     /// In an audit-mode policy nothing is denied: deny and kill are audit.
-    fn effective(self, mode: Mode) -> Action {
+    pub(crate) fn effective(self, mode: Mode) -> Action {
         match (mode, self) {
             (Mode::Audit, Action::Deny | Action::Kill) => Action::Audit,
             (_, a) => a,
@@ -320,6 +320,8 @@ pub struct KernelPlan {
     pub cgroup_headroom: Option<u32>,
     /// Network rules, prefixes and defaults.
     pub network: NetworkPlan,
+    /// Kernel operations, capabilities and system calls (kernel_ops.rs).
+    pub kernel: crate::kernel_ops::KernelOpsPlan,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -343,6 +345,8 @@ pub enum PlanError {
     },
     #[error("network: {0}")]
     Network(String),
+    #[error("kernel class: {0}")]
+    Kernel(String),
 }
 
 /// The hooks a plan needs.
@@ -352,12 +356,14 @@ pub struct Hooks {
     pub bprm_check_security: bool,
     /// Network operations ([`net`] bits) some rule or default decides.
     pub net_ops: u32,
+    /// The kernel-class hooks.
+    pub kernel: crate::kernel_ops::KernelHooks,
 }
 
 impl Hooks {
     /// Any hook at all (the cgroup inheritance programs go with them).
     pub fn any(&self) -> bool {
-        self.file_open || self.bprm_check_security || self.net_ops != 0
+        self.file_open || self.bprm_check_security || self.net_ops != 0 || self.kernel.any()
     }
 }
 
@@ -376,6 +382,7 @@ pub(crate) struct MapEntries {
     pub net_v6: Vec<(u32, [u8; 16], abi::NetList)>,
     pub net_rules: Vec<abi::NetRule>,
     pub net_ports: Vec<abi::PortRange>,
+    pub kernel: crate::kernel_ops::KernelEntries,
 }
 
 fn name_bytes(bytes: &[u8]) -> [u8; abi::NAME_BYTES] {
@@ -441,6 +448,14 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         compile_matcher(class, name, m, &rules, &mut policies, &mut out)?;
     }
     let net_ops = compile_network(&plan.network, &slots, &rules, &mut policies, &mut out)?;
+    let taken: HashSet<u32> = rules
+        .keys()
+        .copied()
+        .chain(plan.network.rules.iter().map(|r| r.id))
+        .collect();
+    let (kernel, kernel_hooks) =
+        crate::kernel_ops::compile(&plan.kernel, &slots, &taken, &mut policies)?;
+    out.kernel = kernel;
     out.policies = policies
         .into_iter()
         .enumerate()
@@ -478,6 +493,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
                 .iter()
                 .any(|p| p.exec_default != Action::Allow),
         net_ops,
+        kernel: kernel_hooks,
     };
     Ok(out)
 }
@@ -881,6 +897,7 @@ mod tests {
             ],
             cgroup_headroom: Some(5),
             network: NetworkPlan::default(),
+            kernel: crate::kernel_ops::KernelOpsPlan::default(),
         }
     }
 
@@ -893,6 +910,7 @@ mod tests {
                 file_open: true,
                 bprm_check_security: false,
                 net_ops: 0,
+                ..Hooks::default()
             }
         );
         assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
@@ -947,6 +965,7 @@ mod tests {
                 file_open: false,
                 bprm_check_security: true,
                 net_ops: 0,
+                ..Hooks::default()
             }
         );
         assert_eq!(
