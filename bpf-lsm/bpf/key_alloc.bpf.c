@@ -9,5 +9,6 @@ int BPF_PROG(enf_key_alloc, struct key *key, const struct cred *cred, unsigned l
 {
 	if (ret != 0)
 		return enf_prior_verdict(ret);
-	return enf_kernel_op(ENF_KOP_KEYCTL, (__u32)BPF_CORE_READ(key, serial), 0);
+	/* The key has no serial yet (it is given one after this hook). */
+	return enf_kernel_op(ENF_KOP_KEYCTL, flags, 0);
 }

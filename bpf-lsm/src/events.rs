@@ -84,7 +84,9 @@ pub enum DecodeError {
     NetFamily(u16),
     #[error("network record has operation bits {0:#x}")]
     NetOp(u32),
-    #[error("kernel record is about {what}/{id}, which is no operation, capability or system call")]
+    #[error(
+        "kernel record is about {what}/{id}, which is no operation, capability or system call"
+    )]
     KernelSubject { what: u32, id: u32 },
 }
 
@@ -887,9 +889,6 @@ pub(crate) mod tests {
             decode_record(&r[..abi::KERNEL_EVENT_PATH_OFFSET - 1]),
             Err(DecodeError::Short { .. })
         ));
-        assert_eq!(
-            decode(&r),
-            Err(DecodeError::UnknownKind(abi::EVENT_KERNEL))
-        );
+        assert_eq!(decode(&r), Err(DecodeError::UnknownKind(abi::EVENT_KERNEL)));
     }
 }

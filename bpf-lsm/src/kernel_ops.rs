@@ -181,7 +181,9 @@ pub(crate) fn compile(
     for kr in &k.keys {
         match kr.key {
             KernelKey::Op(op) if op.count_ones() != 1 || op & !kops::ALL != 0 => {
-                return Err(err(format!("operation key {op:#x} is not one operation bit")))
+                return Err(err(format!(
+                    "operation key {op:#x} is not one operation bit"
+                )))
             }
             KernelKey::Capability(c) if c > MAX_CAPABILITY => {
                 return Err(err(format!(
@@ -320,8 +322,12 @@ mod tests {
             ]
         );
         // Policy 2 is in audit mode: its kill is audit.
-        let actions: Vec<(u32, u32, u32)> =
-            e.kernel.rules.iter().map(|r| (r.id, r.slot, r.action)).collect();
+        let actions: Vec<(u32, u32, u32)> = e
+            .kernel
+            .rules
+            .iter()
+            .map(|r| (r.id, r.slot, r.action))
+            .collect();
         assert_eq!(
             actions,
             vec![
@@ -360,7 +366,11 @@ mod tests {
             defaults: vec![],
         };
         assert!(matches!(
-            bad(keyed(KernelKey::Op(kops::MOUNT | kops::BPF), vec![1], Action::Deny)),
+            bad(keyed(
+                KernelKey::Op(kops::MOUNT | kops::BPF),
+                vec![1],
+                Action::Deny
+            )),
             PlanError::Kernel(_)
         ));
         assert!(matches!(

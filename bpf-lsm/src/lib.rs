@@ -19,11 +19,11 @@ pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
     KernelOp, KernelRecord, KernelSubject, NetOp, NetRecord, Record, Verdict,
 };
-pub use loader::{
-    EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,
-};
 pub use kernel_ops::{
     kops, KernelDefault, KernelHooks, KernelKey, KernelKeyRules, KernelOpRule, KernelOpsPlan,
+};
+pub use loader::{
+    EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,
 };
 pub use path_hash::path_hash;
 pub use plan::{

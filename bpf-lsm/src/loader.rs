@@ -166,7 +166,11 @@ const KERNEL_LSM: &[(&str, &str, u32)] = &[
     ("enf_sb_mount", "sb_mount", kops::MOUNT),
     ("enf_move_mount", "move_mount", kops::MOUNT),
     ("enf_sb_umount", "sb_umount", kops::UMOUNT),
-    ("enf_ptrace_access_check", "ptrace_access_check", kops::PTRACE),
+    (
+        "enf_ptrace_access_check",
+        "ptrace_access_check",
+        kops::PTRACE,
+    ),
     ("enf_ptrace_traceme", "ptrace_traceme", kops::PTRACE),
     ("enf_bpf", "bpf", kops::BPF),
     (
@@ -187,7 +191,11 @@ const KERNEL_LSM: &[(&str, &str, u32)] = &[
         "socket_create",
         kops::RAW_SOCKET | kops::PACKET_SOCKET,
     ),
-    ("enf_perf_event_open", "perf_event_open", kops::PERF_EVENT_OPEN),
+    (
+        "enf_perf_event_open",
+        "perf_event_open",
+        kops::PERF_EVENT_OPEN,
+    ),
     ("enf_key_alloc", "key_alloc", kops::KEYCTL),
 ];
 const CAPABLE: &str = "enf_capable";
@@ -410,7 +418,8 @@ impl Loaded {
         )?;
 
         let h = entries.hooks;
-        let lsm_needed = h.file_open || h.bprm_check_security || h.kernel.ops != 0 || h.kernel.capable;
+        let lsm_needed =
+            h.file_open || h.bprm_check_security || h.kernel.ops != 0 || h.kernel.capable;
         let net_mechanism = if h.net_ops != 0 {
             Some(resolve_mechanism(
                 &mut ebpf,

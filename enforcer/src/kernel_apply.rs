@@ -12,6 +12,7 @@ use bpf_lsm::plan::{
 use policy_lang::matcher::PathMatcher;
 use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
 use policy_lang::plan::{Enforcement, LpmEntry, Plan, PlanPolicy, PlanRule, PlanSelector};
+use policy_lang::KernelFeatures;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -98,7 +99,8 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
 }
 
 /// What keeps `r` out of this build's kernel programs, if anything.
-fn rule_gap(r: &PlanRule, bpf_lsm: bool) -> Option<String> {
+fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
+    let bpf_lsm = kernel.bpf_lsm;
     if r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert {
         return Some(
             "`alert` rules are evaluated in user space on events, which this build does not do yet"
@@ -140,7 +142,7 @@ fn rule_gap(r: &PlanRule, bpf_lsm: bool) -> Option<String> {
                 ));
             }
         }
-        Some(Class::Kernel) => needs.push("the kernel-operation hooks".into()),
+        Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
     if r.from_set.is_some() || r.except_set.is_some() {
@@ -306,11 +308,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
                 continue;
             }
             let why = match d.class {
-                Class::Kernel => Some(
-                    "`defaults: {kernel: deny}` needs the kernel hooks, which this build's \
-                     kernel programs do not have yet"
-                        .to_string(),
-                ),
+                Class::Kernel => crate::kernel_class::default_gap(d, &plan.kernel),
                 Class::Network if !bpf_lsm => Some(
                     "`defaults: {network: deny}` covers `listen`, which needs BPF LSM: the \
                      cgroup socket programs of a kernel without it neither deny nor see it"
@@ -340,7 +338,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         }
     }
     for r in &plan.rules {
-        if let Some(why) = rule_gap(r, bpf_lsm) {
+        if let Some(why) = rule_gap(r, &plan.kernel) {
             gaps.push(Unsupported {
                 what: rule_label(plan, r),
                 why,
@@ -367,7 +365,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
     let rules = plan
         .rules
         .iter()
-        .filter(|r| r.class != Some(Class::Network))
+        .filter(|r| matches!(r.class, Some(Class::File | Class::Exec)))
         .filter_map(|r| {
             Some(KernelRule {
                 id: r.id,
@@ -400,6 +398,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         rules,
         cgroup_headroom: None,
         network,
+        kernel: crate::kernel_class::kernel_ops_plan(plan),
     })
 }
 
@@ -605,7 +604,7 @@ policies:
         );
         let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 3, "{text:#?}");
+        assert_eq!(gaps.len(), 2, "{text:#?}");
         assert!(
             text[0].starts_with("`p/shadow`: needs `from`/`except_from`"),
             "{}",
@@ -615,11 +614,6 @@ policies:
             text[1].starts_with("`p/bins`: needs the path hooks for create"),
             "{}",
             text[1]
-        );
-        assert!(
-            text[2].starts_with("`p/ptrace`: needs the kernel-operation hooks"),
-            "{}",
-            text[2]
         );
     }
 

@@ -274,6 +274,55 @@ fn decide(
     }
 }
 
+/// Why the target kernel can neither enforce nor record an operation of `class` (matching
+/// `m`; `None`: a default, every operation of the class), if so. Without BPF LSM the kernel
+/// side records through kprobes on the `security_*` functions, so a kernel without kprobes
+/// either has another mechanism for the class or none at all; nothing is claimed that the
+/// kernel cannot do.
+fn unrecordable(k: &KernelFeatures, class: Class, m: Option<&Match>) -> Option<String> {
+    if let Some(Match::Kernel(km)) = m {
+        if km.ops.is_empty() && km.capabilities.is_empty() {
+            // System calls only: the raw_syscalls tracepoint needs neither.
+            return None;
+        }
+    }
+    let userns = match m {
+        Some(Match::Kernel(km)) => km.ops.contains(&KernelOp::UsernsCreate),
+        None => class == Class::Kernel,
+        _ => false,
+    };
+    if userns && !k.lsm_userns_create {
+        return Some(
+            "the kernel has no `userns_create` LSM hook, so `userns_create` can neither be \
+             denied nor recorded"
+                .into(),
+        );
+    }
+    if k.bpf_lsm || k.kprobes {
+        return None;
+    }
+    match class {
+        // The sched_process_exec tracepoint sees every exec.
+        Class::Exec => None,
+        Class::Network => {
+            let listen = match m {
+                Some(Match::Network(n)) => n.ops & NetOp::Listen.bit() != 0,
+                _ => true,
+            };
+            if k.cgroup_sock_addr && !listen {
+                None
+            } else {
+                Some(
+                    "the kernel has no BPF LSM, no kprobes and no cgroup socket hook for it".into(),
+                )
+            }
+        }
+        Class::File | Class::Kernel => {
+            Some("the kernel has neither BPF LSM nor kprobes to record it".into())
+        }
+    }
+}
+
 /// Interns binary-pattern lists as set ids.
 #[derive(Default)]
 struct BinarySets {
@@ -628,6 +677,22 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     (Some(e), d)
                 }
             };
+            if posture == Posture::Deny {
+                if let Some(why) = unrecordable(k, *class, None) {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0804",
+                            p.span,
+                            format!(
+                                "the `{}` default `deny` of policy `{}` can neither be enforced nor recorded on this kernel: {why}",
+                                class.name(),
+                                p.name
+                            ),
+                        )
+                        .with_help("leave the class's default at `allow` for this kernel"),
+                    );
+                }
+            }
             if let Some(reason) = &downgrade {
                 if !p.allow_downgrade {
                     diags.push(
@@ -692,6 +757,26 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                 }
                 (Some(c), a) => decide(k, c, a, Some(&r.matcher)),
             };
+            if let (Some(c), false, false) = (
+                class,
+                userspace_only,
+                matches!(r.action, Action::Allow | Action::Alert),
+            ) {
+                if let Some(why) = unrecordable(k, c, Some(&r.matcher)) {
+                    diags.push(
+                        Diagnostic::error(
+                            "E0804",
+                            r.span,
+                            format!(
+                                "rule `{}` (`{}`) can neither be enforced nor recorded on this kernel: {why}",
+                                r.name,
+                                r.action.name()
+                            ),
+                        )
+                        .with_help("remove the rule for this kernel, or compile for a kernel with BPF LSM"),
+                    );
+                }
+            }
             if downgrade.is_some() && !r.allow_downgrade {
                 diags.push(
                     Diagnostic::error(

@@ -175,6 +175,7 @@ fn weaker_kernel_needs_consent() {
     let no_lsm = KernelFeatures {
         bpf_send_signal: true,
         cgroup_sock_addr: true,
+        kprobes: true,
         ..KernelFeatures::default()
     };
     let err = compile(&set, &no_lsm).unwrap_err();
@@ -201,6 +202,56 @@ fn weaker_kernel_needs_consent() {
     );
     let text = policy_lang::explain(&plan);
     assert!(text.contains("downgraded"), "{text}");
+}
+
+/// Without BPF LSM the kernel records file and kernel operations through kprobes: a kernel
+/// with neither can do nothing for them, and the plan must not claim `kernel_audit`.
+#[test]
+fn nothing_is_claimed_that_the_kernel_cannot_do() {
+    let policy = |action: &str, extra: &str| {
+        format!(
+            "policies:\n  - name: p\n    select: {{host: true}}\n    mode: enforce\n    \
+             allow_downgrade: true\n{extra}    rules:\n      - name: r\n        action: \
+             {action}\n        file: {{path: /etc/shadow}}\n"
+        )
+    };
+    let bare = KernelFeatures {
+        bpf_send_signal: true,
+        cgroup_sock_addr: true,
+        ..KernelFeatures::default()
+    };
+    for (action, extra) in [
+        ("audit", ""),
+        ("deny", ""),
+        ("allow", "    defaults: {file: deny}\n"),
+    ] {
+        let text = policy(action, extra);
+        let set = load_sources([("p.yaml", text.as_str())]).unwrap();
+        let err = compile(&set, &bare).unwrap_err();
+        let text = policy_lang::render_all(&err, &set.sources);
+        assert!(text.contains("error[E0804]"), "{action}: {text}");
+        assert!(
+            text.contains("neither BPF LSM nor kprobes"),
+            "{action}: {text}"
+        );
+        let with_kprobes = KernelFeatures {
+            kprobes: true,
+            ..bare
+        };
+        let plan = compile(&set, &with_kprobes).unwrap();
+        assert!(plan
+            .hooks
+            .iter()
+            .any(|h| h.program == "kprobe/security_file_open"));
+    }
+    // System calls are seen by a tracepoint: no kprobes needed.
+    let set = load_sources([(
+        "p.yaml",
+        "policies:\n  - name: p\n    select: {host: true}\n    mode: enforce\n    rules:\n      \
+         - name: r\n        action: audit\n        kernel: {syscalls: [unshare]}\n",
+    )])
+    .unwrap();
+    assert!(compile(&set, &bare).is_ok());
 }
 
 #[test]

@@ -299,7 +299,7 @@ struct enf_port_range {
  * - raw_socket, packet_socket: arg the address family, arg2 the type in the
  *   low 32 bits and the protocol in the high 32 bits;
  * - perf_event_open: arg the event type, arg2 its config;
- * - keyctl: arg the new key's serial;
+ * - keyctl: arg the KEY_ALLOC_* flags;
  * - capabilities: arg the CAP_OPT_* options; system calls: nothing. */
 struct enf_kernel_event {
 	struct enf_event_header hdr;

@@ -21,6 +21,7 @@ pub mod enforcer_process;
 pub mod export;
 pub mod file_open;
 pub mod guest;
+pub mod kernel_ops;
 pub mod kernel_plan;
 pub mod network;
 pub mod policy_run;
@@ -73,6 +74,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
     ("network", network::TESTS),
+    ("kernel_ops", kernel_ops::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
