@@ -218,14 +218,13 @@ policies:
 
     #[test]
     fn refuses_what_the_kernel_cannot_do() {
-        let no_userns = KernelFeatures {
-            lsm_userns_create: false,
-            ..KernelFeatures::full()
-        };
-        let plan = compile_for(
+        // policy-lang refuses this for such a kernel (E0804); a plan that says its kernel has
+        // no `userns_create` hook is refused here too.
+        let mut plan = compile_for(
             POLICY.split("  - name: observe").next().unwrap(),
-            &no_userns,
+            &KernelFeatures::full(),
         );
+        plan.kernel.lsm_userns_create = false;
         let gaps = kernel_plan(&plan, &root()).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
         assert!(
