@@ -94,7 +94,8 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
         Enforcement::KillAtExec
         | Enforcement::TracepointKill
         | Enforcement::UserspaceAudit
-        | Enforcement::UserspaceAlert => None,
+        | Enforcement::UserspaceAlert
+        | Enforcement::Unenforced => None,
     }
 }
 

@@ -19,7 +19,8 @@ fn kernel_action(e: Enforcement) -> Option<Action> {
         Enforcement::CgroupSockDeny
         | Enforcement::KillAtExec
         | Enforcement::UserspaceAudit
-        | Enforcement::UserspaceAlert => None,
+        | Enforcement::UserspaceAlert
+        | Enforcement::Unenforced => None,
     }
 }
 

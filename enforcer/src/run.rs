@@ -267,8 +267,14 @@ fn compile_policies(paths: &[PathBuf], mode: Option<ModeArg>) -> Result<Rules, F
         ..f
     })?;
     if mode == Some(ModeArg::Audit) {
+        // Audit mode denies nothing, so it accepts what this kernel can record: a rule it can
+        // neither enforce nor record compiles as `unenforced` and is named below.
         for p in &mut set.policies {
             p.mode = policy_lang::model::Mode::Audit;
+            p.allow_downgrade = true;
+            for r in &mut p.rules {
+                r.allow_downgrade = true;
+            }
         }
     }
     let kernel = policy_cmd::kernel_features(None)?;

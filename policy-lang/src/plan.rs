@@ -36,6 +36,8 @@ pub enum Enforcement {
     UserspaceAudit,
     /// Detection only, in user space.
     UserspaceAlert,
+    /// The target kernel can neither enforce nor record it (a downgrade the user accepted).
+    Unenforced,
 }
 
 impl Enforcement {
@@ -50,6 +52,7 @@ impl Enforcement {
             Enforcement::Allow => "allowed (exemption from the default)",
             Enforcement::UserspaceAudit => "audited in user space, not denied",
             Enforcement::UserspaceAlert => "alert in user space",
+            Enforcement::Unenforced => "neither enforced nor recorded on this kernel",
         }
     }
 }
@@ -275,10 +278,11 @@ fn decide(
 }
 
 /// Why the target kernel can neither enforce nor record an operation of `class` (matching
-/// `m`; `None`: a default, every operation of the class), if so. Without BPF LSM the kernel
-/// side records through kprobes on the `security_*` functions, so a kernel without kprobes
-/// either has another mechanism for the class or none at all; nothing is claimed that the
-/// kernel cannot do.
+/// `m`; `None`: a default, every operation of the class), if so: then the rule is
+/// `Unenforced`, a downgrade the user must accept. Without BPF LSM the kernel side records
+/// through kprobes on the `security_*` functions, so a kernel without kprobes either has
+/// another mechanism for the class or none at all; nothing is claimed that the kernel
+/// cannot do.
 fn unrecordable(k: &KernelFeatures, class: Class, m: Option<&Match>) -> Option<String> {
     if let Some(Match::Kernel(km)) = m {
         if km.ops.is_empty() && km.capabilities.is_empty() {
@@ -360,7 +364,12 @@ fn rule_hooks(
     } else {
         "kprobe/security_"
     };
+    // Without BPF LSM and kprobes there is no such hook to name.
+    let hookable = k.bpf_lsm || k.kprobes;
     let mut add = |h: &str| {
+        if !hookable {
+            return;
+        }
         hooks
             .entry(format!("{prefix}{h}"))
             .or_default()
@@ -677,22 +686,10 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     (Some(e), d)
                 }
             };
-            if posture == Posture::Deny {
-                if let Some(why) = unrecordable(k, *class, None) {
-                    diags.push(
-                        Diagnostic::error(
-                            "E0804",
-                            p.span,
-                            format!(
-                                "the `{}` default `deny` of policy `{}` can neither be enforced nor recorded on this kernel: {why}",
-                                class.name(),
-                                p.name
-                            ),
-                        )
-                        .with_help("leave the class's default at `allow` for this kernel"),
-                    );
-                }
-            }
+            let (enforcement, downgrade) = match unrecordable(k, *class, None) {
+                Some(why) if posture == Posture::Deny => (Some(Enforcement::Unenforced), Some(why)),
+                _ => (enforcement, downgrade),
+            };
             if let Some(reason) = &downgrade {
                 if !p.allow_downgrade {
                     diags.push(
@@ -709,7 +706,8 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     );
                 }
             }
-            if posture == Posture::Deny {
+            // An unenforced default needs no hook: nothing would run it.
+            if posture == Posture::Deny && enforcement != Some(Enforcement::Unenforced) {
                 rule_hooks(
                     &default_hooks(*class),
                     &mut hooks,
@@ -757,26 +755,16 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                 }
                 (Some(c), a) => decide(k, c, a, Some(&r.matcher)),
             };
-            if let (Some(c), false, false) = (
-                class,
-                userspace_only,
-                matches!(r.action, Action::Allow | Action::Alert),
-            ) {
-                if let Some(why) = unrecordable(k, c, Some(&r.matcher)) {
-                    diags.push(
-                        Diagnostic::error(
-                            "E0804",
-                            r.span,
-                            format!(
-                                "rule `{}` (`{}`) can neither be enforced nor recorded on this kernel: {why}",
-                                r.name,
-                                r.action.name()
-                            ),
-                        )
-                        .with_help("remove the rule for this kernel, or compile for a kernel with BPF LSM"),
-                    );
+            let unrec = match (class, userspace_only, r.action) {
+                (Some(c), false, a) if !matches!(a, Action::Allow | Action::Alert) => {
+                    unrecordable(k, c, Some(&r.matcher))
                 }
-            }
+                _ => None,
+            };
+            let (enforcement, downgrade) = match unrec {
+                Some(why) => (Enforcement::Unenforced, Some(why)),
+                None => (enforcement, downgrade),
+            };
             if downgrade.is_some() && !r.allow_downgrade {
                 diags.push(
                     Diagnostic::error(
@@ -833,12 +821,14 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                 rules.push(pr);
                 continue;
             }
-            rule_hooks(
-                &r.matcher,
-                &mut hooks,
-                k,
-                &format!("rule `{}/{}`", p.name, r.name),
-            );
+            if enforcement != Enforcement::Unenforced {
+                rule_hooks(
+                    &r.matcher,
+                    &mut hooks,
+                    k,
+                    &format!("rule `{}/{}`", p.name, r.name),
+                );
+            }
             match &r.matcher {
                 Match::Exec(e) => {
                     exec_pats.extend(e.paths.iter().map(|x| (&x.value, id)));
