@@ -22,6 +22,7 @@ pub const PROC_ARGS_TRUNCATED: u32 = 1 << 0;
 pub const PROC_ARGS_UNREAD: u32 = 1 << 1;
 pub const PROC_PATH_UNREAD: u32 = 1 << 2;
 pub const EVENT_PATH: u16 = 4;
+pub const EVENT_KERNEL: u16 = 5;
 
 pub const VERDICT_ALLOW: u16 = 0;
 pub const VERDICT_DENY: u16 = 1;
@@ -45,6 +46,7 @@ pub const ACTION_KILL: u32 = 3;
 pub const CLASS_FILE: u32 = 0;
 pub const CLASS_EXEC: u32 = 1;
 pub const CLASS_NET: u32 = 2;
+pub const CLASS_KERNEL: u32 = 3;
 pub const CLASSES: usize = 4;
 
 pub const OP_READ: u32 = 1 << 0;
@@ -68,6 +70,28 @@ pub const FAMILY_IPV4: u32 = 1 << 0;
 pub const FAMILY_IPV6: u32 = 1 << 1;
 pub const PROTO_TCP: u32 = 1 << 0;
 pub const PROTO_UDP: u32 = 1 << 1;
+
+/// Kernel operation bits (`ENF_KOP_*`): bit i is the i-th operation of
+/// policy-lang's `KernelOp` list.
+pub const KOP_MOUNT: u32 = 1 << 0;
+pub const KOP_UMOUNT: u32 = 1 << 1;
+pub const KOP_PTRACE: u32 = 1 << 2;
+pub const KOP_BPF: u32 = 1 << 3;
+pub const KOP_MODULE_LOAD: u32 = 1 << 4;
+pub const KOP_KEXEC: u32 = 1 << 5;
+pub const KOP_SETUID_ROOT: u32 = 1 << 6;
+pub const KOP_SETGID_ROOT: u32 = 1 << 7;
+pub const KOP_USERNS_CREATE: u32 = 1 << 8;
+pub const KOP_RAW_SOCKET: u32 = 1 << 9;
+pub const KOP_PACKET_SOCKET: u32 = 1 << 10;
+pub const KOP_PERF_EVENT_OPEN: u32 = 1 << 11;
+pub const KOP_KEYCTL: u32 = 1 << 12;
+pub const KOP_ALL: u32 = (1 << 13) - 1;
+
+/// What a kernel-class key or record is about ([`KernelKey::what`]).
+pub const KERNEL_OP: u32 = 0;
+pub const KERNEL_CAPABILITY: u32 = 1;
+pub const KERNEL_SYSCALL: u32 = 2;
 
 /// Address families of [`NetEvent::family`] (Linux values).
 pub const AF_INET: u16 = 2;
@@ -230,6 +254,37 @@ pub struct NetEvent {
     pub addr: [u8; 16],
 }
 
+/// `struct enf_kernel_event`: a kernel-class verdict. On the ring buffer
+/// only the first `path_len` bytes of `path` are present.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOpEvent {
+    pub hdr: EventHeader,
+    pub what: u32,
+    pub id: u32,
+    pub arg: u64,
+    pub arg2: u64,
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_MAX],
+}
+
+/// `struct enf_kernel_key`: key of `enf_kernel_lists`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelKey {
+    pub what: u32,
+    pub id: u32,
+}
+
+/// `struct enf_kernel_list`: value of `enf_kernel_lists`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelList {
+    pub list_off: u32,
+    pub list_len: u32,
+}
+
 /// `struct enf_lpm_v4_key`: key of `enf_net_v4`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -337,6 +392,10 @@ unsafe impl aya::Pod for NetList {}
 unsafe impl aya::Pod for NetRule {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PortRange {}
+// SAFETY: as above.
+unsafe impl aya::Pod for KernelKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for KernelList {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -346,6 +405,8 @@ pub const EXEC_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(ExecEvent, path)
 pub const PROC_EXEC_DATA_OFFSET: usize = core::mem::offset_of!(ProcExecEvent, data);
 /// Byte offset of the paths within a path-hook record.
 pub const PATH_EVENT_PATHS_OFFSET: usize = core::mem::offset_of!(PathEvent, paths);
+/// Byte offset of the path within a kernel-class record.
+pub const KERNEL_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(KernelOpEvent, path);
 
 #[cfg(test)]
 mod tests {
@@ -432,6 +493,13 @@ mod tests {
                 [hdr, parent_pid, child_pid, child_start_ns]
             ),
             layout!("enf_proc_exit_event", ProcExitEvent, [hdr, exit_code, _pad]),
+            layout!(
+                "enf_kernel_event",
+                KernelOpEvent,
+                [hdr, what, id, arg, arg2, path_len, _pad, path]
+            ),
+            layout!("enf_kernel_key", KernelKey, [what, id]),
+            layout!("enf_kernel_list", KernelList, [list_off, list_len]),
         ]
     }
 

@@ -103,6 +103,10 @@ pub enum DecodeError {
     },
     #[error("path record has operation bits {0:#x}")]
     PathOp(u32),
+    #[error(
+        "kernel record is about {what}/{id}, which is no operation, capability or system call"
+    )]
+    KernelSubject { what: u32, id: u32 },
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -295,6 +299,7 @@ pub enum Record {
     /// A path or mmap hook: create, delete, rename, link, chmod, chown,
     /// truncate, mmap_exec.
     Path(PathRecord),
+    Kernel(KernelRecord),
 }
 
 impl Record {
@@ -307,6 +312,7 @@ impl Record {
             Record::ProcFork(r) => &r.header,
             Record::ProcExit(r) => &r.header,
             Record::Path(r) => &r.header,
+            Record::Kernel(r) => &r.header,
         }
     }
 
@@ -317,6 +323,98 @@ impl Record {
             Record::ProcExec(_) | Record::ProcFork(_) | Record::ProcExit(_)
         )
     }
+}
+
+/// A privileged kernel operation, with policy-lang's `KernelOp` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelOp {
+    Mount,
+    Umount,
+    Ptrace,
+    Bpf,
+    ModuleLoad,
+    Kexec,
+    SetuidRoot,
+    SetgidRoot,
+    UsernsCreate,
+    RawSocket,
+    PacketSocket,
+    PerfEventOpen,
+    Keyctl,
+}
+
+impl KernelOp {
+    /// In bit order (`kernel_ops::kops`).
+    pub const ALL: [KernelOp; 13] = [
+        KernelOp::Mount,
+        KernelOp::Umount,
+        KernelOp::Ptrace,
+        KernelOp::Bpf,
+        KernelOp::ModuleLoad,
+        KernelOp::Kexec,
+        KernelOp::SetuidRoot,
+        KernelOp::SetgidRoot,
+        KernelOp::UsernsCreate,
+        KernelOp::RawSocket,
+        KernelOp::PacketSocket,
+        KernelOp::PerfEventOpen,
+        KernelOp::Keyctl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelOp::Mount => "mount",
+            KernelOp::Umount => "umount",
+            KernelOp::Ptrace => "ptrace",
+            KernelOp::Bpf => "bpf",
+            KernelOp::ModuleLoad => "module_load",
+            KernelOp::Kexec => "kexec",
+            KernelOp::SetuidRoot => "setuid_root",
+            KernelOp::SetgidRoot => "setgid_root",
+            KernelOp::UsernsCreate => "userns_create",
+            KernelOp::RawSocket => "raw_socket",
+            KernelOp::PacketSocket => "packet_socket",
+            KernelOp::PerfEventOpen => "perf_event_open",
+            KernelOp::Keyctl => "keyctl",
+        }
+    }
+
+    /// Its `kernel_ops::kops` bit.
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    /// The operation of one `kops` bit.
+    pub fn from_bit(bit: u32) -> Option<KernelOp> {
+        KernelOp::ALL.iter().copied().find(|op| op.bit() == bit)
+    }
+}
+
+/// What a kernel-class record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelSubject {
+    Op(KernelOp),
+    /// A capability check, by number (`CAP_SYS_ADMIN` is 21).
+    Capability(u32),
+    /// A system call at entry, by x86_64 number.
+    Syscall(u32),
+}
+
+/// A kernel-class decision. What `arg` and `arg2` hold depends on the
+/// operation (`enf_kernel_event` in abi.h): the tracee's pid for `ptrace`, the
+/// address family and type for sockets, the read id for `module_load` and
+/// `kexec`, the new and old effective id for `setuid_root`/`setgid_root`, the
+/// command for `bpf`, ...
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelRecord {
+    pub header: Header,
+    pub subject: KernelSubject,
+    pub arg: u64,
+    pub arg2: u64,
+    /// The file (`module_load`, `kexec` by file) or mount point (`mount`);
+    /// empty when the operation has none or it could not be resolved.
+    pub path: Vec<u8>,
 }
 
 fn decode_header(b: &[u8]) -> Result<(u16, Header), DecodeError> {
@@ -424,6 +522,7 @@ pub fn decode_record(record: &[u8]) -> Result<Record, DecodeError> {
             }))
         }
         abi::EVENT_PATH => crate::path_events::decode_path(record, header).map(Record::Path),
+        abi::EVENT_KERNEL => decode_kernel(record, header).map(Record::Kernel),
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -466,6 +565,31 @@ fn decode_proc_exec(record: &[u8], header: Header) -> Result<ProcExecRecord, Dec
         filename: data[..path].to_vec(),
         argv: data[path..].to_vec(),
         proc_flags: u32_at(record, offset_of!(ProcExecEvent, proc_flags)),
+    })
+}
+
+fn decode_kernel(record: &[u8], header: Header) -> Result<KernelRecord, DecodeError> {
+    use abi::KernelOpEvent as K;
+    let path = path_of(
+        record,
+        abi::KERNEL_EVENT_PATH_OFFSET,
+        offset_of!(K, path_len),
+    )?;
+    let what = u32_at(record, offset_of!(K, what));
+    let id = u32_at(record, offset_of!(K, id));
+    let subject = match what {
+        abi::KERNEL_OP => KernelOp::from_bit(id).map(KernelSubject::Op),
+        abi::KERNEL_CAPABILITY => Some(KernelSubject::Capability(id)),
+        abi::KERNEL_SYSCALL => Some(KernelSubject::Syscall(id)),
+        _ => None,
+    }
+    .ok_or(DecodeError::KernelSubject { what, id })?;
+    Ok(KernelRecord {
+        header,
+        subject,
+        arg: u64_at(record, offset_of!(K, arg)),
+        arg2: u64_at(record, offset_of!(K, arg2)),
+        path,
     })
 }
 
@@ -536,6 +660,7 @@ pub fn decode(record: &[u8]) -> Result<KernelEvent, DecodeError> {
         Record::ProcFork(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_FORK)),
         Record::ProcExit(_) => Err(DecodeError::UnknownKind(abi::EVENT_PROC_EXIT)),
         Record::Path(_) => Err(DecodeError::UnknownKind(abi::EVENT_PATH)),
+        Record::Kernel(_) => Err(DecodeError::UnknownKind(abi::EVENT_KERNEL)),
     }
 }
 
@@ -881,6 +1006,23 @@ pub(crate) mod tests {
         b
     }
 
+    /// Builds a kernel-class record the way the kernel lays it out.
+    pub(crate) fn kernel_record(what: u32, id: u32, arg: u64, arg2: u64, path: &[u8]) -> Vec<u8> {
+        use abi::KernelOpEvent as K;
+        let mut b = file_record(abi::VERDICT_DENY, b"");
+        b.truncate(size_of::<EventHeader>());
+        b.resize(abi::KERNEL_EVENT_PATH_OFFSET, 0);
+        b[offset_of!(EventHeader, kind)..][..2].copy_from_slice(&abi::EVENT_KERNEL.to_ne_bytes());
+        b[offset_of!(EventHeader, policy_id)..][..4].copy_from_slice(&3u32.to_ne_bytes());
+        b[offset_of!(K, what)..][..4].copy_from_slice(&what.to_ne_bytes());
+        b[offset_of!(K, id)..][..4].copy_from_slice(&id.to_ne_bytes());
+        b[offset_of!(K, arg)..][..8].copy_from_slice(&arg.to_ne_bytes());
+        b[offset_of!(K, arg2)..][..8].copy_from_slice(&arg2.to_ne_bytes());
+        b[offset_of!(K, path_len)..][..4].copy_from_slice(&(path.len() as u32).to_ne_bytes());
+        b.extend_from_slice(path);
+        b
+    }
+
     #[test]
     fn decodes_process_records() {
         let r = proc_exec_record(b"/bin/sh", b"sh\0-c\0id\0", abi::PROC_ARGS_TRUNCATED);
@@ -958,5 +1100,61 @@ pub(crate) mod tests {
             let cut = (seed >> 16) as usize % (r.len() + 1);
             let _ = decode_record(&r[..cut]);
         }
+    }
+
+    #[test]
+    fn decodes_kernel_records() {
+        let r = kernel_record(abi::KERNEL_OP, abi::KOP_MODULE_LOAD, 2, 0, b"/tmp/x.ko");
+        let Record::Kernel(k) = decode_record(&r).unwrap() else {
+            panic!("not a kernel record")
+        };
+        assert_eq!(k.subject, KernelSubject::Op(KernelOp::ModuleLoad));
+        assert_eq!((k.arg, k.arg2), (2, 0));
+        assert_eq!(k.path, b"/tmp/x.ko");
+        assert_eq!(k.header.action, Action::Deny);
+        assert_eq!(k.header.pid, 77);
+        assert_eq!(k.header.cgroup_id, 4242);
+        assert_eq!(k.header.rule_id, Some(5));
+        assert_eq!(k.header.policy_id, Some(3));
+
+        let r = kernel_record(abi::KERNEL_CAPABILITY, 21, 0, 0, b"");
+        let Record::Kernel(k) = decode_record(&r).unwrap() else {
+            panic!("not a kernel record")
+        };
+        assert_eq!(k.subject, KernelSubject::Capability(21));
+        assert!(k.path.is_empty());
+        let r = kernel_record(abi::KERNEL_SYSCALL, 272, 0, 0, b"");
+        let Record::Kernel(k) = decode_record(&r).unwrap() else {
+            panic!("not a kernel record")
+        };
+        assert_eq!(k.subject, KernelSubject::Syscall(272));
+        // Every operation bit names its policy-lang operation, in order.
+        for (i, op) in KernelOp::ALL.iter().enumerate() {
+            assert_eq!(op.bit(), 1 << i);
+            assert_eq!(KernelOp::from_bit(1 << i), Some(*op));
+        }
+        assert_eq!(KernelOp::ALL.len() as u32, abi::KOP_ALL.count_ones());
+    }
+
+    #[test]
+    fn rejects_malformed_kernel_records() {
+        // Two bits, an unknown subject, a path longer than the record.
+        for (what, id) in [(abi::KERNEL_OP, 3), (abi::KERNEL_OP, 1 << 13), (7, 1)] {
+            let r = kernel_record(what, id, 0, 0, b"");
+            assert_eq!(
+                decode_record(&r),
+                Err(DecodeError::KernelSubject { what, id })
+            );
+        }
+        let r = kernel_record(abi::KERNEL_OP, abi::KOP_MOUNT, 0, 0, b"/mnt");
+        assert!(matches!(
+            decode_record(&r[..r.len() - 1]),
+            Err(DecodeError::PathLength { .. })
+        ));
+        assert!(matches!(
+            decode_record(&r[..abi::KERNEL_EVENT_PATH_OFFSET - 1]),
+            Err(DecodeError::Short { .. })
+        ));
+        assert_eq!(decode(&r), Err(DecodeError::UnknownKind(abi::EVENT_KERNEL)));
     }
 }

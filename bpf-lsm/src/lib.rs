@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod bench;
 pub mod events;
+pub mod kernel_ops;
 pub mod loader;
 pub mod objects;
 pub mod path_events;
@@ -19,7 +20,11 @@ pub mod probe;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    NetOp, NetRecord, PathRecord, ProcExecRecord, ProcExitRecord, ProcForkRecord, Record, Verdict,
+    KernelOp, KernelRecord, KernelSubject, NetOp, NetRecord, PathRecord, ProcExecRecord,
+    ProcExitRecord, ProcForkRecord, Record, Verdict,
+};
+pub use kernel_ops::{
+    kops, KernelDefault, KernelHooks, KernelKey, KernelKeyRules, KernelOpRule, KernelOpsPlan,
 };
 pub use loader::{
     EventRing, FileOpenPlan, FileRule, KernelStats, LoadError, Loaded, Mode, ScopedCgroup,

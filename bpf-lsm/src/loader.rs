@@ -3,6 +3,7 @@
 //! attached, so the first time one runs it already sees the whole plan.
 
 use crate::abi;
+use crate::kernel_ops::kops;
 use crate::objects;
 use crate::plan::{
     self, net, Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
@@ -165,6 +166,46 @@ const NET_LSM: &[(&str, &str, u32)] = &[
     ("enf_socket_listen", "socket_listen", net::LISTEN),
     ("enf_socket_sendmsg", "socket_sendmsg", net::SEND),
 ];
+/// (program, hook, kernel operations) of the kernel-class LSM programs: a
+/// program is attached when the plan decides one of its operations.
+const KERNEL_LSM: &[(&str, &str, u32)] = &[
+    ("enf_sb_mount", "sb_mount", kops::MOUNT),
+    ("enf_move_mount", "move_mount", kops::MOUNT),
+    ("enf_sb_umount", "sb_umount", kops::UMOUNT),
+    (
+        "enf_ptrace_access_check",
+        "ptrace_access_check",
+        kops::PTRACE,
+    ),
+    ("enf_ptrace_traceme", "ptrace_traceme", kops::PTRACE),
+    ("enf_bpf", "bpf", kops::BPF),
+    (
+        "enf_kernel_read_file",
+        "kernel_read_file",
+        kops::MODULE_LOAD | kops::KEXEC,
+    ),
+    (
+        "enf_kernel_load_data",
+        "kernel_load_data",
+        kops::MODULE_LOAD | kops::KEXEC,
+    ),
+    ("enf_task_fix_setuid", "task_fix_setuid", kops::SETUID_ROOT),
+    ("enf_task_fix_setgid", "task_fix_setgid", kops::SETGID_ROOT),
+    ("enf_userns_create", "userns_create", kops::USERNS_CREATE),
+    (
+        "enf_socket_create",
+        "socket_create",
+        kops::RAW_SOCKET | kops::PACKET_SOCKET,
+    ),
+    (
+        "enf_perf_event_open",
+        "perf_event_open",
+        kops::PERF_EVENT_OPEN,
+    ),
+    ("enf_key_alloc", "key_alloc", kops::KEYCTL),
+];
+const CAPABLE: &str = "enf_capable";
+const SYS_ENTER: &str = "enf_sys_enter";
 /// (program, op) of the cgroup socket programs (no `listen` among them).
 const NET_CGROUP: &[(&str, u32)] = &[
     ("enf_cg_connect4", net::CONNECT),
@@ -327,6 +368,8 @@ impl Loaded {
             .map_max_entries("enf_net_v6", size(entries.net_v6.len()))
             .map_max_entries("enf_net_rules", size(entries.net_rules.len()))
             .map_max_entries("enf_net_ports", size(entries.net_ports.len()))
+            .map_max_entries("enf_kernel_lists", size(entries.kernel.lists.len()))
+            .map_max_entries("enf_kernel_rules", size(entries.kernel.rules.len()))
             .load(bytes)
             .map_err(|source| LoadError::Object {
                 object: OBJECT,
@@ -371,8 +414,25 @@ impl Loaded {
                 .map(|(r, i)| (i, r)),
         )?;
 
+        write_hash(&mut ebpf, "enf_kernel_lists", &entries.kernel.lists)?;
+        write_array(
+            &mut ebpf,
+            "enf_kernel_rules",
+            entries
+                .kernel
+                .rules
+                .iter()
+                .copied()
+                .zip(0u32..)
+                .map(|(r, i)| (i, r)),
+        )?;
+
         let h = entries.hooks;
-        let lsm_needed = h.file_open || h.bprm_check_security || h.path_ops != 0;
+        let lsm_needed = h.file_open
+            || h.bprm_check_security
+            || h.path_ops != 0
+            || h.kernel.ops != 0
+            || h.kernel.capable;
         let net_mechanism = if h.net_ops != 0 {
             Some(resolve_mechanism(
                 &mut ebpf,
@@ -431,11 +491,26 @@ impl Loaded {
                 }
             }
         }
+        for &(program, hook, ops) in KERNEL_LSM {
+            if h.kernel.ops & ops != 0 {
+                hooks.push((program, hook));
+            }
+        }
+        if h.kernel.capable {
+            hooks.push((CAPABLE, "capable"));
+        }
+        if h.kernel.sys_enter {
+            hooks.push((SYS_ENTER, "sys_enter"));
+        }
         for &(program, target) in &hooks {
             let prog = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::MissingProgram { program })?;
-            if program == MKDIR || program == RMDIR || PROCESS.iter().any(|(p, _)| *p == program) {
+            if program == MKDIR
+                || program == RMDIR
+                || program == SYS_ENTER
+                || PROCESS.iter().any(|(p, _)| *p == program)
+            {
                 let tp: &mut BtfTracePoint = prog
                     .try_into()
                     .map_err(|e| LoadError::program(program, e))?;
@@ -713,6 +788,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         cgroup_headroom: None,
         network: NetworkPlan::default(),
         process_events: false,
+        kernel: crate::kernel_ops::KernelOpsPlan::default(),
     })
 }
 

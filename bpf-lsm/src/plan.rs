@@ -110,7 +110,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn abi(self) -> u32 {
+    pub(crate) fn abi(self) -> u32 {
         match self {
             Action::Allow => abi::ACTION_ALLOW,
             Action::Audit => abi::ACTION_AUDIT,
@@ -120,7 +120,7 @@ impl Action {
     }
 
     /// In an audit-mode policy nothing is denied: deny and kill are audit.
-    fn effective(self, mode: Mode) -> Action {
+    pub(crate) fn effective(self, mode: Mode) -> Action {
         match (mode, self) {
             (Mode::Audit, Action::Deny | Action::Kill) => Action::Audit,
             (_, a) => a,
@@ -332,6 +332,8 @@ pub struct KernelPlan {
     /// `tp_btf/sched_process_*` programs): for user space's process table
     /// and its `alert` rules.
     pub process_events: bool,
+    /// Kernel operations, capabilities and system calls (kernel_ops.rs).
+    pub kernel: crate::kernel_ops::KernelOpsPlan,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -355,6 +357,8 @@ pub enum PlanError {
     },
     #[error("network: {0}")]
     Network(String),
+    #[error("kernel class: {0}")]
+    Kernel(String),
 }
 
 /// The hooks a plan needs.
@@ -370,6 +374,8 @@ pub struct Hooks {
     /// delete, rename, link, chmod, chown, truncate, mmap_exec) some file
     /// rule or a file default deny decides (`crate::path_hooks`).
     pub path_ops: u32,
+    /// The kernel-class hooks.
+    pub kernel: crate::kernel_ops::KernelHooks,
 }
 
 impl Hooks {
@@ -380,6 +386,7 @@ impl Hooks {
             || self.net_ops != 0
             || self.path_ops != 0
             || self.process_events
+            || self.kernel.any()
     }
 }
 
@@ -398,6 +405,7 @@ pub(crate) struct MapEntries {
     pub net_v6: Vec<(u32, [u8; 16], abi::NetList)>,
     pub net_rules: Vec<abi::NetRule>,
     pub net_ports: Vec<abi::PortRange>,
+    pub kernel: crate::kernel_ops::KernelEntries,
 }
 
 fn name_bytes(bytes: &[u8]) -> [u8; abi::NAME_BYTES] {
@@ -463,6 +471,14 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         compile_matcher(class, name, m, &rules, &mut policies, &mut out)?;
     }
     let net_ops = compile_network(&plan.network, &slots, &rules, &mut policies, &mut out)?;
+    let taken: HashSet<u32> = rules
+        .keys()
+        .copied()
+        .chain(plan.network.rules.iter().map(|r| r.id))
+        .collect();
+    let (kernel, kernel_hooks) =
+        crate::kernel_ops::compile(&plan.kernel, &slots, &taken, &mut policies)?;
+    out.kernel = kernel;
     out.policies = policies
         .into_iter()
         .enumerate()
@@ -502,6 +518,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         net_ops,
         process_events: plan.process_events,
         path_ops: path_ops(plan, &rules),
+        kernel: kernel_hooks,
     };
     Ok(out)
 }
@@ -930,6 +947,7 @@ mod tests {
             cgroup_headroom: Some(5),
             network: NetworkPlan::default(),
             process_events: false,
+            kernel: crate::kernel_ops::KernelOpsPlan::default(),
         }
     }
 
@@ -942,8 +960,7 @@ mod tests {
                 file_open: true,
                 bprm_check_security: false,
                 net_ops: 0,
-                process_events: false,
-                path_ops: 0,
+                ..Hooks::default()
             }
         );
         assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
@@ -998,8 +1015,7 @@ mod tests {
                 file_open: false,
                 bprm_check_security: true,
                 net_ops: 0,
-                process_events: false,
-                path_ops: 0,
+                ..Hooks::default()
             }
         );
         assert_eq!(

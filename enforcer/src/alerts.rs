@@ -16,7 +16,7 @@ use crate::verdict_log::RuleInfo;
 use anyhow::Context;
 use bpf_lsm::{NetOp as KNetOp, Record};
 use policy_lang::condition::Compiled;
-use policy_lang::event::{Operation, OwnedEvent, Pod, Process};
+use policy_lang::event::{KernelEvent, Operation, OwnedEvent, Pod, Process};
 use policy_lang::model::{FileOp, NetOp, Protocol};
 use policy_lang::plan::{Enforcement, Plan};
 use siem_export::event::{EventId, Verdict};
@@ -208,6 +208,19 @@ pub fn operations(record: &Record) -> Vec<Operation> {
                         .collect::<Vec<_>>()
                 })
                 .collect()
+        }
+        Record::Kernel(k) => {
+            let event = match k.subject {
+                bpf_lsm::KernelSubject::Op(op) => {
+                    match policy_lang::model::KernelOp::from_name(op.name()) {
+                        Some(op) => KernelEvent::Op(op),
+                        None => return Vec::new(),
+                    }
+                }
+                bpf_lsm::KernelSubject::Capability(c) => KernelEvent::Capability(c),
+                bpf_lsm::KernelSubject::Syscall(s) => KernelEvent::Syscall(s),
+            };
+            vec![Operation::Kernel(event)]
         }
         Record::ProcExec(_) | Record::ProcFork(_) | Record::ProcExit(_) => Vec::new(),
     }

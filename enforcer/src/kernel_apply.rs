@@ -81,7 +81,8 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
         Enforcement::KillAtExec
         | Enforcement::TracepointKill
         | Enforcement::UserspaceAudit
-        | Enforcement::UserspaceAlert => None,
+        | Enforcement::UserspaceAlert
+        | Enforcement::Unenforced => None,
     }
 }
 
@@ -90,10 +91,10 @@ fn is_alert(r: &PlanRule) -> bool {
 }
 
 /// What keeps `r` out of this build's kernel programs, if anything.
-fn rule_gap(r: &PlanRule, k: &KernelFeatures) -> Option<String> {
-    let bpf_lsm = k.bpf_lsm;
+fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
+    let bpf_lsm = kernel.bpf_lsm;
     if is_alert(r) {
-        return (!k.tp_btf).then(|| {
+        return (!kernel.tp_btf).then(|| {
             "`alert` rules are evaluated in user space on the exec records of the process \
              tracepoints, and this kernel does not load `tp_btf` programs (`enforcer doctor`)"
                 .into()
@@ -125,7 +126,7 @@ fn rule_gap(r: &PlanRule, k: &KernelFeatures) -> Option<String> {
                 ));
             }
         }
-        Some(Class::Kernel) => needs.push("the kernel-operation hooks".into()),
+        Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
     if r.from_set.is_some() || r.except_set.is_some() {
@@ -308,11 +309,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
                 continue;
             }
             let why = match d.class {
-                Class::Kernel => Some(
-                    "`defaults: {kernel: deny}` needs the kernel hooks, which this build's \
-                     kernel programs do not have yet"
-                        .to_string(),
-                ),
+                Class::Kernel => crate::kernel_class::default_gap(d, &plan.kernel),
                 Class::Network if !bpf_lsm => Some(
                     "`defaults: {network: deny}` covers `listen`, which needs BPF LSM: the \
                      cgroup socket programs of a kernel without it neither deny nor see it"
@@ -369,7 +366,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
     let rules = plan
         .rules
         .iter()
-        .filter(|r| r.class != Some(Class::Network))
+        .filter(|r| matches!(r.class, Some(Class::File | Class::Exec)))
         .filter_map(|r| {
             Some(KernelRule {
                 id: r.id,
@@ -403,6 +400,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         cgroup_headroom: None,
         network,
         process_events: plan.rules.iter().any(is_alert),
+        kernel: crate::kernel_class::kernel_ops_plan(plan),
     })
 }
 

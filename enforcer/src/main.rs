@@ -8,6 +8,8 @@ mod events_cmd;
 mod exit_code;
 mod export_cmd;
 mod kernel_apply;
+mod kernel_class;
+mod kernel_record;
 mod learn_cmd;
 mod metrics;
 mod policy_cmd;

@@ -192,8 +192,14 @@ impl Compiler {
             policy_lang::render_all(&set.warnings, &set.sources)
         };
         if self.mode == Some(ModeArg::Audit) {
+            // Audit mode denies nothing, so it accepts what this kernel can record: a rule it
+            // can neither enforce nor record compiles as `unenforced` and is named in the log.
             for p in &mut set.policies {
                 p.mode = policy_lang::model::Mode::Audit;
+                p.allow_downgrade = true;
+                for r in &mut p.rules {
+                    r.allow_downgrade = true;
+                }
             }
         }
         let plan = policy_lang::compile(&set, &self.kernel).map_err(|d| Rejected {

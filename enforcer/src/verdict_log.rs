@@ -166,6 +166,7 @@ pub fn process(h: &Header) -> Process {
 pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock) -> SecurityEvent {
     let h = record.header();
     let path_op;
+    let kernel_op;
     let (class, operation) = match record {
         Record::FileOpen(_) => (EventClass::File, "open"),
         Record::Exec(_) => (EventClass::Exec, "exec"),
@@ -177,6 +178,10 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         Record::Path(p) => {
             path_op = p.op_name();
             (EventClass::File, path_op.as_str())
+        }
+        Record::Kernel(k) => {
+            kernel_op = crate::kernel_record::operation(k);
+            (EventClass::Kernel, kernel_op.as_str())
         }
     };
     let rule = names.rule(h);
@@ -237,6 +242,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             path_truncated: h.path_unresolved(),
             second_path: p.path2.clone().map(ByteText::new),
         }),
+        Record::Kernel(k) => crate::kernel_record::target(k),
     });
     ev
 }
@@ -291,6 +297,8 @@ pub fn human(record: &Record, names: &Names) -> String {
     };
     let net_text;
     let path_op;
+    let kernel_text;
+    let kernel_op;
     let (hook, path) = match record {
         Record::Path(p) => {
             path_op = p.op_name();
@@ -317,6 +325,11 @@ pub fn human(record: &Record, names: &Names) -> String {
         Record::ProcExit(x) => {
             net_text = format!("status={:#x}", x.exit_code).into_bytes();
             ("process exit", &net_text)
+        }
+        Record::Kernel(k) => {
+            kernel_op = crate::kernel_record::operation(k);
+            kernel_text = crate::kernel_record::detail(k).into_bytes();
+            (kernel_op.as_str(), &kernel_text)
         }
     };
     let path = if h.path_unresolved() {
@@ -481,6 +494,32 @@ mod tests {
             panic!("not a file event")
         };
         assert_eq!(f.path.as_bytes(), b"/tmp/\xffodd");
+    }
+
+    #[test]
+    fn a_kernel_record_becomes_a_kernel_event() {
+        let record = Record::Kernel(bpf_lsm::KernelRecord {
+            header: header(Action::Deny, Some(0), 0),
+            subject: bpf_lsm::KernelSubject::Op(bpf_lsm::KernelOp::Ptrace),
+            arg: 42,
+            arg2: 2,
+            path: Vec::new(),
+        });
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["class"], "kernel");
+        assert_eq!(json["operation"], "ptrace");
+        assert_eq!(json["verdict"], "denied");
+        assert_eq!(json["target"]["kernel"]["operation"], "ptrace");
+        assert_eq!(json["target"]["kernel"]["detail"], "target_pid=42 mode=0x2");
+        assert_eq!(json["policy"], "web");
+        assert_eq!(json["rule"], "r1");
+        assert_eq!(
+            human(&record, &names()),
+            "DENY  ptrace target_pid=42 mode=0x2 pid=10 comm=cat uid=0 cgroup=99 rule=web/r1"
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn effect(e: Enforcement) -> Option<Verdict> {
         }
         Enforcement::KernelAudit | Enforcement::UserspaceAudit => Some(Verdict::Audit),
         Enforcement::Allow => Some(Verdict::Allow),
-        Enforcement::UserspaceAlert => None,
+        Enforcement::UserspaceAlert | Enforcement::Unenforced => None,
     }
 }
 

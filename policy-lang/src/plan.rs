@@ -36,6 +36,8 @@ pub enum Enforcement {
     UserspaceAudit,
     /// Detection only, in user space.
     UserspaceAlert,
+    /// The target kernel can neither enforce nor record it (a downgrade the user accepted).
+    Unenforced,
 }
 
 impl Enforcement {
@@ -50,6 +52,7 @@ impl Enforcement {
             Enforcement::Allow => "allowed (exemption from the default)",
             Enforcement::UserspaceAudit => "audited in user space, not denied",
             Enforcement::UserspaceAlert => "alert in user space",
+            Enforcement::Unenforced => "neither enforced nor recorded on this kernel",
         }
     }
 }
@@ -274,6 +277,56 @@ fn decide(
     }
 }
 
+/// Why the target kernel can neither enforce nor record an operation of `class` (matching
+/// `m`; `None`: a default, every operation of the class), if so: then the rule is
+/// `Unenforced`, a downgrade the user must accept. Without BPF LSM the kernel side records
+/// through kprobes on the `security_*` functions, so a kernel without kprobes either has
+/// another mechanism for the class or none at all; nothing is claimed that the kernel
+/// cannot do.
+fn unrecordable(k: &KernelFeatures, class: Class, m: Option<&Match>) -> Option<String> {
+    if let Some(Match::Kernel(km)) = m {
+        if km.ops.is_empty() && km.capabilities.is_empty() {
+            // System calls only: the raw_syscalls tracepoint needs neither.
+            return None;
+        }
+    }
+    let userns = match m {
+        Some(Match::Kernel(km)) => km.ops.contains(&KernelOp::UsernsCreate),
+        None => class == Class::Kernel,
+        _ => false,
+    };
+    if userns && !k.lsm_userns_create {
+        return Some(
+            "the kernel has no `userns_create` LSM hook, so `userns_create` can neither be \
+             denied nor recorded"
+                .into(),
+        );
+    }
+    if k.bpf_lsm || k.kprobes {
+        return None;
+    }
+    match class {
+        // The sched_process_exec tracepoint sees every exec.
+        Class::Exec => None,
+        Class::Network => {
+            let listen = match m {
+                Some(Match::Network(n)) => n.ops & NetOp::Listen.bit() != 0,
+                _ => true,
+            };
+            if k.cgroup_sock_addr && !listen {
+                None
+            } else {
+                Some(
+                    "the kernel has no BPF LSM, no kprobes and no cgroup socket hook for it".into(),
+                )
+            }
+        }
+        Class::File | Class::Kernel => {
+            Some("the kernel has neither BPF LSM nor kprobes to record it".into())
+        }
+    }
+}
+
 /// Interns binary-pattern lists as set ids.
 #[derive(Default)]
 struct BinarySets {
@@ -311,7 +364,12 @@ fn rule_hooks(
     } else {
         "kprobe/security_"
     };
+    // Without BPF LSM and kprobes there is no such hook to name.
+    let hookable = k.bpf_lsm || k.kprobes;
     let mut add = |h: &str| {
+        if !hookable {
+            return;
+        }
         hooks
             .entry(format!("{prefix}{h}"))
             .or_default()
@@ -632,6 +690,10 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     (Some(e), d)
                 }
             };
+            let (enforcement, downgrade) = match unrecordable(k, *class, None) {
+                Some(why) if posture == Posture::Deny => (Some(Enforcement::Unenforced), Some(why)),
+                _ => (enforcement, downgrade),
+            };
             if let Some(reason) = &downgrade {
                 if !p.allow_downgrade {
                     diags.push(
@@ -648,7 +710,8 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     );
                 }
             }
-            if posture == Posture::Deny {
+            // An unenforced default needs no hook: nothing would run it.
+            if posture == Posture::Deny && enforcement != Some(Enforcement::Unenforced) {
                 rule_hooks(
                     &default_hooks(*class),
                     &mut hooks,
@@ -695,6 +758,16 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                     (Enforcement::KernelAudit, None)
                 }
                 (Some(c), a) => decide(k, c, a, Some(&r.matcher)),
+            };
+            let unrec = match (class, userspace_only, r.action) {
+                (Some(c), false, a) if !matches!(a, Action::Allow | Action::Alert) => {
+                    unrecordable(k, c, Some(&r.matcher))
+                }
+                _ => None,
+            };
+            let (enforcement, downgrade) = match unrec {
+                Some(why) => (Enforcement::Unenforced, Some(why)),
+                None => (enforcement, downgrade),
             };
             if downgrade.is_some() && !r.allow_downgrade {
                 diags.push(
@@ -752,12 +825,14 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
                 rules.push(pr);
                 continue;
             }
-            rule_hooks(
-                &r.matcher,
-                &mut hooks,
-                k,
-                &format!("rule `{}/{}`", p.name, r.name),
-            );
+            if enforcement != Enforcement::Unenforced {
+                rule_hooks(
+                    &r.matcher,
+                    &mut hooks,
+                    k,
+                    &format!("rule `{}/{}`", p.name, r.name),
+                );
+            }
             match &r.matcher {
                 Match::Exec(e) => {
                     exec_pats.extend(e.paths.iter().map(|x| (&x.value, id)));

@@ -175,6 +175,7 @@ fn weaker_kernel_needs_consent() {
     let no_lsm = KernelFeatures {
         bpf_send_signal: true,
         cgroup_sock_addr: true,
+        kprobes: true,
         ..KernelFeatures::default()
     };
     let err = compile(&set, &no_lsm).unwrap_err();
@@ -201,6 +202,90 @@ fn weaker_kernel_needs_consent() {
     );
     let text = policy_lang::explain(&plan);
     assert!(text.contains("downgraded"), "{text}");
+}
+
+/// Without BPF LSM the kernel records file and kernel operations through kprobes: a kernel
+/// with neither can do nothing for them, and the plan must not claim `kernel_audit`.
+#[test]
+fn nothing_is_claimed_that_the_kernel_cannot_do() {
+    let policy = |action: &str, extra: &str, consent: &str| {
+        format!(
+            "policies:\n  - name: p\n    select: {{host: true}}\n    mode: enforce\n{consent}\
+             {extra}    rules:\n      - name: r\n        action: {action}\n        \
+             file: {{path: /etc/shadow}}\n"
+        )
+    };
+    let bare = KernelFeatures {
+        bpf_send_signal: true,
+        cgroup_sock_addr: true,
+        ..KernelFeatures::default()
+    };
+    let with_kprobes = KernelFeatures {
+        kprobes: true,
+        ..bare
+    };
+    for (action, extra, code) in [
+        ("audit", "", "E0801"),
+        ("deny", "", "E0801"),
+        ("allow", "    defaults: {file: deny}\n", "E0802"),
+    ] {
+        let text = policy(action, extra, "");
+        let set = load_sources([("p.yaml", text.as_str())]).unwrap();
+        let err = compile(&set, &bare).unwrap_err();
+        let rendered = policy_lang::render_all(&err, &set.sources);
+        assert!(rendered.contains(code), "{action}: {rendered}");
+        assert!(
+            rendered.contains("neither BPF LSM nor kprobes"),
+            "{action}: {rendered}"
+        );
+        // Accepted, it is said to be unenforced, needs no hook and decides nothing.
+        let text = policy(action, extra, "    allow_downgrade: true\n");
+        let set = load_sources([("p.yaml", text.as_str())]).unwrap();
+        let plan = compile(&set, &bare).unwrap();
+        let unenforced = plan
+            .rules
+            .iter()
+            .map(|r| r.enforcement)
+            .chain(
+                plan.policies[0]
+                    .defaults
+                    .iter()
+                    .filter_map(|d| d.enforcement),
+            )
+            .any(|e| e == policy_lang::plan::Enforcement::Unenforced);
+        assert!(unenforced, "{action}: {plan:#?}");
+        assert!(
+            !plan.hooks.iter().any(|h| h.program.starts_with("kprobe/")),
+            "{action}: {:?}",
+            plan.hooks
+        );
+        let ev = policy_lang::Evaluator::new(&plan).unwrap();
+        let read = policy_lang::event::OwnedEvent {
+            process: Default::default(),
+            cgroup: "/".into(),
+            container_id: None,
+            pod: None,
+            op: policy_lang::event::Operation::File {
+                op: policy_lang::model::FileOp::Read,
+                path: "/etc/shadow".into(),
+            },
+        };
+        assert_eq!(ev.decide(&read).verdict, Verdict::Allow, "{action}");
+        // With kprobes the kernel records it.
+        let plan = compile(&set, &with_kprobes).unwrap();
+        assert!(plan
+            .hooks
+            .iter()
+            .any(|h| h.program == "kprobe/security_file_open"));
+    }
+    // System calls are seen by a tracepoint: no kprobes needed.
+    let set = load_sources([(
+        "p.yaml",
+        "policies:\n  - name: p\n    select: {host: true}\n    mode: enforce\n    rules:\n      \
+         - name: r\n        action: audit\n        kernel: {syscalls: [unshare]}\n",
+    )])
+    .unwrap();
+    assert!(compile(&set, &bare).is_ok());
 }
 
 #[test]

@@ -34,6 +34,9 @@
 /* A path or mmap hook's verdict (create, delete, rename, link, chmod, chown,
  * truncate, mmap_exec): enf_path_event. */
 #define ENF_EVENT_PATH 4
+/* A kernel-class verdict: a privileged operation, a capability check or a
+ * system call (enf_kernel_event). */
+#define ENF_EVENT_KERNEL 5
 
 /* Verdicts (enf_event_header.verdict). */
 #define ENF_VERDICT_ALLOW 0
@@ -71,8 +74,10 @@
 #define ENF_CLASS_FILE 0
 #define ENF_CLASS_EXEC 1
 #define ENF_CLASS_NET 2
-/* A power of two: class indexes are masked with ENF_CLASSES - 1. Slot 3 is
- * kept for the kernel-operation class. */
+/* Kernel operations: its default covers the named operations only, not
+ * capability checks or system calls. */
+#define ENF_CLASS_KERNEL 3
+/* A power of two: class indexes are masked with ENF_CLASSES - 1. */
 #define ENF_CLASSES 4
 
 /* File operation bits (enf_rule.ops, enf_file_event.access): bit i is the
@@ -103,6 +108,29 @@
  * socket of another protocol matches no rule (only defaults apply to it). */
 #define ENF_PROTO_TCP (1u << 0)
 #define ENF_PROTO_UDP (1u << 1)
+
+/* Kernel operation bits (enf_kernel_event.id for ENF_KERNEL_OP, and the
+ * hooks a plan needs): bit i is the i-th operation of policy-lang's KernelOp
+ * list. */
+#define ENF_KOP_MOUNT (1u << 0)
+#define ENF_KOP_UMOUNT (1u << 1)
+#define ENF_KOP_PTRACE (1u << 2)
+#define ENF_KOP_BPF (1u << 3)
+#define ENF_KOP_MODULE_LOAD (1u << 4)
+#define ENF_KOP_KEXEC (1u << 5)
+#define ENF_KOP_SETUID_ROOT (1u << 6)
+#define ENF_KOP_SETGID_ROOT (1u << 7)
+#define ENF_KOP_USERNS_CREATE (1u << 8)
+#define ENF_KOP_RAW_SOCKET (1u << 9)
+#define ENF_KOP_PACKET_SOCKET (1u << 10)
+#define ENF_KOP_PERF_EVENT_OPEN (1u << 11)
+#define ENF_KOP_KEYCTL (1u << 12)
+#define ENF_KOP_ALL ((1u << 13) - 1)
+
+/* What a kernel-class key or record is about (enf_kernel_key.what). */
+#define ENF_KERNEL_OP 0          /* id: one ENF_KOP_* bit */
+#define ENF_KERNEL_CAPABILITY 1  /* id: the capability number (CAP_*) */
+#define ENF_KERNEL_SYSCALL 2     /* id: the x86_64 system call number */
 
 /* A cgroup's policies are a u64 set of slots. */
 #define ENF_MAX_POLICIES 64
@@ -330,6 +358,47 @@ struct enf_proc_exit_event {
 	struct enf_event_header hdr;
 	__u32 exit_code;      /* wait status: (status << 8) | signal */
 	__u32 _pad;
+};
+
+/* A kernel-class verdict, sent like enf_file_event: the record is
+ * offsetof(path) + path_len bytes long. What arg and arg2 hold per
+ * operation:
+ * - mount: arg the mount flags (0 for move_mount), arg2 0 for mount(2) and 1
+ *   for move_mount(2); path the mount point (mount(2) only);
+ * - umount: arg the umount flags;
+ * - ptrace: arg the tracee's pid and arg2 the PTRACE_MODE_* bits (attach),
+ *   or arg the tracer's pid and arg2 0 (PTRACE_TRACEME);
+ * - bpf: arg the bpf() command;
+ * - module_load, kexec: arg the kernel_read_file_id (arg2 0; path the file)
+ *   or the kernel_load_data_id (arg2 1);
+ * - setuid_root, setgid_root: arg the new effective id, arg2 the old one;
+ * - raw_socket, packet_socket: arg the address family, arg2 the type in the
+ *   low 32 bits and the protocol in the high 32 bits;
+ * - perf_event_open: arg the event type, arg2 its config;
+ * - keyctl: arg the KEY_ALLOC_* flags;
+ * - capabilities: arg the CAP_OPT_* options; system calls: nothing. */
+struct enf_kernel_event {
+	struct enf_event_header hdr;
+	__u32 what;                    /* ENF_KERNEL_* */
+	__u32 id;                      /* ENF_KOP_* bit, capability or syscall number */
+	__u64 arg;
+	__u64 arg2;
+	__u32 path_len;                /* bytes of path; 0: no path */
+	__u32 _pad;
+	char path[ENF_PATH_MAX];
+};
+
+/* Key of `enf_kernel_lists`. */
+struct enf_kernel_key {
+	__u32 what;                    /* ENF_KERNEL_* */
+	__u32 id;                      /* ENF_KOP_* bit, capability or syscall number */
+};
+
+/* Value of `enf_kernel_lists`: the key's rules, enf_kernel_rules[list_off..
+ * +list_len] (entries are struct enf_rule; ops unused). */
+struct enf_kernel_list {
+	__u32 list_off;
+	__u32 list_len;
 };
 
 #endif /* ENFORCER_ABI_H */

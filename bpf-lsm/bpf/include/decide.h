@@ -34,6 +34,7 @@ struct enf_decide_ctx {
 	__u32 class;
 	__u32 access;
 	__u32 unresolved;  /* no path: every deny/audit rule may have matched */
+	__u32 no_default;  /* the class default does not cover this operation */
 };
 
 /* The verdict of policy slot i; the strongest so far is kept in ctx->d. */
@@ -74,7 +75,8 @@ static long enf_decide_step(__u32 i, void *data)
 	} else if (h->slots[ENF_ACTION_DENY] & bit) {
 		action = ENF_ACTION_DENY;
 		rule = h->rule[ENF_ACTION_DENY][slot];
-	} else if (p->dflt[cls] != ENF_ACTION_ALLOW && !(h->slots[ENF_ACTION_ALLOW] & bit)) {
+	} else if (!c->no_default && p->dflt[cls] != ENF_ACTION_ALLOW &&
+		   !(h->slots[ENF_ACTION_ALLOW] & bit)) {
 		action = p->dflt[cls];
 		flags = ENF_FLAG_DEFAULT;
 	} else if (h->slots[ENF_ACTION_AUDIT] & bit) {
@@ -118,10 +120,12 @@ static __always_inline struct enf_hits *enf_decide_begin(struct enf_decision *d)
 	return h;
 }
 
-/* Decides per policy and across policies from the matches in `h`. */
-static __always_inline void enf_decide_policies(struct enf_hits *h, __u32 class, __u32 access,
-						__u64 slots, bool unresolved,
-						struct enf_decision *d)
+/* Decides per policy and across policies from the matches in `h`; with
+ * `no_default` the class's default posture is left out (capability checks
+ * and system calls are not covered by the kernel default). */
+static __always_inline void enf_decide_policies_ex(struct enf_hits *h, __u32 class, __u32 access,
+						   __u64 slots, bool unresolved, bool no_default,
+						   struct enf_decision *d)
 {
 	struct enf_decide_ctx c = {
 		.hits = h,
@@ -130,9 +134,18 @@ static __always_inline void enf_decide_policies(struct enf_hits *h, __u32 class,
 		.class = class,
 		.access = access,
 		.unresolved = unresolved,
+		.no_default = no_default,
 	};
 
 	bpf_loop(ENF_MAX_POLICIES, enf_decide_step, &c, 0);
+}
+
+/* Decides per policy and across policies from the matches in `h`. */
+static __always_inline void enf_decide_policies(struct enf_hits *h, __u32 class, __u32 access,
+						__u64 slots, bool unresolved,
+						struct enf_decision *d)
+{
+	enf_decide_policies_ex(h, class, access, slots, unresolved, false, d);
 }
 
 static __always_inline int enf_decide(const char *path, __u32 len, bool resolved, __u32 class,

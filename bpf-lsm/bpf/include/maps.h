@@ -92,6 +92,22 @@ struct {
 	__type(value, struct enf_port_range);
 } enf_net_ports SEC(".maps");
 
+/* Kernel-class rules: (what, id) -> a list in enf_kernel_rules. A key with
+ * no entry has no rule: only the kernel default may apply (to operations). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_kernel_key);
+	__type(value, struct enf_kernel_list);
+} enf_kernel_lists SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_rule);
+} enf_kernel_rules SEC(".maps");
+
 /* Counters the kernel side keeps for user space (ENF_STAT_*). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -91,7 +91,7 @@ impl Cgroup {
 
 /// Writes the calling process's pid to `fd`, using only getpid and write on a stack buffer (no
 /// allocation: this runs in a forked child of a multi-threaded process).
-fn write_own_pid(fd: RawFd) -> io::Result<()> {
+pub(super) fn write_own_pid(fd: RawFd) -> io::Result<()> {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     // SAFETY: getpid has no preconditions.

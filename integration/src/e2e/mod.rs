@@ -23,6 +23,7 @@ pub mod export;
 pub mod file_open;
 pub mod guest;
 pub mod hardening;
+pub mod kernel_ops;
 pub mod kernel_plan;
 pub mod network;
 pub mod path_hooks;
@@ -83,6 +84,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("path_hooks", path_hooks::TESTS),
     ("bench", bench::TESTS),
     ("reload", reload::TESTS),
+    ("kernel_ops", kernel_ops::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
