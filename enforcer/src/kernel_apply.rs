@@ -596,6 +596,9 @@ policies:
       - name: shadow
         action: deny
         file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd]}
+      - name: web-shell
+        action: deny
+        exec: {path: /bin/sh, parent: [/usr/sbin/nginx]}
       - name: ptrace
         action: deny
         kernel: {ops: [ptrace]}
@@ -610,7 +613,7 @@ policies:
             text[0]
         );
         assert!(
-            text[1].starts_with("`p/ptrace`: needs the kernel-operation hooks"),
+            text[1].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
             "{}",
             text[1]
         );

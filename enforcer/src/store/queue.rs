@@ -61,6 +61,11 @@ fn is_high(v: Verdict) -> bool {
 }
 
 impl Queue {
+    /// Events waiting for the writer thread.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     pub(crate) fn new(capacity: usize) -> Self {
         Queue {
             lanes: Mutex::new(Lanes::default()),

@@ -642,10 +642,19 @@ fn a_full_writer_queue_keeps_denies_and_counts_the_audit_events_it_drops() {
         },
     )
     .unwrap();
-    // The thread may already hold one event (its batch): fill with 11 so the
-    // queue itself is full whatever it took.
-    for i in 0..11 {
-        writer.submit(event(i, Verdict::Audited));
+    // The thread takes one event (its batch of one) and waits on the lock with
+    // it; only then is the queue filled, so nothing else leaves it meanwhile.
+    assert!(writer.submit(event(0, Verdict::Audited)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writer.queued() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never took its first event"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 1..11 {
+        assert!(writer.submit(event(i, Verdict::Audited)), "audit {i}");
     }
     assert!(
         !writer.submit(event(100, Verdict::Audited)),

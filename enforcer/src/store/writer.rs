@@ -192,6 +192,11 @@ impl Writer {
         queued
     }
 
+    /// Events queued and not yet taken by the writing thread.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     /// A copy of the counters.
     pub fn stats(&self) -> WriterStats {
         lock(&self.stats).clone()
