@@ -131,7 +131,23 @@ fn learns_a_checked_policy_within_the_window() {
     // What it prints is a policy file that checks.
     let file = dir.path().join("learned.yaml");
     std::fs::write(&file, &stdout).unwrap();
-    let check = enforcer(&["policy", "check", file.to_str().unwrap()]);
+    // Checked for a kernel with BPF LSM, where the policy is meant to run (this host has
+    // neither BPF LSM nor kprobes to enforce or record its defaults).
+    let kernel = dir.path().join("full.json");
+    std::fs::write(
+        &kernel,
+        r#"{"enforcement":"bpf_lsm","bpf_lsm":true,"btf":true,"ringbuf":true,"kprobes":true,
+            "bpf_send_signal":true,"cgroup_sock_addr":true,"lsm_cgroup":false,"d_path":true,
+            "lsm_userns_create":true,"tp_btf":true,"checks":[]}"#,
+    )
+    .unwrap();
+    let check = enforcer(&[
+        "policy",
+        "check",
+        file.to_str().unwrap(),
+        "--kernel",
+        kernel.to_str().unwrap(),
+    ]);
     assert!(check.status.success(), "{:?}", text(&check));
     // Same store, same output.
     let again = enforcer(&["learn", "--policy", "hardened", "--state-dir", state]);
