@@ -585,6 +585,30 @@ policies:
     }
 
     #[test]
+    fn the_embedded_rule_library_loads_whole_on_a_bpf_lsm_kernel() {
+        let set =
+            policy_lang::load_sources(rules::files()).unwrap_or_else(|e| panic!("{}", e.render()));
+        let plan = policy_lang::compile(&set, &KernelFeatures::full()).unwrap();
+        let k = kernel_plan(
+            &plan,
+            &tree(&[
+                "/",
+                "/system.slice",
+                "/kubepods.slice",
+                "/kubepods.slice/pod1",
+            ]),
+        )
+        .unwrap_or_else(|gaps| {
+            panic!(
+                "{:#?}",
+                gaps.iter().map(ToString::to_string).collect::<Vec<_>>()
+            )
+        });
+        assert!(k.process_events, "the library has alert rules");
+        assert!(!k.rules.is_empty() && !k.network.rules.is_empty());
+    }
+
+    #[test]
     fn rules_beyond_this_build_are_refused_by_name() {
         let plan = compile(
             "
