@@ -222,7 +222,9 @@ fn audit_learn_enforce_with_the_template() -> Result<()> {
     fs::write(&policy_path, &policy)?;
     let audit = Enforcer::start(&["--policy", &policy_path])?;
     let service = start_service(&cg, port)?;
-    let audited_run = wait_good(6);
+    // Two full rounds of its four data files: each is created (round one) and truncated by
+    // `>` (round two) while audited, so learning sees every operation the service does.
+    let audited_run = wait_good(10);
     stop_service(service)?;
     let audit_state = audit.state_dir().to_path_buf();
     let audit_log = audit.log().unwrap_or_default();
