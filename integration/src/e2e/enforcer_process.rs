@@ -35,12 +35,37 @@ impl Enforcer {
     }
 
     pub fn start_with_timeout(args: &[&str], ready_timeout: Duration) -> Result<Self> {
-        static RUNS: AtomicU32 = AtomicU32::new(0);
-        let run = RUNS.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(format!("/tmp/e2e-enforcer-{}-{run}", std::process::id()));
+        let dir = Self::fresh_dir();
         let state_dir = dir.join("state");
         fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
+        Self::spawn(&dir, state_dir, args, ready_timeout)
+    }
+
+    /// Starts `/bin/enforcer run` on an existing state directory (a restart), and waits until
+    /// it is ready.
+    pub fn start_in(state_dir: &Path, args: &[&str]) -> Result<Self> {
+        Self::spawn(
+            &Self::fresh_dir(),
+            state_dir.to_path_buf(),
+            args,
+            DEFAULT_READY_TIMEOUT,
+        )
+    }
+
+    fn fresh_dir() -> PathBuf {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        PathBuf::from(format!("/tmp/e2e-enforcer-{}-{run}", std::process::id()))
+    }
+
+    fn spawn(
+        dir: &Path,
+        state_dir: PathBuf,
+        args: &[&str],
+        ready_timeout: Duration,
+    ) -> Result<Self> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = dir.join("enforcer.log");
         let log_file =
             fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;

@@ -29,6 +29,7 @@ pub const TESTS: &[Test] = &[
         "embedded_library_blocks_exec_from_tmp",
         embedded_library_blocks_exec_from_tmp,
     ),
+    Test::new("a_restart_keeps_the_store", a_restart_keeps_the_store),
 ];
 
 const DIR: &str = "/tmp/e2e-policy-run";
@@ -260,5 +261,49 @@ fn embedded_library_blocks_exec_from_tmp() -> Result<()> {
             .any(|e| e["target"]["exec"]["path"] == "/dev/shm/e2e-payload"),
         "{denied:#?}"
     );
+    Ok(())
+}
+
+/// The event store outlives the daemon: a second `enforcer run` on the same state directory
+/// finds the first run's verdicts and adds its own.
+fn a_restart_keeps_the_store() -> Result<()> {
+    let cg = Cgroup::create("e2e-policy-restart")?;
+    let policy = setup("e2e-policy-restart")?;
+    let first = Enforcer::start(&["--policy", &policy])?;
+    let state = first.state_dir().to_path_buf();
+    let read = run_in(&cg, "cat", &[&format!("{DIR}/secret")])?;
+    ensure!(
+        !read.status.success(),
+        "first run: the read was not refused: {read}"
+    );
+    let log = first.log().unwrap_or_default();
+    ensure!(
+        first.stop()?.success(),
+        "first run did not stop cleanly: {log}"
+    );
+    let before = query(&state, &["--verdict", "denied", "--rule", "no-secret"])?;
+    ensure!(before.len() == 1, "first run stored: {before:#?}");
+
+    let second = Enforcer::start_in(&state, &["--policy", &policy])?;
+    let read = run_in(&cg, "cat", &[&format!("{DIR}/secret")])?;
+    ensure!(
+        !read.status.success(),
+        "second run: the read was not refused: {read}"
+    );
+    let log = second.log().unwrap_or_default();
+    ensure!(
+        second.stop()?.success(),
+        "second run did not stop cleanly: {log}"
+    );
+    let after = query(&state, &["--verdict", "denied", "--rule", "no-secret"])?;
+    ensure!(
+        after.len() == 2,
+        "after the restart the store holds: {after:#?}"
+    );
+    ensure!(
+        after.iter().any(|e| e["id"] == before[0]["id"]),
+        "the first run's event is gone: {after:#?}"
+    );
+    ensure!(after[0]["id"] != after[1]["id"], "{after:#?}");
     Ok(())
 }
