@@ -37,11 +37,14 @@ pub const TESTS: &[Test] =
 const DIR: &str = "/opt/e2e-rules";
 /// The payload `exec-from-tmp` refuses.
 const TMP_PAYLOAD: &str = "/tmp/e2e-rules/payload";
+const SHM_PAYLOAD: &str = "/dev/shm/e2e-rules-payload";
+const VAR_TMP_PAYLOAD: &str = "/var/tmp/e2e-rules-payload";
 const CONTAINER_CG: &str = "kubepods/besteffort/pod-e2e-rules/cri-containerd-e2e0.scope";
 const HOST_CG: &str = "e2e-rules-host";
 /// Where the cgroup v1 hierarchy (with a `release_agent` at its root) is mounted.
 const V1_CG: &str = "/sys/fs/cgroup/e2e-rules-v1";
 const METADATA_IP: &str = "169.254.169.254";
+const METADATA_IP6: &str = "fd00:ec2::254";
 const K8S_API_IP: &str = "10.96.0.1";
 /// A port in no rule's list (not a mining pool port, not the API server's).
 const PLAIN_PORT: u16 = 18443;
@@ -129,6 +132,40 @@ const CASES: &[Case] = &[
         |c| exec_in(&c.host, &format!("{DIR}/tool"), "true", &[]),
     ),
     case(
+        "host-hardening/exec-from-tmp",
+        "a program run from /dev/shm; benign: a program named like tmp in /usr/local/bin",
+        Expect::Denied,
+        |c| exec_in(&c.host, SHM_PAYLOAD, "true", &[]),
+        |c| exec_in(&c.host, "/usr/local/bin/tmp", "true", &[]),
+    ),
+    case(
+        "host-hardening/exec-from-tmp",
+        "a program run from /var/tmp; benign: a script in /tmp read by sh (no exec from /tmp)",
+        Expect::Denied,
+        |c| exec_in(&c.host, VAR_TMP_PAYLOAD, "true", &[]),
+        |c| exec_in(&c.host, "/bin/sh", "sh", &["/tmp/e2e-rules/script.sh"]),
+    ),
+    case(
+        "host-hardening/kernel-memory",
+        "/dev/mem opened for reading; benign: /dev/null",
+        Expect::Denied,
+        |c| open_in(&c.host, "/dev/mem", libc::O_RDONLY),
+        |c| open_in(&c.host, "/dev/null", libc::O_RDONLY),
+    ),
+    case(
+        "host-hardening/links-to-credentials",
+        "a hard link to a sudoers drop-in; benign: the drop-in is read",
+        Expect::Denied,
+        |c| {
+            link_in(
+                &c.host,
+                "/etc/sudoers.d/e2e-rules-users",
+                &format!("{DIR}/sudoers-link"),
+            )
+        },
+        |c| open_in(&c.host, "/etc/sudoers.d/e2e-rules-users", libc::O_RDONLY),
+    ),
+    case(
         "host-hardening/kernel-memory",
         "/proc/kcore opened for reading; benign: /proc/version",
         Expect::Denied,
@@ -164,6 +201,20 @@ const CASES: &[Case] = &[
         |c| connect_in(&c.host, METADATA_IP, 80),
     ),
     case(
+        "container-hardening/cloud-metadata",
+        "a container connects to [fd00:ec2::254]:80; benign: the host does",
+        Expect::Denied,
+        |c| connect6_in(&c.container, METADATA_IP6, 80),
+        |c| connect6_in(&c.host, METADATA_IP6, 80),
+    ),
+    case(
+        "container-hardening/cloud-metadata",
+        "a container sends a UDP datagram to 169.254.169.254; benign: to 127.0.0.1",
+        Expect::Denied,
+        |c| sendto_in(&c.container, METADATA_IP, 53),
+        |c| sendto_in(&c.container, "127.0.0.1", 53),
+    ),
+    case(
         "container-hardening/credential-files",
         "a container reads /etc/shadow; benign: the host does",
         Expect::Denied,
@@ -171,11 +222,58 @@ const CASES: &[Case] = &[
         |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
     ),
     case(
+        "container-hardening/credential-files",
+        "a container opens /etc/gshadow for writing; benign: it reads its own config",
+        Expect::Denied,
+        |c| open_in(&c.container, "/etc/gshadow", libc::O_WRONLY),
+        |c| open_in(&c.container, "/etc/e2e-rules/nginx.conf", libc::O_RDONLY),
+    ),
+    case(
         "container-hardening/system-binaries-changed",
         "a container creates a file in /usr/local/bin; benign: the host does",
         Expect::Denied,
         |c| create_in(&c.container, "/usr/local/bin/e2e-rules-dropped"),
         |c| create_in(&c.host, "/usr/local/bin/e2e-rules-installed"),
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container renames a binary in /usr/local/bin; benign: it renames its own data",
+        Expect::Denied,
+        |c| {
+            rename_in(
+                &c.container,
+                "/usr/local/bin/e2e-rules-tool",
+                "/usr/local/bin/e2e-rules-moved",
+            )
+        },
+        |c| {
+            rename_in(
+                &c.container,
+                &format!("{DIR}/data/a"),
+                &format!("{DIR}/data/b"),
+            )
+        },
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container chmods a binary in /usr/local/bin; benign: it chmods its own data",
+        Expect::Denied,
+        |c| chmod_in(&c.container, "/usr/local/bin/e2e-rules-tool", 0o4755),
+        |c| chmod_in(&c.container, &format!("{DIR}/data/c"), 0o600),
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container truncates a binary in /usr/local/bin; benign: it truncates its own data",
+        Expect::Denied,
+        |c| truncate_in(&c.container, "/usr/local/bin/e2e-rules-tool"),
+        |c| truncate_in(&c.container, &format!("{DIR}/data/c")),
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container deletes a binary in /usr/local/bin; benign: it deletes its own data",
+        Expect::Denied,
+        |c| unlink_in(&c.container, "/usr/local/bin/e2e-rules-tool"),
+        |c| unlink_in(&c.container, &format!("{DIR}/data/d")),
     ),
     case(
         "container-hardening/privileged-kernel-ops",
@@ -215,11 +313,26 @@ const CASES: &[Case] = &[
         |c| op_in(&c.host, &[], unshare_user),
     ),
     case(
+        "container-hardening/privileged-kernel-ops",
+        "a container loads a (bogus) module from memory with init_module; benign: the host does",
+        Expect::Denied,
+        |c| op_in(&c.container, NOT_A_MODULE, init_module),
+        |c| op_in(&c.host, NOT_A_MODULE, init_module),
+    ),
+    case(
         "container-hardening/ptrace-attach",
         "a container attaches to a process with PTRACE_SEIZE; benign: the container signals it",
         Expect::Denied,
         |c| ptrace_seize_in(&c.container, c.target_pid),
         |c| kill0_in(&c.container, c.target_pid),
+    ),
+    case(
+        "container-hardening/ptrace-attach",
+        "a container process asks to be traced (PTRACE_TRACEME, anti-debugging); benign: the \
+         host does",
+        Expect::Denied,
+        |c| op_in(&c.container, &[], traceme),
+        |c| op_in(&c.host, &[], traceme),
     ),
     case(
         "container-hardening/debugfs",
@@ -280,6 +393,28 @@ const CASES: &[Case] = &[
     ),
     case(
         "host-detections/log-cleared",
+        "a log below /var/log emptied by a shell redirection (open with O_TRUNC); benign: a file \
+         elsewhere emptied",
+        Expect::Audited,
+        |c| {
+            exec_in(
+                &c.host,
+                "/bin/sh",
+                "sh",
+                &["-c", ": > /var/log/e2e-rules-kern.log"],
+            )
+        },
+        |c| {
+            exec_in(
+                &c.host,
+                "/bin/sh",
+                "sh",
+                &["-c", &format!(": > {DIR}/scratch2")],
+            )
+        },
+    ),
+    case(
+        "host-detections/log-cleared",
         "a log below /var/log deleted; benign: a file elsewhere deleted",
         Expect::Audited,
         |c| unlink_in(&c.host, "/var/log/e2e-rules-old.log"),
@@ -313,6 +448,13 @@ const CASES: &[Case] = &[
         |c| create_in(&c.host, "/etc/sudoers.d/e2e-rules-backdoor"),
         |c| open_in(&c.host, "/etc/sudoers", libc::O_RDONLY),
     ),
+    case(
+        "host-detections/auth-config-changed",
+        "a PAM file appended to; benign: it is read",
+        Expect::Audited,
+        |c| append_in(&c.host, "/etc/pam.d/e2e-rules-auth"),
+        |c| open_in(&c.host, "/etc/pam.d/e2e-rules-auth", libc::O_RDONLY),
+    ),
     // container-detections
     case(
         "container-detections/package-management",
@@ -327,6 +469,13 @@ const CASES: &[Case] = &[
         Expect::Audited,
         |c| connect_in(&c.container, "127.0.0.1", MINING_PORT),
         |c| connect_in(&c.container, "127.0.0.1", PLAIN_PORT),
+    ),
+    case(
+        "container-detections/mining-pool-port",
+        "a container connects to port 14444; benign: the host does",
+        Expect::Audited,
+        |c| connect_in(&c.container, "127.0.0.1", 14444),
+        |c| connect_in(&c.host, "127.0.0.1", 14444),
     ),
     case(
         "container-detections/system-config-changed",
@@ -413,6 +562,13 @@ const CASES: &[Case] = &[
         Expect::Alerted,
         |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
         |c| named_runs(&c.container, "runc", "/bin/echo hello"),
+    ),
+    case(
+        "container-alerts/terminal-shell",
+        "runc starts a shell in a container; benign: runc starts one on the host",
+        Expect::Alerted,
+        |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
+        |c| named_runs(&c.host, "runc", "/bin/sh -c true"),
     ),
 ];
 
@@ -794,6 +950,105 @@ fn kill0_in(cg: &Cgroup, pid: i32) -> Result<Done> {
     })
 }
 
+fn traceme() -> i32 {
+    // SAFETY: PTRACE_TRACEME takes no memory.
+    errno_of(unsafe {
+        libc::ptrace(
+            libc::PTRACE_TRACEME,
+            0,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    })
+}
+
+fn init_module() -> i32 {
+    // Longer than an ELF header, so that the kernel gets to its LSM check.
+    let image = [0u8; 256];
+    // SAFETY: a buffer on the stack and an empty C string.
+    errno_of(unsafe {
+        libc::syscall(
+            libc::SYS_init_module,
+            image.as_ptr(),
+            image.len(),
+            c"".as_ptr(),
+        )
+    })
+}
+
+fn rename_in(cg: &Cgroup, from: &str, to: &str) -> Result<Done> {
+    let (f, t) = (cstring(from)?, cstring(to)?);
+    // SAFETY: valid C strings.
+    op_in(cg, &[], move || {
+        errno_of(unsafe { libc::rename(f.as_ptr(), t.as_ptr()) }.into())
+    })
+}
+
+fn chmod_in(cg: &Cgroup, path: &str, mode: libc::mode_t) -> Result<Done> {
+    let p = cstring(path)?;
+    // SAFETY: a valid C string.
+    op_in(cg, &[], move || {
+        errno_of(unsafe { libc::chmod(p.as_ptr(), mode) }.into())
+    })
+}
+
+fn connect6_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+    let addr: std::net::Ipv6Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
+    // SAFETY: sockaddr_in6 is plain data; all zeroes is valid.
+    let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sin6.sin6_port = port.to_be();
+    sin6.sin6_addr.s6_addr = addr.octets();
+    op_in(cg, &[], move || {
+        // SAFETY: a socket and a sockaddr_in6 in the child's copy of the memory.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
+            if fd < 0 {
+                return errno_of(-1);
+            }
+            errno_of(
+                libc::connect(
+                    fd,
+                    std::ptr::from_ref(&sin6).cast(),
+                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+                )
+                .into(),
+            )
+        }
+    })
+}
+
+/// One UDP datagram to `ip:port` with sendto (no connect).
+fn sendto_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+    let addr: std::net::Ipv4Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    op_in(cg, &[], move || {
+        let data = *b"ping";
+        // SAFETY: a socket, a buffer and a sockaddr_in on the stack.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+            if fd < 0 {
+                return errno_of(-1);
+            }
+            errno_of(libc::sendto(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                0,
+                std::ptr::from_ref(&sin).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            ) as libc::c_long)
+        }
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Setup, before the enforcer starts (nothing here is refused on the host, but the library
 // is not loaded yet either way).
@@ -877,6 +1132,17 @@ fn setup() -> Result<()> {
         copy_busybox(&format!("{DIR}/{name}"))?;
     }
     copy_busybox(TMP_PAYLOAD)?;
+    fs::create_dir_all("/dev/shm")?;
+    fs::create_dir_all("/var/tmp")?;
+    copy_busybox(SHM_PAYLOAD)?;
+    copy_busybox(VAR_TMP_PAYLOAD)?;
+    copy_busybox("/usr/local/bin/tmp")?;
+    fs::write("/tmp/e2e-rules/script.sh", "echo from a script\n")?;
+    fs::create_dir_all(format!("{DIR}/data"))?;
+    for f in ["a", "c", "d"] {
+        fs::write(format!("{DIR}/data/{f}"), "data\n")?;
+    }
+    fs::write(format!("{DIR}/scratch2"), "data\n")?;
     // Programs the library names that the guest lacks or has as applet links.
     copy_busybox("/usr/sbin/debugfs")?;
     copy_busybox("/usr/bin/apt-get")?;
@@ -892,6 +1158,9 @@ fn setup() -> Result<()> {
     fs::write(format!("{DIR}/bogus.ko"), [0x5au8; 4096])?;
     write_if_missing("/etc/shadow", "root:*:19000:0:99999:7:::\n")?;
     write_if_missing("/etc/sudoers", "root ALL=(ALL:ALL) ALL\n")?;
+    write_if_missing("/etc/gshadow", "root:*::\n")?;
+    write_if_missing("/etc/sudoers.d/e2e-rules-users", "admin ALL=(ALL) ALL\n")?;
+    write_if_missing("/etc/pam.d/e2e-rules-auth", "auth required pam_unix.so\n")?;
     fs::create_dir_all("/etc/sudoers.d")?;
     let _ = fs::remove_file("/etc/sudoers.d/e2e-rules-backdoor");
     fs::create_dir_all("/etc/e2e-rules/conf.d")?;
@@ -901,12 +1170,32 @@ fn setup() -> Result<()> {
     for f in ["e2e-rules-dropped", "e2e-rules-installed"] {
         let _ = fs::remove_file(format!("/usr/local/bin/{f}"));
     }
+    let _ = fs::remove_file("/usr/local/bin/e2e-rules-moved");
+    fs::write("/usr/local/bin/e2e-rules-tool", "#!/bin/sh\n")?;
+    fs::set_permissions(
+        "/usr/local/bin/e2e-rules-tool",
+        fs::Permissions::from_mode(0o755),
+    )?;
     fs::create_dir_all("/var/log")?;
     fs::write("/var/log/e2e-rules-auth.log", "log line\n")?;
     fs::write("/var/log/e2e-rules-syslog", "log line\n")?;
     fs::write("/var/log/e2e-rules-old.log", "log line\n")?;
+    fs::write("/var/log/e2e-rules-kern.log", "log line\n")?;
     ip_addr_add(METADATA_IP)?;
     ip_addr_add(K8S_API_IP)?;
+    let out = capture(Command::new("ip").args([
+        "-6",
+        "addr",
+        "add",
+        &format!("{METADATA_IP6}/128"),
+        "dev",
+        "lo",
+    ]))?;
+    if !out.status.success() && !out.stderr.contains("exists") {
+        bail!("adding {METADATA_IP6} to lo: {out}");
+    }
+    serve(METADATA_IP6, 80)?;
+    serve("127.0.0.1", 14444)?;
     serve(METADATA_IP, 80)?;
     serve(K8S_API_IP, 443)?;
     serve(K8S_API_IP, PLAIN_PORT)?;
