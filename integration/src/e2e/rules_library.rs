@@ -229,6 +229,20 @@ const CASES: &[Case] = &[
         |c| open_in(&c.container, "/etc/e2e-rules/nginx.conf", libc::O_RDONLY),
     ),
     case(
+        "container-hardening/credential-files",
+        "a container reads /etc/shadow through a symlink (the kernel decides on the resolved \
+         path); benign: the host does",
+        Expect::Denied,
+        |c| {
+            open_in(
+                &c.container,
+                &format!("{DIR}/shadow-symlink"),
+                libc::O_RDONLY,
+            )
+        },
+        |c| open_in(&c.host, &format!("{DIR}/shadow-symlink"), libc::O_RDONLY),
+    ),
+    case(
         "container-hardening/system-binaries-changed",
         "a container creates a file in /usr/local/bin; benign: the host does",
         Expect::Denied,
@@ -274,6 +288,39 @@ const CASES: &[Case] = &[
         Expect::Denied,
         |c| unlink_in(&c.container, "/usr/local/bin/e2e-rules-tool"),
         |c| unlink_in(&c.container, &format!("{DIR}/data/d")),
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container moves a file into /usr/local/bin; benign: the host does",
+        Expect::Denied,
+        |c| {
+            rename_in(
+                &c.container,
+                &format!("{DIR}/data/drop1"),
+                "/usr/local/bin/e2e-rules-mv1",
+            )
+        },
+        |c| {
+            rename_in(
+                &c.host,
+                &format!("{DIR}/data/drop2"),
+                "/usr/local/bin/e2e-rules-mv2",
+            )
+        },
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container drops a symlink into /usr/local/bin; benign: into its own data",
+        Expect::Denied,
+        |c| symlink_in(&c.container, "/usr/local/bin/e2e-rules-ln"),
+        |c| symlink_in(&c.container, &format!("{DIR}/data/ln")),
+    ),
+    case(
+        "container-hardening/system-binaries-changed",
+        "a container makes a directory in /usr/local/bin; benign: the host does",
+        Expect::Denied,
+        |c| mkdir_in(&c.container, "/usr/local/bin/e2e-rules-dir1"),
+        |c| mkdir_in(&c.host, "/usr/local/bin/e2e-rules-dir2"),
     ),
     case(
         "container-hardening/privileged-kernel-ops",
@@ -455,6 +502,26 @@ const CASES: &[Case] = &[
         |c| append_in(&c.host, "/etc/pam.d/e2e-rules-auth"),
         |c| open_in(&c.host, "/etc/pam.d/e2e-rules-auth", libc::O_RDONLY),
     ),
+    case(
+        "host-detections/auth-config-changed",
+        "a sudoers drop-in moved into place (how editors and visudo write); benign: a file moved \
+         elsewhere",
+        Expect::Audited,
+        |c| {
+            rename_in(
+                &c.host,
+                &format!("{DIR}/data/sudo-new"),
+                "/etc/sudoers.d/e2e-rules-moved",
+            )
+        },
+        |c| {
+            rename_in(
+                &c.host,
+                &format!("{DIR}/data/other-new"),
+                &format!("{DIR}/data/other"),
+            )
+        },
+    ),
     // container-detections
     case(
         "container-detections/package-management",
@@ -483,6 +550,25 @@ const CASES: &[Case] = &[
         Expect::Audited,
         |c| create_in(&c.container, "/etc/e2e-rules/conf.d/default.conf"),
         |c| open_in(&c.container, "/etc/e2e-rules/nginx.conf", libc::O_RDONLY),
+    ),
+    case(
+        "container-detections/system-config-changed",
+        "a container moves a file into /etc; benign: within its own data",
+        Expect::Audited,
+        |c| {
+            rename_in(
+                &c.container,
+                &format!("{DIR}/data/conf-new"),
+                "/etc/e2e-rules/moved.conf",
+            )
+        },
+        |c| {
+            rename_in(
+                &c.container,
+                &format!("{DIR}/data/conf2-new"),
+                &format!("{DIR}/data/conf2"),
+            )
+        },
     ),
     case(
         "container-detections/kubernetes-api",
@@ -984,6 +1070,22 @@ fn rename_in(cg: &Cgroup, from: &str, to: &str) -> Result<Done> {
     })
 }
 
+fn symlink_in(cg: &Cgroup, link: &str) -> Result<Done> {
+    let l = cstring(link)?;
+    // SAFETY: valid C strings.
+    op_in(cg, &[], move || {
+        errno_of(unsafe { libc::symlink(c"/bin/busybox".as_ptr(), l.as_ptr()) }.into())
+    })
+}
+
+fn mkdir_in(cg: &Cgroup, path: &str) -> Result<Done> {
+    let p = cstring(path)?;
+    // SAFETY: a valid C string.
+    op_in(cg, &[], move || {
+        errno_of(unsafe { libc::mkdir(p.as_ptr(), 0o755) }.into())
+    })
+}
+
 fn chmod_in(cg: &Cgroup, path: &str, mode: libc::mode_t) -> Result<Done> {
     let p = cstring(path)?;
     // SAFETY: a valid C string.
@@ -1139,10 +1241,21 @@ fn setup() -> Result<()> {
     copy_busybox("/usr/local/bin/tmp")?;
     fs::write("/tmp/e2e-rules/script.sh", "echo from a script\n")?;
     fs::create_dir_all(format!("{DIR}/data"))?;
-    for f in ["a", "c", "d"] {
+    for f in [
+        "a",
+        "c",
+        "d",
+        "drop1",
+        "drop2",
+        "sudo-new",
+        "other-new",
+        "conf-new",
+        "conf2-new",
+    ] {
         fs::write(format!("{DIR}/data/{f}"), "data\n")?;
     }
     fs::write(format!("{DIR}/scratch2"), "data\n")?;
+    std::os::unix::fs::symlink("/etc/shadow", format!("{DIR}/shadow-symlink"))?;
     // Programs the library names that the guest lacks or has as applet links.
     copy_busybox("/usr/sbin/debugfs")?;
     copy_busybox("/usr/bin/apt-get")?;
@@ -1171,6 +1284,14 @@ fn setup() -> Result<()> {
         let _ = fs::remove_file(format!("/usr/local/bin/{f}"));
     }
     let _ = fs::remove_file("/usr/local/bin/e2e-rules-moved");
+    for f in ["e2e-rules-mv1", "e2e-rules-mv2", "e2e-rules-ln"] {
+        let _ = fs::remove_file(format!("/usr/local/bin/{f}"));
+    }
+    for d in ["e2e-rules-dir1", "e2e-rules-dir2"] {
+        let _ = fs::remove_dir(format!("/usr/local/bin/{d}"));
+    }
+    let _ = fs::remove_file("/etc/sudoers.d/e2e-rules-moved");
+    let _ = fs::remove_file("/etc/e2e-rules/moved.conf");
     fs::write("/usr/local/bin/e2e-rules-tool", "#!/bin/sh\n")?;
     fs::set_permissions(
         "/usr/local/bin/e2e-rules-tool",
