@@ -45,6 +45,7 @@ const HOST_CG: &str = "e2e-rules-host";
 const V1_CG: &str = "/sys/fs/cgroup/e2e-rules-v1";
 const METADATA_IP: &str = "169.254.169.254";
 const METADATA_IP6: &str = "fd00:ec2::254";
+const METADATA_IP_MAPPED: &str = "::ffff:169.254.169.254";
 const K8S_API_IP: &str = "10.96.0.1";
 /// A port in no rule's list (not a mining pool port, not the API server's).
 const PLAIN_PORT: u16 = 18443;
@@ -408,6 +409,57 @@ const CASES: &[Case] = &[
             )
         },
         |c| socket_in(&c.container, libc::AF_INET, libc::SOCK_DGRAM, 0),
+    ),
+    case(
+        "container-hardening/raw-sockets",
+        "a container opens a raw IPv6 socket; benign: the host does",
+        Expect::Denied,
+        |c| {
+            socket_in(
+                &c.container,
+                libc::AF_INET6,
+                libc::SOCK_RAW,
+                libc::IPPROTO_ICMPV6,
+            )
+        },
+        |c| {
+            socket_in(
+                &c.host,
+                libc::AF_INET6,
+                libc::SOCK_RAW,
+                libc::IPPROTO_ICMPV6,
+            )
+        },
+    ),
+    case(
+        "container-hardening/cloud-metadata",
+        "a container connects to 169.254.169.254 from an IPv6 socket (IPv4-mapped \
+         ::ffff:169.254.169.254); benign: the host does",
+        Expect::Denied,
+        |c| connect6_in(&c.container, METADATA_IP_MAPPED, 80),
+        |c| connect6_in(&c.host, METADATA_IP_MAPPED, 80),
+    ),
+    case(
+        "container-hardening/credential-files",
+        "a container reads /etc/shadow as /proc/self/root/etc/shadow; benign: the host does",
+        Expect::Denied,
+        |c| open_in(&c.container, "/proc/self/root/etc/shadow", libc::O_RDONLY),
+        |c| open_in(&c.host, "/proc/self/root/etc/shadow", libc::O_RDONLY),
+    ),
+    case(
+        "container-hardening/privileged-kernel-ops",
+        "a container mounts a tmpfs with the new mount API (fsopen, fsmount, move_mount); \
+         benign: the host does",
+        Expect::Denied,
+        |c| new_mount_api_in(&c.container),
+        |c| new_mount_api_in(&c.host),
+    ),
+    case(
+        "container-hardening/privileged-kernel-ops",
+        "a container calls kexec_load (no segments); benign: the host does",
+        Expect::Denied,
+        |c| op_in(&c.container, &[], kexec_load),
+        |c| op_in(&c.host, &[], kexec_load),
     ),
     // host-detections
     case(
@@ -1059,6 +1111,65 @@ fn init_module() -> i32 {
             image.len(),
             c"".as_ptr(),
         )
+    })
+}
+
+// No segments: unloads a loaded image (there is none) when allowed.
+fn kexec_load() -> i32 {
+    // SAFETY: no segments, a null pointer for them.
+    errno_of(unsafe {
+        libc::syscall(
+            libc::SYS_kexec_load,
+            0,
+            0,
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })
+}
+
+/// A tmpfs mounted on `<DIR>/mnt` with fsopen, fsconfig, fsmount and move_mount (no
+/// mount(2)), unmounted again; the errno of the first call that failed.
+fn new_mount_api_in(cg: &Cgroup) -> Result<Done> {
+    let target = cstring(&format!("{DIR}/mnt"))?;
+    op_in(cg, &[], move || {
+        // SAFETY: valid C strings; descriptors are closed by `_exit`.
+        unsafe {
+            let fs = libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 0);
+            if fs < 0 {
+                return errno_of(fs);
+            }
+            // FSCONFIG_CMD_CREATE
+            let r = libc::syscall(
+                libc::SYS_fsconfig,
+                fs,
+                6,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            );
+            if r < 0 {
+                return errno_of(r);
+            }
+            let mnt = libc::syscall(libc::SYS_fsmount, fs, 0, 0);
+            if mnt < 0 {
+                return errno_of(mnt);
+            }
+            // MOVE_MOUNT_F_EMPTY_PATH
+            let r = libc::syscall(
+                libc::SYS_move_mount,
+                mnt,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                4,
+            );
+            let e = errno_of(r);
+            if e == 0 {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
+            e
+        }
     })
 }
 
