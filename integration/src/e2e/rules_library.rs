@@ -43,6 +43,8 @@ const CONTAINER_CG: &str = "kubepods/besteffort/pod-e2e-rules/cri-containerd-e2e
 const HOST_CG: &str = "e2e-rules-host";
 /// Where the cgroup v1 hierarchy (with a `release_agent` at its root) is mounted.
 const V1_CG: &str = "/sys/fs/cgroup/e2e-rules-v1";
+/// And where the published escape (CVE-2022-0492) mounts one: a directory of its own.
+const V1_ELSEWHERE: &str = "/tmp/e2e-rules-cgrp";
 const METADATA_IP: &str = "169.254.169.254";
 const METADATA_IP6: &str = "fd00:ec2::254";
 const METADATA_IP_MAPPED: &str = "::ffff:169.254.169.254";
@@ -179,6 +181,26 @@ const CASES: &[Case] = &[
         Expect::Denied,
         |c| write_in(&c.host, &format!("{V1_CG}/release_agent"), b"/bin/true\n"),
         |c| write_in(&c.host, &format!("{V1_CG}/notify_on_release"), b"0\n"),
+    ),
+    case(
+        "host-hardening/cgroup-release-agent",
+        "a release_agent written where the published escape mounts cgroup v1 (outside \
+         /sys/fs/cgroup); benign: its notify_on_release written",
+        Expect::Denied,
+        |c| {
+            write_in(
+                &c.host,
+                &format!("{V1_ELSEWHERE}/release_agent"),
+                b"/bin/true\n",
+            )
+        },
+        |c| {
+            write_in(
+                &c.host,
+                &format!("{V1_ELSEWHERE}/notify_on_release"),
+                b"0\n",
+            )
+        },
     ),
     case(
         "host-hardening/links-to-credentials",
@@ -1312,30 +1334,32 @@ fn serve(ip: &str, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// A cgroup v1 hierarchy (no controller, named) mounted on [`V1_CG`]: its root has the
+/// A cgroup v1 hierarchy (no controller, named `name`) mounted on `dir`: its root has the
 /// `release_agent` file the escape writes.
-fn mount_v1() -> Result<()> {
-    if Path::new(V1_CG).join("release_agent").exists() {
+fn mount_v1(dir: &str, name: &str) -> Result<()> {
+    if Path::new(dir).join("release_agent").exists() {
         return Ok(());
     }
-    fs::create_dir_all(V1_CG).with_context(|| format!("creating {V1_CG}"))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
     let out = capture(Command::new("mount").args([
         "-t",
         "cgroup",
         "-o",
-        "none,name=e2erules",
+        &format!("none,name={name}"),
         "cgroup",
-        V1_CG,
+        dir,
     ]))?;
     if !out.status.success() {
-        bail!("mounting a cgroup v1 hierarchy on {V1_CG}: {out}");
+        bail!("mounting a cgroup v1 hierarchy on {dir}: {out}");
     }
     Ok(())
 }
 
 fn unmount_v1() {
-    let _ = capture(Command::new("umount").arg(V1_CG));
-    let _ = fs::remove_dir(V1_CG);
+    for dir in [V1_CG, V1_ELSEWHERE] {
+        let _ = capture(Command::new("umount").arg(dir));
+        let _ = fs::remove_dir(dir);
+    }
 }
 
 fn setup() -> Result<()> {
@@ -1433,7 +1457,8 @@ fn setup() -> Result<()> {
     serve(K8S_API_IP, PLAIN_PORT)?;
     serve("127.0.0.1", MINING_PORT)?;
     serve("127.0.0.1", PLAIN_PORT)?;
-    mount_v1()
+    mount_v1(V1_CG, "e2erules")?;
+    mount_v1(V1_ELSEWHERE, "e2erules2")
 }
 
 // ---------------------------------------------------------------------------------------
