@@ -30,6 +30,7 @@ pub mod path_hooks;
 pub mod policy_run;
 pub mod process_events;
 pub mod reload;
+pub mod rules_library;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -85,6 +86,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("bench", bench::TESTS),
     ("reload", reload::TESTS),
     ("kernel_ops", kernel_ops::TESTS),
+    ("rules_library", rules_library::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
