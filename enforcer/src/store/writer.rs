@@ -161,7 +161,7 @@ impl Store {
             }
             let n = stmt.raw_execute().at(p)?;
             out.inserted += n;
-            out.duplicates += rows - n;
+            out.duplicates += rows.saturating_sub(n);
         }
         tx.commit().at(p)?;
         Ok(out)
