@@ -42,7 +42,7 @@ fn rule_label(plan: &Plan, r: &PlanRule) -> String {
     format!("{}/{}", policy_name(plan, r.policy), r.name)
 }
 
-fn action(a: RuleAction) -> Option<Action> {
+pub(crate) fn action(a: RuleAction) -> Option<Action> {
     match a {
         RuleAction::Allow => Some(Action::Allow),
         RuleAction::Audit => Some(Action::Audit),
@@ -86,7 +86,7 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
     }
 }
 
-fn is_alert(r: &PlanRule) -> bool {
+pub(crate) fn is_alert(r: &PlanRule) -> bool {
     r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert
 }
 
@@ -129,8 +129,14 @@ fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
         Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
-    if r.from_set.is_some() || r.except_set.is_some() {
-        needs.push("`from`/`except_from` (the acting binary, tracked from exec)".into());
+    // `from`/`except_from` are enforced for file, exec and kernel rules (the
+    // acting task's binary sets, tracked from exec: crate::binary_filters).
+    if (r.from_set.is_some() || r.except_set.is_some()) && r.class == Some(Class::Network) {
+        needs.push(
+            "`from`/`except_from` on a network rule (binary filters are enforced for file, \
+             exec and kernel rules only; a network rule cannot name binaries yet)"
+                .into(),
+        );
     }
     if r.parent_set.is_some() || r.ancestor_set.is_some() {
         needs.push("`parent`/`ancestor` (the process tree in the kernel)".into());
@@ -158,7 +164,7 @@ fn default_action(p: &PlanPolicy, class: Class) -> Action {
     }
 }
 
-fn entries(m: &PathMatcher) -> PathMatcherEntries {
+pub(crate) fn entries(m: &PathMatcher) -> PathMatcherEntries {
     PathMatcherEntries {
         edges: m
             .edges
@@ -346,6 +352,12 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
             });
         }
     }
+    if let Some(why) = crate::binary_filters::too_many_sets(plan) {
+        gaps.push(Unsupported {
+            what: "binary filters".into(),
+            why,
+        });
+    }
     if !gaps.is_empty() {
         return Err(gaps);
     }
@@ -385,7 +397,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         }
     }
     let network = network_plan(plan, &by_cgroup, tree);
-    Ok(KernelPlan {
+    let mut k = KernelPlan {
         policies,
         cgroups: by_cgroup
             .into_iter()
@@ -401,7 +413,10 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         network,
         process_events: plan.rules.iter().any(is_alert),
         kernel: crate::kernel_class::kernel_ops_plan(plan),
-    })
+        binaries: Default::default(),
+    };
+    k.binaries = crate::binary_filters::binary_filters(plan, &k);
+    Ok(k)
 }
 
 fn prefixes(entries: &[LpmEntry], known: &BTreeSet<u32>) -> Vec<NetPrefix> {
