@@ -37,12 +37,13 @@ int BPF_PROG(enf_binary_exec, struct linux_binprm *bprm)
 	 * verifier's view of enf_hit()'s other branch sound. */
 	m.hits = bpf_map_lookup_elem(&enf_hits, &zero);
 	file = bprm->file;
-	if (s && m.hits && file)
+	if (s && m.hits && file) {
 		/* The helper takes a non-const path; it only reads it. */
 		n = bpf_d_path((struct path *)&file->f_path, s->path, ENF_PATH_MAX);
-	if (n > 0)
-		enf_walk_path(s->path, (__u32)(n - 1) & (ENF_PATH_MAX - 1), &m);
-	else
+		if (n > 0)
+			enf_walk_path(s->path, (__u32)(n - 1) & (ENF_PATH_MAX - 1), &m);
+	}
+	if (n <= 0)
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
 	/* Always written: the previous image's sets must not survive the exec.

@@ -367,6 +367,10 @@ impl Loaded {
         // cgroups.
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // aya has no typed wrapper for task storage (`enf_task_bins`): it
+            // creates the map and hands it back as `Map::Unsupported`, which
+            // `task_binaries.rs` writes through its fd.
+            .allow_unsupported_maps()
             .map_max_entries("enf_cgroup_policies", entries.cgroup_capacity)
             .map_max_entries("enf_edges", size(entries.edges.len()))
             .map_max_entries("enf_states", size(entries.states.len()))

@@ -1057,7 +1057,80 @@ mod tests {
             network: NetworkPlan::default(),
             process_events: false,
             kernel: crate::kernel_ops::KernelOpsPlan::default(),
+            binaries: BinaryFilters::default(),
         }
+    }
+
+    fn with_binaries() -> KernelPlan {
+        let mut p = small();
+        p.binaries.matcher = PathMatcherEntries {
+            edges: vec![Edge::new(1, b"usr", 2), Edge::new(2, b"sshd", 3)],
+            wildcards: vec![],
+            accepts: vec![Accept {
+                state: 3,
+                rules: vec![0, 5],
+            }],
+            suffixes: vec![],
+        };
+        p.binaries.rules.insert(
+            7,
+            RuleBinaries {
+                from: 0,
+                except: 1 << 5,
+            },
+        );
+        p
+    }
+
+    #[test]
+    fn binary_filters_become_a_matcher_and_rule_masks() {
+        let e = compile(&with_binaries()).unwrap();
+        assert!(e.hooks.binaries);
+        assert!(!compile(&small()).unwrap().hooks.binaries);
+        // Every copy of rule 7 carries its masks; the others none.
+        for r in e.rule_list.iter().filter(|r| r.slot != u32::MAX) {
+            let want = if r.id == 7 { 1 << 5 } else { 0 };
+            assert_eq!((r.from_sets, r.except_sets), (0, want), "{r:?}");
+        }
+        // The binaries automaton: matcher 4, its accept list holding set ids.
+        let bin_edges: Vec<_> = e
+            .edges
+            .iter()
+            .filter(|(k, _)| k.matcher == abi::MATCHER_BINARY)
+            .collect();
+        assert_eq!(bin_edges.len(), 2);
+        let (_, st) = e
+            .states
+            .iter()
+            .find(|(k, _)| k.matcher == abi::MATCHER_BINARY && k.state == 3)
+            .unwrap();
+        let off = st.list_off as usize;
+        let ids: Vec<u32> = e.rule_list[off..off + st.list_len as usize]
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![0, 5]);
+        // Set entries belong to no policy: no fail-closed ops from them.
+        assert_eq!(e.policies[0].1.deny_ops[0], ops::READ);
+    }
+
+    #[test]
+    fn binary_filters_are_checked() {
+        let mut p = with_binaries();
+        p.binaries.matcher.accepts[0].rules.push(64);
+        let err = compile(&p).unwrap_err().to_string();
+        assert!(err.contains("binary set 64"), "{err}");
+
+        let mut p = with_binaries();
+        p.binaries.rules.insert(
+            1234,
+            RuleBinaries {
+                from: 1,
+                except: 0,
+            },
+        );
+        let err = compile(&p).unwrap_err().to_string();
+        assert!(err.contains("rule 1234 has binary filters"), "{err}");
     }
 
     #[test]

@@ -638,6 +638,9 @@ policies:
       - name: web-shell
         action: deny
         exec: {path: /bin/sh, parent: [/usr/sbin/nginx]}
+      - name: metadata
+        action: deny
+        network: {ops: [connect], cidr: [169.254.169.254], from: [/usr/bin/curl]}
       - name: ptrace
         action: deny
         kernel: {ops: [ptrace]}
@@ -647,15 +650,97 @@ policies:
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
         assert_eq!(gaps.len(), 2, "{text:#?}");
         assert!(
-            text[0].starts_with("`p/shadow`: needs `from`/`except_from`"),
+            text[0].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
             "{}",
             text[0]
         );
         assert!(
-            text[1].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
+            text[1].starts_with("`p/metadata`: needs `from`/`except_from` on a network rule"),
             "{}",
             text[1]
         );
+    }
+
+    #[test]
+    fn from_and_except_from_become_binary_set_masks() {
+        let plan = compile(
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: shadow
+        action: deny
+        file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd, /usr/bin/login]}
+      - name: usr-bin
+        action: deny
+        file: {path: /usr/bin/**, ops: [write], except_from: [/usr/bin/login, /usr/sbin/sshd]}
+      - name: curl-exec
+        action: deny
+        exec: {path: /tmp/**, from: [/usr/bin/curl]}
+      - name: ptrace
+        action: deny
+        kernel: {ops: [ptrace], from: [/usr/bin/gdb]}
+      - name: plain
+        action: deny
+        file: {path: /etc/passwd, ops: [write]}
+",
+        );
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        let id = |name: &str| plan.rules.iter().find(|r| r.name == name).unwrap().id;
+        let b = &k.binaries;
+        assert!(b.any());
+        // The same list in another order is the same set.
+        let shadow = b.rules[&id("shadow")];
+        assert_eq!(shadow.from, 0);
+        assert_eq!(shadow.except.count_ones(), 1);
+        assert_eq!(b.rules[&id("usr-bin")], shadow);
+        let curl = b.rules[&id("curl-exec")];
+        assert_eq!((curl.from.count_ones(), curl.except), (1, 0));
+        assert_ne!(curl.from, shadow.except);
+        assert_eq!(b.rules[&id("ptrace")].from.count_ones(), 1);
+        assert!(!b.rules.contains_key(&id("plain")));
+        // The matcher is policy-lang's binaries automaton: sshd is in the shadow set.
+        let index = policy_lang::matcher::PathIndex::new(&plan.maps.binaries);
+        let sets = index.matches("/usr/sbin/sshd");
+        assert_eq!(sets.len(), 1);
+        assert_eq!(1u64 << sets[0], shadow.except);
+        assert!(!b.matcher.accepts.is_empty());
+    }
+
+    #[test]
+    fn without_binary_filters_the_plan_has_none() {
+        let plan = compile(FILE_POLICY);
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        assert!(!k.binaries.any());
+        assert_eq!(k.binaries, Default::default());
+    }
+
+    #[test]
+    fn more_than_64_binary_sets_are_refused() {
+        let mut yaml = String::from(
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+",
+        );
+        for i in 0..65 {
+            yaml.push_str(&format!(
+                "      - name: r{i}
+        action: deny
+        file: {{path: /etc/f{i}, ops: [read], from: [/usr/bin/b{i}]}}
+"
+            ));
+        }
+        let plan = compile(&yaml);
+        let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
+        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+        assert_eq!(gaps.len(), 1, "{text:#?}");
+        assert!(text[0].contains("65 distinct `from`/`except_from` lists"), "{}", text[0]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! is no other network; `/tmp` is writable (the root file system is in RAM).
 
 pub mod bench;
+pub mod binary_filters;
 pub mod cgroup;
 pub mod command;
 pub mod doctor;
@@ -85,6 +86,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("bench", bench::TESTS),
     ("reload", reload::TESTS),
     ("kernel_ops", kernel_ops::TESTS),
+    ("binary_filters", binary_filters::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
