@@ -32,8 +32,8 @@ pub use loader::{
 };
 pub use path_hash::path_hash;
 pub use plan::{
-    Accept, Action, BinaryFilters, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, NetMechanism,
-    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, PlanError, RuleBinaries,
-    SuffixAccept, Wildcard,
+    Accept, Action, BinaryFilters, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
+    NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, PlanError,
+    RuleBinaries, SuffixAccept, Wildcard,
 };
 pub use probe::{probe_kernel, Check, CheckStatus, KernelReport};

@@ -1122,13 +1122,9 @@ mod tests {
         assert!(err.contains("binary set 64"), "{err}");
 
         let mut p = with_binaries();
-        p.binaries.rules.insert(
-            1234,
-            RuleBinaries {
-                from: 1,
-                except: 0,
-            },
-        );
+        p.binaries
+            .rules
+            .insert(1234, RuleBinaries { from: 1, except: 0 });
         let err = compile(&p).unwrap_err().to_string();
         assert!(err.contains("rule 1234 has binary filters"), "{err}");
     }

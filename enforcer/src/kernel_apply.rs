@@ -676,9 +676,9 @@ policies:
       - name: usr-bin
         action: deny
         file: {path: /usr/bin/**, ops: [write], except_from: [/usr/bin/login, /usr/sbin/sshd]}
-      - name: curl-exec
+      - name: curl-keys
         action: deny
-        exec: {path: /tmp/**, from: [/usr/bin/curl]}
+        file: {path: /root/.ssh/**, ops: [read], from: [/usr/bin/curl]}
       - name: ptrace
         action: deny
         kernel: {ops: [ptrace], from: [/usr/bin/gdb]}
@@ -696,7 +696,7 @@ policies:
         assert_eq!(shadow.from, 0);
         assert_eq!(shadow.except.count_ones(), 1);
         assert_eq!(b.rules[&id("usr-bin")], shadow);
-        let curl = b.rules[&id("curl-exec")];
+        let curl = b.rules[&id("curl-keys")];
         assert_eq!((curl.from.count_ones(), curl.except), (1, 0));
         assert_ne!(curl.from, shadow.except);
         assert_eq!(b.rules[&id("ptrace")].from.count_ones(), 1);
@@ -740,7 +740,11 @@ policies:
         let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
         assert_eq!(gaps.len(), 1, "{text:#?}");
-        assert!(text[0].contains("65 distinct `from`/`except_from` lists"), "{}", text[0]);
+        assert!(
+            text[0].contains("65 distinct `from`/`except_from` lists"),
+            "{}",
+            text[0]
+        );
     }
 
     #[test]

@@ -77,7 +77,9 @@ impl KernelCounters {
             inherit_failed: self.inherit_failed.saturating_add(s.inherit_failed),
             inherited: self.inherited.saturating_add(s.inherited),
             binary_unknown: self.binary_unknown.saturating_add(s.binary_unknown),
-            binary_store_failed: self.binary_store_failed.saturating_add(s.binary_store_failed),
+            binary_store_failed: self
+                .binary_store_failed
+                .saturating_add(s.binary_store_failed),
         }
     }
 

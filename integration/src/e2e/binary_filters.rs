@@ -117,12 +117,18 @@ fn except_from_and_from_pick_the_acting_binary() -> Result<()> {
     let status = enforcer.stop()?;
     ensure!(status.success(), "enforcer exited with {status}: {log}");
 
-    ensure!(denied(&plain_shadow), "busybox cat of the shadow file: {plain_shadow}");
+    ensure!(
+        denied(&plain_shadow),
+        "busybox cat of the shadow file: {plain_shadow}"
+    );
     ensure!(
         auth_shadow.status.success() && auth_shadow.stdout == "root:x\n",
         "the except_from binary must read it: {auth_shadow}"
     );
-    ensure!(denied(&tool_data), "the `from` binary must be denied: {tool_data}");
+    ensure!(
+        denied(&tool_data),
+        "the `from` binary must be denied: {tool_data}"
+    );
     ensure!(
         plain_data.status.success() && plain_data.stdout == "d4ta\n",
         "a binary not in `from`: {plain_data}"
@@ -132,7 +138,11 @@ fn except_from_and_from_pick_the_acting_binary() -> Result<()> {
 
     let events = query(&state, &["--verdict", "denied"])?;
     let by_rule = |rule: &str| -> Vec<serde_json::Value> {
-        events.iter().filter(|e| e["rule"] == rule).cloned().collect()
+        events
+            .iter()
+            .filter(|e| e["rule"] == rule)
+            .cloned()
+            .collect()
     };
     let shadow_events = by_rule("shadow-except-auth");
     ensure!(
