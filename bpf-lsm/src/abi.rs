@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -34,6 +34,9 @@ pub const FLAG_DEFAULT: u32 = 1 << 1;
 pub const FLAG_KILLED: u32 = 1 << 2;
 pub const FLAG_V4_MAPPED: u32 = 1 << 3;
 pub const FLAG_CGROUP_HOOK: u32 = 1 << 4;
+/// A rule with `from`/`except_from` met a task of unknown executable and
+/// applied, failing closed (deny, kill, audit rules; allow rules do not).
+pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
 
 pub const RULE_NONE: u32 = u32::MAX;
 pub const POLICY_NONE: u32 = u32::MAX;
@@ -48,6 +51,11 @@ pub const CLASS_EXEC: u32 = 1;
 pub const CLASS_NET: u32 = 2;
 pub const CLASS_KERNEL: u32 = 3;
 pub const CLASSES: usize = 4;
+/// The matcher of executable paths (`EdgeKey::matcher`): its lists hold
+/// binary-set ids. Not a class.
+pub const MATCHER_BINARY: u32 = 4;
+/// Binary sets per plan: a task's sets are one u64.
+pub const MAX_BINARY_SETS: usize = 64;
 
 pub const OP_READ: u32 = 1 << 0;
 pub const OP_WRITE: u32 = 1 << 1;
@@ -106,6 +114,10 @@ pub const STAT_RINGBUF_DROPS: u32 = 0;
 pub const STAT_PATH_UNRESOLVED: u32 = 1;
 pub const STAT_INHERIT_FAILED: u32 = 2;
 pub const STAT_INHERITED: u32 = 3;
+/// Rule matches with `from`/`except_from` on a task of unknown executable.
+pub const STAT_BINARY_UNKNOWN: u32 = 4;
+/// Execs and forks whose binary sets could not be stored (the task is unknown).
+pub const STAT_BINARY_STORE_FAILED: u32 = 5;
 pub const STAT_MAX: u32 = 8;
 
 /// `struct enf_event_header`: the head of every ring-buffer record.
@@ -238,6 +250,20 @@ pub struct Rule {
     pub slot: u32,
     pub action: u32,
     pub ops: u32,
+    /// Binary sets of `from` (bit = set id); 0: any task.
+    pub from_sets: u64,
+    /// Binary sets of `except_from`; 0: none.
+    pub except_sets: u64,
+}
+
+/// `struct enf_task_bins`: value of the task storage map `enf_task_bins`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskBins {
+    pub sets: u64,
+    /// 1: `sets` is the executable's.
+    pub known: u32,
+    pub _pad: u32,
 }
 
 /// `struct enf_net_event`: a network verdict, sent whole.
@@ -382,6 +408,8 @@ unsafe impl aya::Pod for StateKey {}
 unsafe impl aya::Pod for State {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Rule {}
+// SAFETY: repr(C), integers only, explicit padding.
+unsafe impl aya::Pod for TaskBins {}
 // SAFETY: as above.
 unsafe impl aya::Pod for LpmV4Key {}
 // SAFETY: as above.
@@ -467,7 +495,12 @@ mod tests {
                 State,
                 [wildcard, list_off, list_len, max_suffix]
             ),
-            layout!("enf_rule", Rule, [id, slot, action, ops]),
+            layout!(
+                "enf_rule",
+                Rule,
+                [id, slot, action, ops, from_sets, except_sets]
+            ),
+            layout!("enf_task_bins", TaskBins, [sets, known, _pad]),
             layout!(
                 "enf_net_event",
                 NetEvent,

@@ -155,6 +155,13 @@ impl Header {
         self.flags & abi::FLAG_PATH_UNRESOLVED != 0
     }
 
+    /// A rule with `from`/`except_from` applied to a task whose executable
+    /// was unknown (it ran before the plan loaded and was not backfilled, or
+    /// its path did not resolve at exec): the rule failed closed.
+    pub fn binary_unknown(&self) -> bool {
+        self.flags & abi::FLAG_BINARY_UNKNOWN != 0
+    }
+
     /// The policy's default posture decided.
     pub fn by_default(&self) -> bool {
         self.flags & abi::FLAG_DEFAULT != 0

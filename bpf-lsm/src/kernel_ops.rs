@@ -171,6 +171,7 @@ pub(crate) fn compile(
             slot,
             action: r.action.effective(mode).abi(),
             ops: 0,
+            ..abi::Rule::default()
         };
         if rules.insert(r.id, (entry, r.action)).is_some() {
             return Err(PlanError::DuplicateRule(r.id));

@@ -17,6 +17,7 @@ pub mod path_hash;
 pub mod path_hooks;
 pub mod plan;
 pub mod probe;
+mod task_binaries;
 
 pub use events::{
     decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
@@ -31,8 +32,8 @@ pub use loader::{
 };
 pub use path_hash::path_hash;
 pub use plan::{
-    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, NetMechanism,
-    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, PlanError, SuffixAccept,
-    Wildcard,
+    Accept, Action, BinaryFilters, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
+    NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, PlanError,
+    RuleBinaries, SuffixAccept, Wildcard,
 };
 pub use probe::{probe_kernel, Check, CheckStatus, KernelReport};

@@ -133,6 +133,11 @@ pub struct KernelStats {
     pub inherit_failed: u64,
     /// cgroups that inherited their parent's policies at creation.
     pub inherited: u64,
+    /// Matches of rules with `from`/`except_from` on a task of unknown
+    /// executable (applied failing closed: deny, kill, audit rules).
+    pub binary_unknown: u64,
+    /// Execs and forks whose binary sets could not be stored.
+    pub binary_store_failed: u64,
 }
 
 /// The ring buffer verdicts arrive on.
@@ -159,6 +164,9 @@ const PROCESS: &[(&str, &str)] = &[
     ("enf_proc_exit", "sched_process_exit"),
 ];
 const BPRM_CHECK: &str = "enf_bprm_check";
+/// The binary-set programs: a task's sets at exec, and a child's at fork.
+const BINARY_EXEC: &str = "enf_binary_exec";
+const BINARY_FORK: &str = "enf_binary_fork";
 /// (program, hook, op) of the LSM network programs.
 const NET_LSM: &[(&str, &str, u32)] = &[
     ("enf_socket_connect", "socket_connect", net::CONNECT),
@@ -359,6 +367,10 @@ impl Loaded {
         // cgroups.
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
+            // aya has no typed wrapper for task storage (`enf_task_bins`): it
+            // creates the map and hands it back as `Map::Unsupported`, which
+            // `task_binaries.rs` writes through its fd.
+            .allow_unsupported_maps()
             .map_max_entries("enf_cgroup_policies", entries.cgroup_capacity)
             .map_max_entries("enf_edges", size(entries.edges.len()))
             .map_max_entries("enf_states", size(entries.states.len()))
@@ -471,6 +483,13 @@ impl Loaded {
             // Before the LSM hooks: a process they report on is known.
             hooks.extend_from_slice(PROCESS);
         }
+        if h.binaries {
+            // Before the hooks that check binary sets: fork first, so that no
+            // child of a task that exec'd after the exec hook attached is
+            // left without its parent's sets.
+            hooks.push((BINARY_FORK, "sched_process_fork"));
+            hooks.push((BINARY_EXEC, "bprm_committed_creds"));
+        }
         if h.file_open {
             hooks.push((FILE_OPEN, "file_open"));
         }
@@ -509,6 +528,7 @@ impl Loaded {
             if program == MKDIR
                 || program == RMDIR
                 || program == SYS_ENTER
+                || program == BINARY_FORK
                 || PROCESS.iter().any(|(p, _)| *p == program)
             {
                 let tp: &mut BtfTracePoint = prog
@@ -661,6 +681,32 @@ impl Loaded {
         read_stats(&stats)
     }
 
+    /// Sets the binary sets of a process that ran before the plan loaded
+    /// (`pidfd` names it), unless the kernel set them meanwhile at an exec
+    /// or fork (then `Ok(false)`: the kernel's entry is newer).
+    pub fn backfill_binaries(
+        &self,
+        pidfd: std::os::fd::BorrowedFd<'_>,
+        sets: u64,
+    ) -> Result<bool, LoadError> {
+        use std::os::fd::AsFd;
+        let name = "enf_task_bins";
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(LoadError::map(name, "not in the object"))?;
+        let aya::maps::Map::Unsupported(data) = map else {
+            return Err(LoadError::map(name, "not a task storage map"));
+        };
+        let bins = abi::TaskBins {
+            sets,
+            known: 1,
+            _pad: 0,
+        };
+        crate::task_binaries::write_noexist(data.fd().as_fd(), pidfd, &bins)
+            .map_err(|e| LoadError::map(name, e))
+    }
+
     /// The policy slots the kernel applies to cgroup `cgroup_id` (bit i: the
     /// plan's i-th policy), `None` when the cgroup is in no policy's scope.
     /// One map lookup.
@@ -714,6 +760,8 @@ fn read_stats<T: std::borrow::Borrow<MapData>>(
         path_unresolved: sum(abi::STAT_PATH_UNRESOLVED)?,
         inherit_failed: sum(abi::STAT_INHERIT_FAILED)?,
         inherited: sum(abi::STAT_INHERITED)?,
+        binary_unknown: sum(abi::STAT_BINARY_UNKNOWN)?,
+        binary_store_failed: sum(abi::STAT_BINARY_STORE_FAILED)?,
     })
 }
 
@@ -789,6 +837,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         network: NetworkPlan::default(),
         process_events: false,
         kernel: crate::kernel_ops::KernelOpsPlan::default(),
+        binaries: plan::BinaryFilters::default(),
     })
 }
 

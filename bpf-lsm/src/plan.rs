@@ -334,6 +334,36 @@ pub struct KernelPlan {
     pub process_events: bool,
     /// Kernel operations, capabilities and system calls (kernel_ops.rs).
     pub kernel: crate::kernel_ops::KernelOpsPlan,
+    /// `from` / `except_from` of file, exec and kernel rules.
+    pub binaries: BinaryFilters,
+}
+
+/// The binary filters of a plan: which executables are in which binary set,
+/// and which sets each filtered rule names. The kernel keeps per task the
+/// sets its executable is in (computed at exec, inherited at fork).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BinaryFilters {
+    /// Executable paths -> binary-set ids (its accept lists hold set ids,
+    /// each below [`abi::MAX_BINARY_SETS`]).
+    pub matcher: PathMatcherEntries,
+    /// Rule id (a file, exec or kernel rule) -> its sets.
+    pub rules: BTreeMap<u32, RuleBinaries>,
+}
+
+/// A rule's binary sets, as bit masks (bit i: set id i).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleBinaries {
+    /// `from`: the rule applies only to a task in one of these; 0: any.
+    pub from: u64,
+    /// `except_from`: never to a task in one of these.
+    pub except: u64,
+}
+
+impl BinaryFilters {
+    /// Whether any rule is filtered (the binary programs are attached then).
+    pub fn any(&self) -> bool {
+        self.rules.values().any(|r| r.from | r.except != 0)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -376,6 +406,9 @@ pub struct Hooks {
     pub path_ops: u32,
     /// The kernel-class hooks.
     pub kernel: crate::kernel_ops::KernelHooks,
+    /// The binary-set programs (`lsm/bprm_committed_creds`,
+    /// `tp_btf/sched_process_fork`): some rule has `from`/`except_from`.
+    pub binaries: bool,
 }
 
 impl Hooks {
@@ -387,6 +420,7 @@ impl Hooks {
             || self.path_ops != 0
             || self.process_events
             || self.kernel.any()
+            || self.binaries
     }
 }
 
@@ -443,6 +477,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
             slot,
             action: r.action.effective(mode).abi(),
             ops: r.ops,
+            ..abi::Rule::default()
         };
         if rules.insert(r.id, entry).is_some() {
             return Err(PlanError::DuplicateRule(r.id));
@@ -476,8 +511,20 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         .copied()
         .chain(plan.network.rules.iter().map(|r| r.id))
         .collect();
-    let (kernel, kernel_hooks) =
+    let (mut kernel, kernel_hooks) =
         crate::kernel_ops::compile(&plan.kernel, &slots, &taken, &mut policies)?;
+    let rule_ids: HashSet<u32> = rules
+        .keys()
+        .copied()
+        .chain(plan.kernel.rules.iter().map(|r| r.id))
+        .collect();
+    compile_binaries(
+        &plan.binaries,
+        &rule_ids,
+        &mut out,
+        &mut kernel.rules,
+        &mut policies,
+    )?;
     out.kernel = kernel;
     out.policies = policies
         .into_iter()
@@ -519,8 +566,70 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         process_events: plan.process_events,
         path_ops: path_ops(plan, &rules),
         kernel: kernel_hooks,
+        binaries: plan.binaries.any(),
     };
     Ok(out)
+}
+
+/// Lays out the binaries matcher (matcher id [`abi::MATCHER_BINARY`], its
+/// list entries carrying a set id in `id`) and puts each filtered rule's
+/// masks on every copy of it in the file/exec and kernel rule lists.
+fn compile_binaries(
+    b: &BinaryFilters,
+    rule_ids: &HashSet<u32>,
+    out: &mut MapEntries,
+    kernel_rules: &mut [abi::Rule],
+    policies: &mut [abi::Policy],
+) -> Result<(), PlanError> {
+    let err = |detail: String| PlanError::Matcher {
+        matcher: "binaries",
+        detail,
+    };
+    let mut sets: HashMap<u32, abi::Rule> = HashMap::new();
+    let m = &b.matcher;
+    for id in m
+        .accepts
+        .iter()
+        .flat_map(|a| a.rules.iter())
+        .chain(m.suffixes.iter().flat_map(|s| s.rules.iter()))
+    {
+        if *id as usize >= abi::MAX_BINARY_SETS {
+            return Err(err(format!(
+                "binary set {id}: the kernel takes at most {} binary sets per plan",
+                abi::MAX_BINARY_SETS
+            )));
+        }
+        // Not a rule: no slot (so no policy's fail-closed ops), no action.
+        sets.insert(
+            *id,
+            abi::Rule {
+                id: *id,
+                slot: u32::MAX,
+                ..abi::Rule::default()
+            },
+        );
+    }
+    compile_matcher(abi::MATCHER_BINARY, "binaries", m, &sets, policies, out)?;
+
+    for (id, f) in &b.rules {
+        if f.from | f.except != 0 && !rule_ids.contains(id) {
+            return Err(err(format!(
+                "rule {id} has binary filters but is not a file, exec or kernel rule of the \
+                 plan (network rules take no `from`/`except_from` in the kernel yet)"
+            )));
+        }
+    }
+    for r in out.rule_list.iter_mut().chain(kernel_rules.iter_mut()) {
+        // The binaries matcher's own entries have slot u32::MAX.
+        if r.slot == u32::MAX {
+            continue;
+        }
+        if let Some(f) = b.rules.get(&r.id) {
+            r.from_sets = f.from;
+            r.except_sets = f.except;
+        }
+    }
+    Ok(())
 }
 
 /// The path-hook operations a plan decides: those of the file rules the file
@@ -948,7 +1057,76 @@ mod tests {
             network: NetworkPlan::default(),
             process_events: false,
             kernel: crate::kernel_ops::KernelOpsPlan::default(),
+            binaries: BinaryFilters::default(),
         }
+    }
+
+    fn with_binaries() -> KernelPlan {
+        let mut p = small();
+        p.binaries.matcher = PathMatcherEntries {
+            edges: vec![Edge::new(1, b"usr", 2), Edge::new(2, b"sshd", 3)],
+            wildcards: vec![],
+            accepts: vec![Accept {
+                state: 3,
+                rules: vec![0, 5],
+            }],
+            suffixes: vec![],
+        };
+        p.binaries.rules.insert(
+            7,
+            RuleBinaries {
+                from: 0,
+                except: 1 << 5,
+            },
+        );
+        p
+    }
+
+    #[test]
+    fn binary_filters_become_a_matcher_and_rule_masks() {
+        let e = compile(&with_binaries()).unwrap();
+        assert!(e.hooks.binaries);
+        assert!(!compile(&small()).unwrap().hooks.binaries);
+        // Every copy of rule 7 carries its masks; the others none.
+        for r in e.rule_list.iter().filter(|r| r.slot != u32::MAX) {
+            let want = if r.id == 7 { 1 << 5 } else { 0 };
+            assert_eq!((r.from_sets, r.except_sets), (0, want), "{r:?}");
+        }
+        // The binaries automaton: matcher 4, its accept list holding set ids.
+        let bin_edges: Vec<_> = e
+            .edges
+            .iter()
+            .filter(|(k, _)| k.matcher == abi::MATCHER_BINARY)
+            .collect();
+        assert_eq!(bin_edges.len(), 2);
+        let (_, st) = e
+            .states
+            .iter()
+            .find(|(k, _)| k.matcher == abi::MATCHER_BINARY && k.state == 3)
+            .unwrap();
+        let off = st.list_off as usize;
+        let ids: Vec<u32> = e.rule_list[off..off + st.list_len as usize]
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![0, 5]);
+        // Set entries belong to no policy: no fail-closed ops from them.
+        assert_eq!(e.policies[0].1.deny_ops[0], ops::READ);
+    }
+
+    #[test]
+    fn binary_filters_are_checked() {
+        let mut p = with_binaries();
+        p.binaries.matcher.accepts[0].rules.push(64);
+        let err = compile(&p).unwrap_err().to_string();
+        assert!(err.contains("binary set 64"), "{err}");
+
+        let mut p = with_binaries();
+        p.binaries
+            .rules
+            .insert(1234, RuleBinaries { from: 1, except: 0 });
+        let err = compile(&p).unwrap_err().to_string();
+        assert!(err.contains("rule 1234 has binary filters"), "{err}");
     }
 
     #[test]

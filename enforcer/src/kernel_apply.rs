@@ -42,7 +42,7 @@ fn rule_label(plan: &Plan, r: &PlanRule) -> String {
     format!("{}/{}", policy_name(plan, r.policy), r.name)
 }
 
-fn action(a: RuleAction) -> Option<Action> {
+pub(crate) fn action(a: RuleAction) -> Option<Action> {
     match a {
         RuleAction::Allow => Some(Action::Allow),
         RuleAction::Audit => Some(Action::Audit),
@@ -86,7 +86,7 @@ fn enforced_action(e: Enforcement) -> Option<Action> {
     }
 }
 
-fn is_alert(r: &PlanRule) -> bool {
+pub(crate) fn is_alert(r: &PlanRule) -> bool {
     r.enforcement == Enforcement::UserspaceAlert || r.action == RuleAction::Alert
 }
 
@@ -129,8 +129,14 @@ fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
         Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
-    if r.from_set.is_some() || r.except_set.is_some() {
-        needs.push("`from`/`except_from` (the acting binary, tracked from exec)".into());
+    // `from`/`except_from` are enforced for file, exec and kernel rules (the
+    // acting task's binary sets, tracked from exec: crate::binary_filters).
+    if (r.from_set.is_some() || r.except_set.is_some()) && r.class == Some(Class::Network) {
+        needs.push(
+            "`from`/`except_from` on a network rule (binary filters are enforced for file, \
+             exec and kernel rules only; a network rule cannot name binaries yet)"
+                .into(),
+        );
     }
     if r.parent_set.is_some() || r.ancestor_set.is_some() {
         needs.push("`parent`/`ancestor` (the process tree in the kernel)".into());
@@ -158,7 +164,7 @@ fn default_action(p: &PlanPolicy, class: Class) -> Action {
     }
 }
 
-fn entries(m: &PathMatcher) -> PathMatcherEntries {
+pub(crate) fn entries(m: &PathMatcher) -> PathMatcherEntries {
     PathMatcherEntries {
         edges: m
             .edges
@@ -346,6 +352,12 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
             });
         }
     }
+    if let Some(why) = crate::binary_filters::too_many_sets(plan) {
+        gaps.push(Unsupported {
+            what: "binary filters".into(),
+            why,
+        });
+    }
     if !gaps.is_empty() {
         return Err(gaps);
     }
@@ -385,7 +397,7 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         }
     }
     let network = network_plan(plan, &by_cgroup, tree);
-    Ok(KernelPlan {
+    let mut k = KernelPlan {
         policies,
         cgroups: by_cgroup
             .into_iter()
@@ -401,7 +413,10 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         network,
         process_events: plan.rules.iter().any(is_alert),
         kernel: crate::kernel_class::kernel_ops_plan(plan),
-    })
+        binaries: Default::default(),
+    };
+    k.binaries = crate::binary_filters::binary_filters(plan, &k);
+    Ok(k)
 }
 
 fn prefixes(entries: &[LpmEntry], known: &BTreeSet<u32>) -> Vec<NetPrefix> {
@@ -623,6 +638,9 @@ policies:
       - name: web-shell
         action: deny
         exec: {path: /bin/sh, parent: [/usr/sbin/nginx]}
+      - name: metadata
+        action: deny
+        network: {ops: [connect], cidr: [169.254.169.254], from: [/usr/bin/curl]}
       - name: ptrace
         action: deny
         kernel: {ops: [ptrace]}
@@ -632,14 +650,100 @@ policies:
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
         assert_eq!(gaps.len(), 2, "{text:#?}");
         assert!(
-            text[0].starts_with("`p/shadow`: needs `from`/`except_from`"),
+            text[0].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
             "{}",
             text[0]
         );
         assert!(
-            text[1].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
+            text[1].starts_with("`p/metadata`: needs `from`/`except_from` on a network rule"),
             "{}",
             text[1]
+        );
+    }
+
+    #[test]
+    fn from_and_except_from_become_binary_set_masks() {
+        let plan = compile(
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: shadow
+        action: deny
+        file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd, /usr/bin/login]}
+      - name: usr-bin
+        action: deny
+        file: {path: /usr/bin/**, ops: [write], except_from: [/usr/bin/login, /usr/sbin/sshd]}
+      - name: curl-keys
+        action: deny
+        file: {path: /root/.ssh/**, ops: [read], from: [/usr/bin/curl]}
+      - name: ptrace
+        action: deny
+        kernel: {ops: [ptrace], from: [/usr/bin/gdb]}
+      - name: plain
+        action: deny
+        file: {path: /etc/passwd, ops: [write]}
+",
+        );
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        let id = |name: &str| plan.rules.iter().find(|r| r.name == name).unwrap().id;
+        let b = &k.binaries;
+        assert!(b.any());
+        // The same list in another order is the same set.
+        let shadow = b.rules[&id("shadow")];
+        assert_eq!(shadow.from, 0);
+        assert_eq!(shadow.except.count_ones(), 1);
+        assert_eq!(b.rules[&id("usr-bin")], shadow);
+        let curl = b.rules[&id("curl-keys")];
+        assert_eq!((curl.from.count_ones(), curl.except), (1, 0));
+        assert_ne!(curl.from, shadow.except);
+        assert_eq!(b.rules[&id("ptrace")].from.count_ones(), 1);
+        assert!(!b.rules.contains_key(&id("plain")));
+        // The matcher is policy-lang's binaries automaton: sshd is in the shadow set.
+        let index = policy_lang::matcher::PathIndex::new(&plan.maps.binaries);
+        let sets = index.matches("/usr/sbin/sshd");
+        assert_eq!(sets.len(), 1);
+        assert_eq!(1u64 << sets[0], shadow.except);
+        assert!(!b.matcher.accepts.is_empty());
+    }
+
+    #[test]
+    fn without_binary_filters_the_plan_has_none() {
+        let plan = compile(FILE_POLICY);
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        assert!(!k.binaries.any());
+        assert_eq!(k.binaries, Default::default());
+    }
+
+    #[test]
+    fn more_than_64_binary_sets_are_refused() {
+        let mut yaml = String::from(
+            "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+",
+        );
+        for i in 0..65 {
+            yaml.push_str(&format!(
+                "      - name: r{i}
+        action: deny
+        file: {{path: /etc/f{i}, ops: [read], from: [/usr/bin/b{i}]}}
+"
+            ));
+        }
+        let plan = compile(&yaml);
+        let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
+        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
+        assert_eq!(gaps.len(), 1, "{text:#?}");
+        assert!(
+            text[0].contains("65 distinct `from`/`except_from` lists"),
+            "{}",
+            text[0]
         );
     }
 

@@ -1,6 +1,7 @@
 //! `enforcer`: the runtime security enforcer's daemon and CLI.
 
 mod alerts;
+mod binary_filters;
 mod cgroup;
 mod config;
 mod doctor;

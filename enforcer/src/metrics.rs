@@ -479,6 +479,19 @@ impl DaemonMetrics {
             &[],
             s.kernel.inherited,
         );
+        x.counter(
+            "enforcer_binary_unknown_total",
+            "Matches of rules with `from`/`except_from` on a task of unknown executable (deny, \
+             kill and audit rules applied, failing closed).",
+            &[],
+            s.kernel.binary_unknown,
+        );
+        x.counter(
+            "enforcer_binary_store_failed_total",
+            "Execs and forks whose binary sets the kernel could not store (the task is unknown).",
+            &[],
+            s.kernel.binary_store_failed,
+        );
 
         let st = &s.store;
         x.counter(

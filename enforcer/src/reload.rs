@@ -356,6 +356,17 @@ pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
                 Loaded::apply(k).map_err(|e| Rejected::new(exit_code::KERNEL_LOAD, e))?;
             if let Some(plan) = &plan {
                 cover_new_cgroups(plan, &mut loaded);
+                if k.binaries.any() {
+                    // After the attach: from here on the kernel sets a task's
+                    // binary sets at exec and fork; the rest come from /proc.
+                    let b = crate::binary_filters::backfill(plan, &loaded);
+                    tracing::info!(
+                        written = b.written,
+                        kept = b.kept,
+                        skipped = b.skipped,
+                        "binary sets of running processes written"
+                    );
+                }
             }
             (
                 Some(loaded),

@@ -61,6 +61,12 @@ pub struct KernelCounters {
     pub path_unresolved: u64,
     pub inherit_failed: u64,
     pub inherited: u64,
+    /// Filtered rule matches on tasks of unknown executable (failed closed).
+    #[serde(default)]
+    pub binary_unknown: u64,
+    /// Execs and forks whose binary sets could not be stored.
+    #[serde(default)]
+    pub binary_store_failed: u64,
 }
 
 impl KernelCounters {
@@ -70,6 +76,10 @@ impl KernelCounters {
             path_unresolved: self.path_unresolved.saturating_add(s.path_unresolved),
             inherit_failed: self.inherit_failed.saturating_add(s.inherit_failed),
             inherited: self.inherited.saturating_add(s.inherited),
+            binary_unknown: self.binary_unknown.saturating_add(s.binary_unknown),
+            binary_store_failed: self
+                .binary_store_failed
+                .saturating_add(s.binary_store_failed),
         }
     }
 
@@ -79,6 +89,8 @@ impl KernelCounters {
             path_unresolved: self.path_unresolved,
             inherit_failed: self.inherit_failed,
             inherited: self.inherited,
+            binary_unknown: self.binary_unknown,
+            binary_store_failed: self.binary_store_failed,
         }
     }
 }

@@ -208,6 +208,12 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         (None, false, true) => format!("{operation} not allowed by the policy's default posture"),
         (None, false, false) => format!("{operation} matched the policy"),
     };
+    if h.binary_unknown() {
+        ev.message.push_str(
+            " (the acting binary is unknown, so `from`/`except_from` could not be checked: \
+             failed closed)",
+        );
+    }
     ev.process = Some(process(h));
     ev.cgroup = Some(Cgroup {
         id: h.cgroup_id,

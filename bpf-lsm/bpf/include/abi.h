@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 4
+#define ENF_ABI_VERSION 5
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -58,6 +58,11 @@
 /* A network record: decided by a cgroup socket program (the fallback without
  * BPF LSM), not by an LSM hook. */
 #define ENF_FLAG_CGROUP_HOOK (1u << 4)
+/* A rule with `from`/`except_from` met a task whose executable is unknown
+ * (it ran before the plan loaded and was not found by the backfill, or its
+ * path did not resolve at exec): a deny/kill/audit rule applied, failing
+ * closed, since neither `from` nor `except_from` could be checked. */
+#define ENF_FLAG_BINARY_UNKNOWN (1u << 5)
 
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu
@@ -79,6 +84,11 @@
 #define ENF_CLASS_KERNEL 3
 /* A power of two: class indexes are masked with ENF_CLASSES - 1. */
 #define ENF_CLASSES 4
+/* The matcher of executable paths (enf_edge_key.matcher): its accept lists
+ * hold binary-set ids (enf_rule.id), not rules. Not a class. */
+#define ENF_MATCHER_BINARY 4
+/* Binary sets per plan: a task's sets are one u64. */
+#define ENF_MAX_BINARY_SETS 64
 
 /* File operation bits (enf_rule.ops, enf_file_event.access): bit i is the
  * i-th operation of policy-lang's FileOp list, so its masks pass through. */
@@ -146,6 +156,11 @@
 #define ENF_STAT_INHERIT_FAILED 2
 /* Cgroups that inherited their parent's policies at mkdir. */
 #define ENF_STAT_INHERITED 3
+/* A rule with `from`/`except_from` met a task of unknown executable. */
+#define ENF_STAT_BINARY_UNKNOWN 4
+/* A fork or exec could not store the task's binary sets (storage busy or
+ * out of memory): the task is unknown, rules fail closed for it. */
+#define ENF_STAT_BINARY_STORE_FAILED 5
 #define ENF_STAT_MAX 8
 
 /* Common head of every ring-buffer record. */
@@ -263,6 +278,18 @@ struct enf_rule {
 	__u32 slot;                    /* its policy's slot */
 	__u32 action;                  /* ENF_ACTION_*, effective */
 	__u32 ops;                     /* ENF_OP_* (file rules); exec rules: unused */
+	__u64 from_sets;               /* binary sets of `from`: the rule applies only
+					* to a task in one of them; 0: any task */
+	__u64 except_sets;             /* `except_from`: not to a task in one of them */
+};
+
+/* Value of the task storage map `enf_task_bins`: the binary sets the task's
+ * executable is in. Set at exec, copied at fork, written by user space
+ * (key: a pidfd) for processes that ran before the plan loaded. */
+struct enf_task_bins {
+	__u64 sets;
+	__u32 known;                   /* 1: sets is the executable's */
+	__u32 _pad;
 };
 
 /* A network verdict (connect, bind, listen, send), sent whole. */

@@ -117,6 +117,7 @@ static __always_inline struct enf_hits *enf_decide_begin(struct enf_decision *d)
 	h->slots[1] = 0;
 	h->slots[2] = 0;
 	h->slots[3] = 0;
+	h->binary_unknown = 0;
 	return h;
 }
 
@@ -138,6 +139,8 @@ static __always_inline void enf_decide_policies_ex(struct enf_hits *h, __u32 cla
 	};
 
 	bpf_loop(ENF_MAX_POLICIES, enf_decide_step, &c, 0);
+	if (h->binary_unknown && d->action != ENF_ACTION_ALLOW)
+		d->flags |= ENF_FLAG_BINARY_UNKNOWN;
 }
 
 /* Decides per policy and across policies from the matches in `h`. */

@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "binary_sets.h"
 #include "decide.h"
 
 /* The record is assembled here (too big for the stack; also puts its type in
@@ -54,7 +55,7 @@ static long enf_kernel_step(__u32 i, void *data)
 	if (!r)
 		return 1;
 	slot = r->slot & (ENF_MAX_POLICIES - 1);
-	if (m->slots & (1ULL << slot))
+	if ((m->slots & (1ULL << slot)) && enf_binary_applies(m->hits, r))
 		enf_hits_add(m->hits, slot, r->action, r->id);
 	return 0;
 }

@@ -108,6 +108,15 @@ struct {
 	__type(value, struct enf_rule);
 } enf_kernel_rules SEC(".maps");
 
+/* Per task: the binary sets its executable is in (binary_sets.h). Task
+ * storage lives and dies with the task: no size to set, nothing to reap. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct enf_task_bins);
+} enf_task_bins SEC(".maps");
+
 /* Counters the kernel side keeps for user space (ENF_STAT_*). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -166,6 +175,8 @@ struct {
 struct enf_hits {
 	__u64 slots[ENF_ACTIONS];
 	__u32 rule[ENF_ACTIONS][ENF_MAX_POLICIES];
+	__u32 binary_unknown;  /* a filtered rule applied to an unknown binary */
+	__u32 _pad;
 };
 
 struct {

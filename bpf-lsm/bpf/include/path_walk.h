@@ -20,6 +20,7 @@
 #include "common.h"
 #include "maps.h"
 #include "path_hash.h"
+#include "binary_sets.h"
 
 #define ENF_NAME_WORDS (ENF_NAME_BYTES / 8)
 
@@ -27,8 +28,9 @@
 struct enf_match_ctx {
 	struct enf_hits *hits;
 	__u64 slots;     /* the acting task's policies */
-	__u32 class;     /* ENF_CLASS_* */
+	__u32 class;     /* ENF_CLASS_*, or ENF_MATCHER_BINARY */
 	__u32 access;    /* ENF_OP_* of the operation (file class) */
+	__u64 sets;      /* ENF_MATCHER_BINARY: the binary sets matched */
 };
 
 /* Records one matching rule if its policy applies and its ops cover the
@@ -37,9 +39,16 @@ static __always_inline void enf_hit(struct enf_match_ctx *m, const struct enf_ru
 {
 	__u32 slot = r->slot & (ENF_MAX_POLICIES - 1);
 
+	if (m->class == ENF_MATCHER_BINARY) {
+		/* The executable's walk: list entries are binary-set ids. */
+		m->sets |= 1ULL << (r->id & (ENF_MAX_BINARY_SETS - 1));
+		return;
+	}
 	if (!(m->slots & (1ULL << slot)))
 		return;
 	if (m->class == ENF_CLASS_FILE && !(r->ops & m->access))
+		return;
+	if (!enf_binary_applies(m->hits, r))
 		return;
 	enf_hits_add(m->hits, slot, r->action, r->id);
 }

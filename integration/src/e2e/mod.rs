@@ -15,6 +15,7 @@
 //! is no other network; `/tmp` is writable (the root file system is in RAM).
 
 pub mod bench;
+pub mod binary_filters;
 pub mod cgroup;
 pub mod command;
 pub mod doctor;
@@ -86,6 +87,8 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("bench", bench::TESTS),
     ("reload", reload::TESTS),
     ("kernel_ops", kernel_ops::TESTS),
+    ("binary_filters", binary_filters::TESTS),
+    // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
 ];
 
