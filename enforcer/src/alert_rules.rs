@@ -114,6 +114,12 @@ fn lossy(b: &siem_export::event::ByteText) -> String {
     b.to_string_lossy().into_owned()
 }
 
+/// argv as one command line, the arguments joined by spaces: `proc.cmdline` and
+/// `exec.cmdline` read it.
+pub fn command_line(argv: &[siem_export::event::ByteText]) -> String {
+    argv.iter().map(lossy).collect::<Vec<_>>().join(" ")
+}
+
 /// What a condition sees of an (enriched) event, with operation `op`.
 pub fn owned_event(ev: &SecurityEvent, op: Operation) -> OwnedEvent {
     let p = ev.process.as_ref();
@@ -123,9 +129,7 @@ pub fn owned_event(ev: &SecurityEvent, op: Operation) -> OwnedEvent {
                 .and_then(|p| p.exe.as_ref())
                 .map(lossy)
                 .unwrap_or_default(),
-            cmdline: p
-                .map(|p| p.argv.iter().map(lossy).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
+            cmdline: p.map(|p| command_line(&p.argv)).unwrap_or_default(),
             uid: p.map_or(0, |p| p.uid),
             // An ancestor whose executable is unknown keeps its place, so that the first
             // is always the parent.

@@ -98,16 +98,18 @@ fn on_exec(r: &ProcExecRecord, enricher: &mut Enricher, f: &Feed) -> Vec<Securit
             .and_then(|e| e.exe.as_deref().map(<[u8]>::to_vec))
             .unwrap_or_else(|| r.filename.clone())
     };
+    let argv = verdict_log::split_argv(&r.argv);
+    let cmdline = enforcer::alert_rules::command_line(&argv);
     base.target = Some(Target::Exec(ExecTarget {
         path: ByteText::new(path.clone()),
-        argv: verdict_log::split_argv(&r.argv),
+        argv,
         argv_truncated: r.argv_truncated(),
     }));
     let o = alerts::owned_event(
         &base,
         Operation::Exec {
             path: String::from_utf8_lossy(&path).into_owned(),
-            cmdline: cmdline(&r.argv),
+            cmdline,
         },
     );
     fire(&base, &f.alerts.fired(r.slots, &o), f)
@@ -197,13 +199,4 @@ pub fn human(ev: &SecurityEvent) -> String {
         ev.policy.as_deref().unwrap_or("?"),
         ev.rule.as_deref().unwrap_or("?"),
     )
-}
-
-/// argv as one command line: the arguments joined by spaces, as `proc.cmdline` reads.
-fn cmdline(argv: &[u8]) -> String {
-    argv.split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(String::from_utf8_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
