@@ -15,6 +15,7 @@ pub mod objects;
 pub mod path_events;
 pub mod path_hash;
 pub mod path_hooks;
+pub mod pins;
 pub mod plan;
 pub mod probe;
 mod task_binaries;

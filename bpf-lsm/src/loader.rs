@@ -11,7 +11,9 @@ use crate::plan::{
 };
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError};
+use aya::programs::{
+    links::FdLink, BtfTracePoint, CgroupAttachMode, CgroupSockAddr, Lsm, ProgramError,
+};
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +89,13 @@ pub enum LoadError {
         cgroup: PathBuf,
         detail: String,
     },
+    #[error("cannot take the link of `{program}`: {detail}")]
+    Link {
+        program: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Pin(#[from] crate::pins::PinError),
 }
 
 impl LoadError {
@@ -143,12 +152,17 @@ pub struct KernelStats {
 /// The ring buffer verdicts arrive on.
 pub type EventRing = RingBuf<MapData>;
 
-/// Loaded and attached programs. Dropping it detaches them.
+/// Loaded and attached programs. Dropping it detaches them, unless they were pinned
+/// ([`Loaded::pin`]): then they stay attached until [`Loaded::retire`] or the pins are removed.
 pub struct Loaded {
     ebpf: Ebpf,
     hooks: Vec<&'static str>,
     net_mechanism: Option<NetMechanism>,
     cgroup_attachments: Vec<PathBuf>,
+    /// Every link, by its pin name, owned here (not by the program) so that it can be pinned.
+    links: Vec<(String, FdLink)>,
+    /// The generation directory in bpffs, once pinned.
+    pinned: Option<PathBuf>,
 }
 
 const OBJECT: &str = "enforcer";
@@ -521,6 +535,7 @@ impl Loaded {
         if h.kernel.sys_enter {
             hooks.push((SYS_ENTER, "sys_enter"));
         }
+        let mut links = Vec::new();
         for &(program, target) in &hooks {
             let prog = ebpf
                 .program_mut(program)
@@ -536,7 +551,11 @@ impl Loaded {
                     .map_err(|e| LoadError::program(program, e))?;
                 tp.load(target, &btf)
                     .map_err(|e| LoadError::program(program, e))?;
-                tp.attach().map_err(|e| LoadError::program(program, e))?;
+                let id = tp.attach().map_err(|e| LoadError::program(program, e))?;
+                let link = tp
+                    .take_link(id)
+                    .map_err(|e| LoadError::program(program, e))?;
+                links.push((crate::pins::link_name(program, None), FdLink::from(link)));
             } else {
                 let lsm: &mut Lsm = prog
                     .try_into()
@@ -546,7 +565,11 @@ impl Loaded {
                     lsm.load(target, &btf)
                         .map_err(|e| LoadError::program(program, e))?;
                 }
-                lsm.attach().map_err(|e| LoadError::program(program, e))?;
+                let id = lsm.attach().map_err(|e| LoadError::program(program, e))?;
+                let link = lsm
+                    .take_link(id)
+                    .map_err(|e| LoadError::program(program, e))?;
+                links.push((crate::pins::link_name(program, None), FdLink::from(link)));
             }
         }
         let mut attached: Vec<&'static str> = hooks.iter().map(|(p, _)| *p).collect();
@@ -562,7 +585,7 @@ impl Loaded {
                     .try_into()
                     .map_err(|e| LoadError::program(program, e))?;
                 cg.load().map_err(|e| LoadError::program(program, e))?;
-                for dir in &cgroup_dirs {
+                for (i, dir) in cgroup_dirs.iter().enumerate() {
                     let file = std::fs::File::open(dir).map_err(|e| LoadError::CgroupAttach {
                         program,
                         cgroup: dir.clone(),
@@ -572,13 +595,21 @@ impl Loaded {
                     // attachment, as BPF_F_ALLOW_MULTI: other programs on the cgroup
                     // and its subtree keep running. The kernel refuses attach flags on
                     // a link, so none are passed (`Single` is "no flags").
-                    cg.attach(&file, CgroupAttachMode::Single).map_err(|e| {
+                    let id = cg.attach(&file, CgroupAttachMode::Single).map_err(|e| {
                         LoadError::CgroupAttach {
                             program,
                             cgroup: dir.clone(),
                             detail: e.to_string(),
                         }
                     })?;
+                    let link = cg
+                        .take_link(id)
+                        .map_err(|e| LoadError::program(program, e))?;
+                    let link = FdLink::try_from(link).map_err(|e| LoadError::Link {
+                        program,
+                        detail: e.to_string(),
+                    })?;
+                    links.push((crate::pins::link_name(program, Some(i)), link));
                 }
                 attached.push(program);
             }
@@ -588,7 +619,59 @@ impl Loaded {
             hooks: attached,
             net_mechanism,
             cgroup_attachments: cgroup_dirs,
+            links,
+            pinned: None,
         })
+    }
+
+    /// Pins every link, the ring buffer and the counters under `dir` (created; its parent
+    /// must be on bpffs): from now on the programs stay attached when this process exits,
+    /// until [`Loaded::retire`] or [`crate::pins::PinnedGeneration::remove`]. Call it before
+    /// [`Loaded::take_events`]. On failure what was pinned is removed again, and the
+    /// programs stay as they were (detached when this is dropped).
+    pub fn pin(&mut self, dir: &Path) -> Result<(), LoadError> {
+        let generation = crate::pins::PinnedGeneration::new(dir);
+        let result = self.pin_all(dir);
+        if result.is_err() {
+            let _ = generation.remove();
+        }
+        result
+    }
+
+    fn pin_all(&mut self, dir: &Path) -> Result<(), LoadError> {
+        let pin_error = |path: PathBuf, detail: String| crate::pins::PinError::Pin { path, detail };
+        std::fs::create_dir_all(dir).map_err(|e| pin_error(dir.to_path_buf(), e.to_string()))?;
+        for name in [crate::pins::RING, crate::pins::STATS] {
+            let path = dir.join(name);
+            map_mut(&mut self.ebpf, name)?
+                .pin(&path)
+                .map_err(|e| pin_error(path, e.to_string()))?;
+        }
+        let mut pinned = Vec::with_capacity(self.links.len());
+        let mut failed = None;
+        for (name, link) in std::mem::take(&mut self.links) {
+            if failed.is_some() {
+                pinned.push((name, link));
+                continue;
+            }
+            let path = dir.join(&name);
+            // Pinning consumes the link; the pinned one still holds its fd.
+            match link.pin(&path) {
+                Ok(p) => pinned.push((name, FdLink::from(p))),
+                Err(e) => failed = Some(pin_error(path, e.to_string())),
+            }
+        }
+        self.links = pinned;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        self.pinned = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// The generation directory the programs are pinned in, if they are.
+    pub fn pinned_dir(&self) -> Option<&Path> {
+        self.pinned.as_deref()
     }
 
     /// The programs attached, by name (`enf_file_open`, ...).
@@ -674,8 +757,13 @@ impl Loaded {
             .ebpf
             .take_map(name)
             .ok_or(LoadError::map(name, "not in the object"))?;
-        // Dropping the object drops the links: the programs stop running.
+        let pinned = self.pinned.take();
+        // Dropping the object drops the links: the programs stop running (a pinned link once
+        // its pin is gone too).
         drop(self);
+        if let Some(dir) = pinned {
+            crate::pins::PinnedGeneration::new(dir).remove()?;
+        }
         let stats: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| LoadError::map(name, e))?;
         read_stats(&stats)
@@ -746,7 +834,7 @@ impl Loaded {
 const BPF_NOEXIST: u64 = 1;
 
 /// Sums the per-CPU counters of `enf_stats`.
-fn read_stats<T: std::borrow::Borrow<MapData>>(
+pub(crate) fn read_stats<T: std::borrow::Borrow<MapData>>(
     stats: &PerCpuArray<T, u64>,
 ) -> Result<KernelStats, LoadError> {
     let sum = |idx: u32| -> Result<u64, LoadError> {

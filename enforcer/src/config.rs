@@ -28,6 +28,9 @@ pub struct Config<S = SinkConfig> {
     pub export: ExportConfig<S>,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The bpffs directory each loaded plan is pinned in (`gen-<n>/`), so that enforcement
+    /// outlives the daemon. Default `/sys/fs/bpf/enforcer`; `""` turns pinning off.
+    pub pin_root: PathBuf,
 }
 
 /// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
@@ -165,6 +168,7 @@ impl<S> Default for Config<S> {
             store: StoreConfig::default(),
             export: ExportConfig::default(),
             metrics: MetricsConfig::default(),
+            pin_root: PathBuf::from(crate::pinning::DEFAULT_PIN_ROOT),
         }
     }
 }
@@ -227,6 +231,7 @@ impl Config {
                 outbox: raw.export.outbox,
             },
             metrics: raw.metrics,
+            pin_root: raw.pin_root,
         })
     }
 

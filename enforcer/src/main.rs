@@ -13,6 +13,7 @@ mod kernel_class;
 mod kernel_record;
 mod learn_cmd;
 mod metrics;
+mod pinning;
 mod policy_cmd;
 mod process_feed;
 mod reload;
@@ -37,7 +38,9 @@ Exit codes:
   9  the config file is unreadable or invalid
   10 the metrics address is in use or cannot be bound
   11 status: no daemon is running
-  12 learn: no would-deny events to learn from, or none an allow rule can permit";
+  12 learn: no would-deny events to learn from, or none an allow rule can permit
+unload: 0 nothing is pinned any more (also when nothing was), 1 a pin could not be removed,
+  4 not root, 9 bad config";
 
 #[derive(Parser)]
 #[command(name = "enforcer", version, about = "Runtime security enforcer (BPF LSM)", after_help = EXIT_CODES)]
@@ -82,6 +85,9 @@ enum Command {
     /// Try the configured SIEM sinks, replay dead letters, show the export outbox.
     #[command(subcommand)]
     Export(export_cmd::ExportCommand),
+    /// Detach and remove every pinned generation: enforcement stops once no daemon holds
+    /// its programs. Idempotent.
+    Unload(pinning::UnloadArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
         Command::Events(cmd) => events_cmd::run(cmd),
         Command::Export(cmd) => export_cmd::run(cmd),
         Command::Learn(args) => learn_cmd::run(args),
+        Command::Unload(args) => pinning::unload(args),
     };
     match result {
         Ok(code) => exit_code::to_exit_code(code),

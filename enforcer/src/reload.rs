@@ -317,6 +317,9 @@ pub struct Active {
     pub info: PlanInfo,
     /// Rules of the plan (also when this kernel runs none of them).
     pub rules: usize,
+    /// The generation it is pinned as (`pinning.rs`); `None` when pinning is off or nothing
+    /// was loaded.
+    pub pinned: Option<u64>,
 }
 
 fn mechanism(m: NetMechanism) -> &'static str {
@@ -330,8 +333,13 @@ fn mechanism(m: NetMechanism) -> &'static str {
 /// Loads `prepared` into the kernel and attaches it, alongside whatever is attached already
 /// (the old plan keeps running until the caller drops it). Then resolves the plan's cgroup
 /// selectors once more: the cgroup inheritance program is attached by now, so a cgroup created
-/// at any time is covered either by it or by this second look.
-pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
+/// at any time is covered either by it or by this second look. With `pins` the plan is then
+/// pinned as the next generation; a plan that cannot be pinned is rejected like one the
+/// kernel refused.
+pub fn activate(
+    prepared: Prepared,
+    pins: Option<&crate::pinning::Pins>,
+) -> Result<Active, Rejected> {
     let Prepared {
         rules,
         plan,
@@ -377,6 +385,13 @@ pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
         Load::Nothing => (None, rules.names.rules.len(), 0),
     };
     let mut loaded = loaded;
+    let pinned = match (pins, loaded.as_mut()) {
+        (Some(pins), Some(l)) => Some(
+            pins.pin(l, &rules.names, &policies)
+                .map_err(|e| Rejected::new(exit_code::BPFFS, e))?,
+        ),
+        _ => None,
+    };
     let ring = match loaded.as_mut() {
         Some(l) => Some(
             l.take_events()
@@ -408,6 +423,7 @@ pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
         ring,
         info,
         rules: rule_count,
+        pinned,
     })
 }
 

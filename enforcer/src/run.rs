@@ -7,6 +7,7 @@ use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
 use crate::export_cmd;
 use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
+use crate::pinning::{self, Pins};
 use crate::process_feed::{self, Feed, SlotCache};
 use crate::reload::{self, Compiler, Rejected, Source};
 use crate::status::{self, DaemonStatus, KernelCounters, PlanInfo, ReloadFailure};
@@ -61,6 +62,11 @@ pub struct RunArgs {
     /// Default: the config's `[metrics] address`, else 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR", value_parser = metrics::parse_address)]
     pub metrics_address: Option<MetricsAddress>,
+    /// The bpffs directory each loaded plan is pinned in, so that enforcement outlives the
+    /// daemon ("" turns pinning off). Default: the config's `pin_root`, else
+    /// /sys/fs/bpf/enforcer.
+    #[arg(long, value_name = "DIR", env = pinning::PIN_ROOT_ENV)]
+    pub pin_root: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -284,11 +290,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let pins = pinning::root(args.pin_root.as_deref(), &config.pin_root).map(|root| Pins {
+        root,
+        state_dir: state_dir.clone(),
+    });
     let reloading = Reloading {
         source,
         compiler,
         watches,
         state_dir,
+        pins,
     };
     let result = runtime.block_on(serve(
         prepared,
@@ -585,6 +596,8 @@ struct Reloading {
     compiler: Option<Arc<Compiler>>,
     watches: Option<reload::Watches>,
     state_dir: PathBuf,
+    /// Where each plan is pinned; `None`: pinning is off.
+    pins: Option<Pins>,
 }
 
 /// How long the ring buffer of a replaced plan is still read after its programs were
@@ -750,15 +763,99 @@ fn start_reload(
     }
     tracing::info!(trigger, "reloading the policies");
     let compiler = Arc::clone(compiler);
+    let pins = reloading.pins.clone();
     *loading = Some(tokio::task::spawn_blocking(move || {
         let result = compiler.compile().and_then(|p| {
             if !p.warnings.is_empty() {
                 tracing::warn!("the policy set has warnings:\n{}", p.warnings.trim_end());
             }
-            reload::activate(p)
+            reload::activate(p, pins.as_ref())
         });
         Reloaded { trigger, result }
     }));
+}
+
+/// Takes over a generation an earlier daemon left pinned: reads what its programs reported
+/// (the verdicts made while no daemon ran, named after its own rules by its manifest), then
+/// removes its pins, which detaches its programs. Its ring buffer is read on for
+/// [`RETIRE_GRACE`], as a replaced plan's is.
+#[allow(clippy::too_many_arguments)]
+fn adopt(
+    pins: &Pins,
+    g: &pinning::Generation,
+    current_names: &Names,
+    ctx: &mut Stamp,
+    log: &mut VerdictLog,
+    writer: &Writer,
+    exporter: Option<&Exporter>,
+    decode_errors: &mut u64,
+) -> Result<Option<Retiring>, Failure> {
+    let manifest = pinning::Manifest::read(&pins.state_dir, g.number).unwrap_or_else(|e| {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "reading a pinned generation's manifest failed"
+        );
+        None
+    });
+    let (names, exec_records) = match manifest {
+        Some(m) => (m.names, m.exec_records),
+        None => {
+            tracing::warn!(
+                generation = g.number,
+                "the pinned generation has no manifest in this state directory: its records are \
+                 named after the rules loaded now"
+            );
+            (current_names.clone(), false)
+        }
+    };
+    let alerts = AlertRules::none();
+    let mut ring = match g.pins.events() {
+        Ok(r) => Some(register(r)?),
+        Err(e) => {
+            tracing::warn!(error = %e, generation = g.number, "the pinned generation's ring buffer cannot be read");
+            None
+        }
+    };
+    if let Some(ring) = ring.as_mut() {
+        let view = PlanView {
+            names: &names,
+            alerts: &alerts,
+            loaded: None,
+            exec_records,
+        };
+        drain(
+            ring.get_mut(),
+            &view,
+            ctx,
+            log,
+            writer,
+            exporter,
+            decode_errors,
+        )?;
+    }
+    let stats = g.pins.stats().ok();
+    match pins.remove(g) {
+        Ok(removed) => tracing::info!(
+            generation = g.number,
+            links = removed.links.len(),
+            ringbuf_drops = stats.map(|s| s.ringbuf_drops),
+            "adopted the pinned generation: its verdicts are recorded and its programs detached"
+        ),
+        // Both stay attached then, and the kernel applies the stricter of the two.
+        Err(e) => tracing::error!(
+            error = %e,
+            generation = g.number,
+            "removing the pinned generation failed: it stays attached beside the new plan \
+             until `enforcer unload` removes it"
+        ),
+    }
+    Ok(ring.map(|ring| Retiring {
+        names,
+        alerts,
+        exec_records,
+        ring,
+        until: Instant::now() + RETIRE_GRACE,
+    }))
 }
 
 /// Reads the replaced plan's ring buffer to its end and drops it.
@@ -808,12 +905,21 @@ async fn watch(
     // For every source: without a handler SIGHUP would end the daemon.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
-    let active = reload::activate(first).map_err(Rejected::into_failure)?;
+    // What an earlier daemon left pinned, listed before this plan is pinned beside it.
+    let adopted = reloading
+        .pins
+        .as_ref()
+        .map(|p| pinning::generations(&p.root))
+        .unwrap_or_default();
+    let active =
+        reload::activate(first, reloading.pins.as_ref()).map_err(Rejected::into_failure)?;
+    let mut pinned = active.pinned;
     let (rule_count, cgroup_count) = (active.rules, active.info.cgroups);
     let (mut cur, info) = current(active)?;
     metrics.set_rules_loaded(info.rules_loaded);
     metrics.set_plan(1, unix_seconds());
 
+    let mut decode_errors = 0u64;
     let (enricher, scan) =
         Enricher::start(EnrichConfig::default()).context("scanning /proc for running processes")?;
     tracing::info!(
@@ -831,6 +937,35 @@ async fn watch(
         slots: SlotCache::default(),
         events: 0,
     };
+    // Make-before-break across daemons: this plan is attached and pinned by now, so the
+    // generations left pinned can go, each read to its end first.
+    let mut retiring: Option<Retiring> = None;
+    if let Some(pins) = &reloading.pins {
+        for g in &adopted {
+            let r = adopt(
+                pins,
+                g,
+                &cur.names,
+                &mut ctx,
+                &mut log,
+                writer,
+                exporter,
+                &mut decode_errors,
+            )?;
+            // The newest is read on for the grace period; older ones (a previous adoption
+            // that did not finish) are read to their end now.
+            if let Some(old) = std::mem::replace(&mut retiring, r) {
+                finish_retiring(
+                    old,
+                    &mut ctx,
+                    &mut log,
+                    writer,
+                    exporter,
+                    &mut decode_errors,
+                )?;
+            }
+        }
+    }
     let mut watch = match reloading.watches.take() {
         Some(w) => match w.register() {
             Ok(w) => Some(w),
@@ -881,14 +1016,12 @@ async fn watch(
         "enforcer ready"
     );
 
-    let mut retiring: Option<Retiring> = None;
     let mut loading: Option<JoinHandle<Reloaded>> = None;
     let mut queued: Option<&'static str> = None;
     // (first event, reload at) of the policy file changes not reloaded yet.
     let mut debounce: Option<(Instant, Instant)> = None;
     // The counters of the plans replaced so far: the kernel's start at 0 with each plan.
     let mut kernel_base = KernelCounters::default();
-    let mut decode_errors = 0u64;
     let mut ticks = 0u32;
     loop {
         let retire_at = retiring.as_ref().map(|r| r.until);
@@ -949,6 +1082,7 @@ async fn watch(
                         if let Some(r) = retiring.take() {
                             finish_retiring(r, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
                         }
+                        let generation = active.pinned;
                         let (new, info) = current(active)?;
                         // Make-before-break: the new plan's programs are attached and its maps
                         // filled; only now are the old ones detached. Until here both ran, and
@@ -969,6 +1103,7 @@ async fn watch(
                             drain(ring.get_mut(), &view, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
                             retiring = Some(Retiring { names, alerts, exec_records, ring, until: Instant::now() + RETIRE_GRACE });
                         }
+                        pinned = generation;
                         status.generation += 1;
                         status.reloads_ok += 1;
                         status.loaded_at = Timestamp::now();
@@ -1049,6 +1184,13 @@ async fn watch(
         decode_errors,
         "stopping"
     );
+    if let (Some(generation), Some(pins)) = (pinned, &reloading.pins) {
+        tracing::info!(
+            generation,
+            pin_root = %pins.root.display(),
+            "enforcement stays in force: the plan is pinned; `enforcer unload` removes it"
+        );
+    }
     status.running = false;
     status.kernel = kernel;
     status.events = ctx.events;

@@ -7,7 +7,7 @@
 //! is alive when the file says it runs and the process with its pid has the start time the
 //! file recorded (a pid reused by another process does not count).
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::exit_code::{self, Failure};
 use anyhow::Context;
 use enforcer::store::{self, Store, StoreError};
@@ -192,6 +192,10 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The bpffs directory the daemon pins its plans in (default: the config's `pin_root`,
+    /// else /sys/fs/bpf/enforcer): the generations pinned there are listed.
+    #[arg(long, value_name = "DIR", env = crate::pinning::PIN_ROOT_ENV)]
+    pub pin_root: Option<PathBuf>,
 }
 
 /// The store's part of `enforcer status`.
@@ -211,19 +215,23 @@ struct Report {
     daemon: Option<DaemonStatus>,
     /// Absent when there is no event store yet.
     store: Option<StoreInfo>,
+    /// The generations pinned in bpffs: enforced also while no daemon runs.
+    pinned: Vec<crate::pinning::PinnedInfo>,
 }
 
 /// `enforcer status`: 0 when the daemon runs, [`exit_code::NO_DAEMON`] when it does not.
 pub fn run(args: StatusArgs) -> Result<u8, Failure> {
-    let state_dir = match (&args.state_dir, &args.config) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(file)) => {
-            Config::load(file)
-                .map_err(|e| Failure::new(exit_code::CONFIG, e))?
-                .state_dir
-        }
-        (None, None) => PathBuf::from(config::DEFAULT_STATE_DIR),
+    let config = match &args.config {
+        Some(file) => Config::load(file).map_err(|e| Failure::new(exit_code::CONFIG, e))?,
+        None => Config::default(),
     };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.state_dir.clone());
+    let pinned = crate::pinning::root(args.pin_root.as_deref(), &config.pin_root)
+        .map(|root| crate::pinning::pinned_info(&root, &state_dir))
+        .unwrap_or_default();
     let daemon = DaemonStatus::read(&state_dir)?;
     let alive = daemon.as_ref().is_some_and(DaemonStatus::alive);
     let store_path = store::path_in(&state_dir);
@@ -251,6 +259,7 @@ pub fn run(args: StatusArgs) -> Result<u8, Failure> {
         alive,
         daemon,
         store,
+        pinned,
     };
     if args.json {
         println!(
@@ -394,6 +403,29 @@ fn render(r: &Report, state_dir: &Path) -> String {
         None => {
             let _ = writeln!(o, "store: none yet in `{}`", state_dir.display());
         }
+    }
+    for p in &r.pinned {
+        let _ = writeln!(
+            o,
+            "pinned: generation {} in `{}`: {} links attached{}{}{}",
+            p.generation,
+            p.dir.display(),
+            p.links,
+            if p.policies.is_empty() {
+                String::new()
+            } else {
+                format!("; policies {}", p.policies.join(", "))
+            },
+            p.plan_hash
+                .as_deref()
+                .map(|h| format!("; plan {h}"))
+                .unwrap_or_default(),
+            if r.alive {
+                ""
+            } else {
+                "; enforced with no daemon running (`enforcer unload` removes it)"
+            }
+        );
     }
     o
 }

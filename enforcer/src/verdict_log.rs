@@ -42,7 +42,7 @@ impl Clock {
 }
 
 /// What events say about a rule: from the compiled plan, or an ad-hoc rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RuleInfo {
     /// `policy/rule`, or the ad-hoc rule as given.
     pub label: String,
@@ -66,8 +66,9 @@ impl RuleInfo {
     }
 }
 
-/// Rule and policy ids as the kernel reports them, to names.
-#[derive(Clone, Debug, Default)]
+/// Rule and policy ids as the kernel reports them, to names (kept in a pinned generation's
+/// manifest, `pinning.rs`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Names {
     pub rules: HashMap<u32, RuleInfo>,
     pub policies: HashMap<u32, String>,

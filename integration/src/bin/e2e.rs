@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         None => {}
     }
     let tests = e2e::selected(cli.filter.as_deref());
+    // Every daemon the tests start pins its plans under the suite's own pin root, which the
+    // runner clears after each test (nothing else may run yet: set_var is not thread-safe).
+    std::env::set_var(e2e::pinning::PIN_ROOT_ENV, e2e::pinning::PIN_ROOT);
     if cli.list {
         for (name, _) in &tests {
             println!("{name}");

@@ -175,6 +175,18 @@ impl Enforcer {
     }
 }
 
+impl Enforcer {
+    /// SIGKILL, as a crash would end it: nothing of its shutdown runs. Returns once it is gone.
+    pub fn kill9(mut self) -> Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the enforcer was already stopped")?;
+        child.kill().context("sending SIGKILL to the enforcer")?;
+        child.wait().context("waiting for the killed enforcer")
+    }
+}
+
 impl Drop for Enforcer {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {

@@ -28,6 +28,7 @@ pub mod kernel_ops;
 pub mod kernel_plan;
 pub mod network;
 pub mod path_hooks;
+pub mod pinning;
 pub mod policy_run;
 pub mod process_events;
 pub mod reload;
@@ -90,6 +91,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("binary_filters", binary_filters::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
+    ("pinning", pinning::TESTS),
 ];
 
 /// `(full name, test)` for every test whose full name contains `filter`.
@@ -143,6 +145,8 @@ pub fn run(tests: &[(String, Test)], out: &mut impl Write) -> (usize, usize) {
         let _ = writeln!(out, "e2e: start {name}");
         let _ = out.flush();
         let outcome = run_one(name, *test);
+        // What a test's daemons left pinned must not enforce during the next test.
+        pinning::clear();
         match outcome {
             Outcome::Passed => passed += 1,
             Outcome::Failed(_) => failed += 1,

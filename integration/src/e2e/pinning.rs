@@ -1,0 +1,364 @@
+//! End-to-end tests of enforcement that outlives the daemon: the plan is pinned in bpffs, so a
+//! `kill -9`ed daemon leaves it in force, a restarted one adopts it (and records the verdicts
+//! made while no daemon ran) with no instant without enforcement, SIGTERM leaves it pinned,
+//! and `enforcer unload` removes it. A loop in a scoped cgroup opens a denied file without
+//! pause through each switch; every answer of the kernel is recorded and checked.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+
+use super::cgroup::Cgroup;
+use super::command::capture;
+use super::enforcer_process::Enforcer;
+use super::Test;
+use crate::guest_rootfs::GUEST_ENFORCER;
+
+pub const TESTS: &[Test] = &[
+    Test::new(
+        "kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts",
+        kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts,
+    )
+    .with_timeout(300),
+    Test::new(
+        "sigterm_keeps_enforcement_and_unload_removes_it",
+        sigterm_keeps_enforcement_and_unload_removes_it,
+    )
+    .with_timeout(300),
+    Test::new(
+        "a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap",
+        a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap,
+    )
+    .with_timeout(300),
+];
+
+/// The environment variable `enforcer run|status|unload` take their pin root from.
+pub const PIN_ROOT_ENV: &str = "ENFORCER_PIN_ROOT";
+/// The suite's pin root (set for every daemon by `enforcer-e2e`), cleared after each test.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/enforcer-e2e";
+
+/// Removes whatever the last test's daemons left pinned (their programs detach).
+pub fn clear() {
+    if let Err(e) = fs::remove_dir_all(PIN_ROOT) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("e2e: clearing {PIN_ROOT} failed: {e}");
+        }
+    }
+}
+
+const DIR: &str = "/tmp/e2e-pin";
+const CGROUP: &str = "e2e-pin";
+
+fn rule(name: &str, file: &str) -> String {
+    format!(
+        "      - name: {name}
+        message: {file} was read
+        action: deny
+        file: {{path: {DIR}/{file}, ops: [read]}}
+"
+    )
+}
+
+/// A policy `name` on the test cgroup denying the read of each (rule, file).
+fn write_policy(name: &str, rules: &[(&str, &str)]) -> Result<String> {
+    let mut text = format!(
+        "policies:
+  - name: {name}
+    select: {{cgroups: [/{CGROUP}]}}
+    mode: enforce
+    rules:
+"
+    );
+    for (rule_name, file) in rules {
+        text.push_str(&rule(rule_name, file));
+    }
+    let path = format!("{DIR}/{name}.yaml");
+    fs::write(&path, text).with_context(|| format!("writing {path}"))?;
+    Ok(path)
+}
+
+fn fixture() -> Result<()> {
+    let _ = fs::remove_dir_all(DIR);
+    fs::create_dir_all(DIR).context("creating the fixture")?;
+    for f in ["secret", "gap", "aonly"] {
+        fs::write(format!("{DIR}/{f}"), format!("{f}\n"))?;
+    }
+    Ok(())
+}
+
+/// The generation directories pinned now, sorted.
+fn pinned() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(PIN_ROOT)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A shell loop in the cgroup reading each of `files` without pause, one line per attempt:
+/// `<file> ok` or `<file> denied`.
+struct Loop(Child);
+
+impl Loop {
+    fn start(cg: &Cgroup, files: &[&str]) -> Result<Self> {
+        let body: String = files
+            .iter()
+            .map(|f| {
+                format!(
+                    "if cat {DIR}/{f} >/dev/null 2>&1; then echo '{f} ok'; else echo '{f} denied'; fi; "
+                )
+            })
+            .collect();
+        fs::write(format!("{DIR}/attempts"), "")?;
+        let script = format!("while :; do {body}done >> {DIR}/attempts");
+        Ok(Loop(
+            cg.spawn(
+                Command::new("sh")
+                    .args(["-c", &script])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?,
+        ))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn attempts() -> Result<Vec<String>> {
+    Ok(fs::read_to_string(format!("{DIR}/attempts"))
+        .context("reading the attempts")?
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Waits until the loop recorded `n` more attempts than `since`; returns them all.
+fn wait_attempts(since: usize, n: usize) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = attempts()?;
+        if all.len() >= since + n {
+            return Ok(all);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the loop recorded {} attempts in 60 s",
+            all.len() - since.min(all.len())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cat_in(cg: &Cgroup, file: &str) -> Result<super::command::Captured> {
+    cg.run(Command::new("cat").arg(format!("{DIR}/{file}")))
+}
+
+fn events_of(state: &Path, rule: &str) -> Result<usize> {
+    let out = capture(
+        Command::new(GUEST_ENFORCER)
+            .args(["events", "query", "--format", "json", "--limit", "0"])
+            .args(["--rule", rule, "--state-dir"])
+            .arg(state),
+    )?
+    .success()?;
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .with_context(|| format!("query printed no JSON: {out}"))?;
+    Ok(v.as_array().map_or(0, Vec::len))
+}
+
+fn stop(enforcer: Enforcer) -> Result<()> {
+    let log = enforcer.log().unwrap_or_default();
+    let status = enforcer.stop()?;
+    ensure!(
+        status.success(),
+        "SIGTERM must exit 0: {status}; log:\n{log}"
+    );
+    Ok(())
+}
+
+/// (1) The daemon is `kill -9`ed while a loop reads a denied file, then restarted: every
+/// attempt is denied, and the denies made while no daemon ran reach the store.
+fn kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts() -> Result<()> {
+    fixture()?;
+    let policy = write_policy("e2e-pin", &[("no-secret", "secret"), ("no-gap", "gap")])?;
+    let cg = Cgroup::create(CGROUP)?;
+    let first = Enforcer::start(&["--policy", &policy])?;
+    let state = first.state_dir().to_path_buf();
+    let looping = Loop::start(&cg, &["secret"])?;
+    wait_attempts(0, 5)?;
+
+    first.kill9()?;
+    ensure!(
+        pinned() == ["gen-1"],
+        "pinned after kill -9: {:?}",
+        pinned()
+    );
+    let killed_at = attempts()?.len();
+    // No daemon runs: the pinned programs decide. These reads happen only now.
+    for _ in 0..5 {
+        let read = cat_in(&cg, "gap")?;
+        ensure!(
+            !read.status.success(),
+            "with no daemon the read was not refused: {read}"
+        );
+    }
+    wait_attempts(killed_at, 5)?;
+
+    let second = Enforcer::start_in(&state, &["--policy", &policy])?;
+    let restarted = attempts()?.len();
+    let all = wait_attempts(restarted, 5)?;
+    drop(looping);
+    let log = second.log().unwrap_or_default();
+    ensure!(
+        pinned() == ["gen-2"],
+        "after the restart pinned: {:?}\n{log}",
+        pinned()
+    );
+    ensure!(
+        log.contains("adopted the pinned generation"),
+        "the restart did not adopt generation 1:\n{log}"
+    );
+    stop(second)?;
+
+    let ok: Vec<&String> = all.iter().filter(|l| l.ends_with(" ok")).collect();
+    ensure!(
+        ok.is_empty(),
+        "{} of {} reads succeeded across kill -9 and restart",
+        ok.len(),
+        all.len()
+    );
+    let gap = events_of(&state, "no-gap")?;
+    ensure!(
+        gap == 5,
+        "the store holds {gap} of the 5 denies made while no daemon ran\n{log}"
+    );
+    Ok(())
+}
+
+/// (2) SIGTERM ends the daemon but not the enforcement; `enforcer unload` ends that, and says
+/// so; a second unload finds nothing and exits 0.
+fn sigterm_keeps_enforcement_and_unload_removes_it() -> Result<()> {
+    fixture()?;
+    let policy = write_policy("e2e-pin", &[("no-secret", "secret")])?;
+    let cg = Cgroup::create(CGROUP)?;
+    let enforcer = Enforcer::start(&["--policy", &policy])?;
+    let state = enforcer.state_dir().to_path_buf();
+    let read = cat_in(&cg, "secret")?;
+    ensure!(
+        !read.status.success(),
+        "not refused with the daemon: {read}"
+    );
+    stop(enforcer)?;
+
+    let read = cat_in(&cg, "secret")?;
+    ensure!(
+        !read.status.success(),
+        "after SIGTERM the read was not refused: {read}"
+    );
+    ensure!(pinned() == ["gen-1"], "pinned: {:?}", pinned());
+    let status = capture(
+        Command::new(GUEST_ENFORCER)
+            .args(["status", "--state-dir"])
+            .arg(&state),
+    )?;
+    ensure!(status.code() == Some(11), "status with no daemon: {status}");
+    ensure!(
+        status.stdout.contains("pinned: generation 1")
+            && status.stdout.contains("policies e2e-pin")
+            && status.stdout.contains("enforced with no daemon running"),
+        "status does not show the pinned generation: {status}"
+    );
+
+    let unload = capture(
+        Command::new(GUEST_ENFORCER)
+            .args(["unload", "--state-dir"])
+            .arg(&state),
+    )?;
+    ensure!(unload.code() == Some(0), "unload: {unload}");
+    ensure!(
+        unload.stdout.contains("removed generation 1"),
+        "unload does not say what it removed: {unload}"
+    );
+    let read = cat_in(&cg, "secret")?;
+    ensure!(
+        read.status.success() && read.stdout == "secret\n",
+        "after unload the read is still refused: {read}"
+    );
+    ensure!(
+        pinned().is_empty(),
+        "left pinned after unload: {:?}",
+        pinned()
+    );
+
+    let again = capture(Command::new(GUEST_ENFORCER).arg("unload"))?;
+    ensure!(
+        again.code() == Some(0) && again.stdout.contains("nothing is pinned"),
+        "a second unload: {again}"
+    );
+    Ok(())
+}
+
+/// (3) The daemon stopped with policy A pinned; one started with policy B replaces it: the
+/// file both deny is never read, the one only A denies opens once B is in force.
+fn a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap() -> Result<()> {
+    fixture()?;
+    let a = write_policy("e2e-pin-a", &[("a-secret", "secret"), ("a-only", "aonly")])?;
+    let b = write_policy("e2e-pin-b", &[("b-secret", "secret")])?;
+    let cg = Cgroup::create(CGROUP)?;
+    let first = Enforcer::start(&["--policy", &a])?;
+    let state = first.state_dir().to_path_buf();
+    stop(first)?;
+    ensure!(pinned() == ["gen-1"], "pinned: {:?}", pinned());
+
+    let looping = Loop::start(&cg, &["secret", "aonly"])?;
+    wait_attempts(0, 10)?;
+    let second = Enforcer::start_in(&state, &["--policy", &b])?;
+    let swapped = attempts()?.len();
+    let all = wait_attempts(swapped, 10)?;
+    drop(looping);
+    let log = second.log().unwrap_or_default();
+    ensure!(
+        pinned() == ["gen-2"],
+        "after the restart pinned: {:?}\n{log}",
+        pinned()
+    );
+    stop(second)?;
+
+    let secret_ok = all.iter().filter(|l| *l == "secret ok").count();
+    ensure!(
+        secret_ok == 0,
+        "the file both policies deny was read {secret_ok} times during the switch"
+    );
+    ensure!(
+        all[..swapped.min(all.len())]
+            .iter()
+            .filter(|l| l.starts_with("aonly"))
+            .all(|l| l == "aonly denied"),
+        "policy A was not in force before the restart"
+    );
+    // A read of `aonly` may have started before B was ready: the last attempts decide.
+    let tail: Vec<&String> = all
+        .iter()
+        .rev()
+        .filter(|l| l.starts_with("aonly"))
+        .take(3)
+        .collect();
+    ensure!(
+        tail.iter().all(|l| *l == "aonly ok"),
+        "policy A still applies after the restart: last attempts {tail:?}\n{log}"
+    );
+    Ok(())
+}
