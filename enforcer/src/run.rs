@@ -775,20 +775,14 @@ fn start_reload(
     }));
 }
 
-/// Takes over a generation an earlier daemon left pinned: reads what its programs reported
-/// (the verdicts made while no daemon ran, named after its own rules by its manifest), then
-/// removes its pins, which detaches its programs. Its ring buffer is read on for
-/// [`RETIRE_GRACE`], as a replaced plan's is.
-#[allow(clippy::too_many_arguments)]
+/// Takes over a generation an earlier daemon left pinned: opens its ring buffer (the verdicts
+/// made while no daemon ran are there, named after its own rules by its manifest), then
+/// removes its pins, which detaches its programs. The event loop reads the ring buffer as it
+/// reads a replaced plan's, to its end after [`RETIRE_GRACE`].
 fn adopt(
     pins: &Pins,
     g: &pinning::Generation,
     current_names: &Names,
-    ctx: &mut Stamp,
-    log: &mut VerdictLog,
-    writer: &Writer,
-    exporter: Option<&Exporter>,
-    decode_errors: &mut u64,
 ) -> Result<Option<Retiring>, Failure> {
     let manifest = pinning::Manifest::read(&pins.state_dir, g.number).unwrap_or_else(|e| {
         tracing::warn!(
@@ -809,37 +803,29 @@ fn adopt(
         }
     };
     let alerts = AlertRules::none();
-    let mut ring = match g.pins.events() {
+    let ring = match g.pins.events() {
         Ok(r) => Some(register(r)?),
         Err(e) => {
             tracing::warn!(error = %e, generation = g.number, "the pinned generation's ring buffer cannot be read");
             None
         }
     };
-    if let Some(ring) = ring.as_mut() {
-        let view = PlanView {
-            names: &names,
-            alerts: &alerts,
-            loaded: None,
-            exec_records,
-        };
-        drain(
-            ring.get_mut(),
-            &view,
-            ctx,
-            log,
-            writer,
-            exporter,
-            decode_errors,
-        )?;
-    }
+    // The ring buffer is held open before the pins go: what it holds stays readable, and
+    // the event loop reads it (to its end at the deadline) as it reads a replaced plan's.
+    let retiring = ring.map(|ring| Retiring {
+        names,
+        alerts,
+        exec_records,
+        ring,
+        until: Instant::now() + RETIRE_GRACE,
+    });
     let stats = g.pins.stats().ok();
     match pins.remove(g) {
         Ok(removed) => tracing::info!(
             generation = g.number,
             links = removed.links.len(),
             ringbuf_drops = stats.map(|s| s.ringbuf_drops),
-            "adopted the pinned generation: its verdicts are recorded and its programs detached"
+            "adopted the pinned generation: its programs are detached, its ring buffer is read to its end"
         ),
         // Both stay attached then, and the kernel applies the stricter of the two.
         Err(e) => tracing::error!(
@@ -849,13 +835,7 @@ fn adopt(
              until `enforcer unload` removes it"
         ),
     }
-    Ok(ring.map(|ring| Retiring {
-        names,
-        alerts,
-        exec_records,
-        ring,
-        until: Instant::now() + RETIRE_GRACE,
-    }))
+    Ok(retiring)
 }
 
 /// Reads the replaced plan's ring buffer to its end and drops it.
@@ -938,20 +918,11 @@ async fn watch(
         events: 0,
     };
     // Make-before-break across daemons: this plan is attached and pinned by now, so the
-    // generations left pinned can go, each read to its end first.
+    // generations left pinned can go; their ring buffers are read to their end.
     let mut retiring: Option<Retiring> = None;
     if let Some(pins) = &reloading.pins {
         for g in &adopted {
-            let r = adopt(
-                pins,
-                g,
-                &cur.names,
-                &mut ctx,
-                &mut log,
-                writer,
-                exporter,
-                &mut decode_errors,
-            )?;
+            let r = adopt(pins, g, &cur.names)?;
             // The newest is read on for the grace period; older ones (a previous adoption
             // that did not finish) are read to their end now.
             if let Some(old) = std::mem::replace(&mut retiring, r) {

@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -14,6 +14,7 @@ use anyhow::{ensure, Context, Result};
 use super::cgroup::Cgroup;
 use super::command::capture;
 use super::enforcer_process::Enforcer;
+use super::reload::Loop;
 use super::Test;
 use crate::guest_rootfs::GUEST_ENFORCER;
 
@@ -104,11 +105,8 @@ fn pinned() -> Vec<String> {
 
 /// A shell loop in the cgroup reading each of `files` without pause, one line per attempt:
 /// `<file> ok` or `<file> denied`.
-struct Loop(Child);
-
-impl Loop {
-    fn start(cg: &Cgroup, files: &[&str]) -> Result<Self> {
-        let body: String = files
+fn start_loop(cg: &Cgroup, files: &[&str]) -> Result<Loop> {
+    let body: String = files
             .iter()
             .map(|f| {
                 format!(
@@ -116,33 +114,43 @@ impl Loop {
                 )
             })
             .collect();
-        fs::write(format!("{DIR}/attempts"), "")?;
-        let script = format!("while :; do {body}done >> {DIR}/attempts");
-        Ok(Loop(
-            cg.spawn(
-                Command::new("sh")
-                    .args(["-c", &script])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null()),
-            )?,
-        ))
-    }
+    fs::write(format!("{DIR}/attempts"), "")?;
+    let script = format!("while :; do {body}done >> {DIR}/attempts");
+    Ok(Loop(
+        cg.spawn(
+            Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?,
+    ))
 }
 
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Restarts the daemon on `state` with `policy` while `looping` runs, waits for `n` attempts
+/// under the new daemon and stops the loop; checks that only the new generation is pinned.
+/// Returns the daemon, every attempt, and how many were made before it was ready.
+fn restart(
+    state: &Path,
+    policy: &str,
+    looping: Loop,
+    n: usize,
+) -> Result<(Enforcer, Vec<String>, usize)> {
+    let second = Enforcer::start_in(state, &["--policy", policy])?;
+    let ready = attempts()?.len();
+    let all = wait_attempts(ready, n)?;
+    drop(looping);
+    ensure!(
+        pinned() == ["gen-2"],
+        "after the restart pinned: {:?}\n{}",
+        pinned(),
+        second.log().unwrap_or_default()
+    );
+    Ok((second, all, ready))
 }
 
 fn attempts() -> Result<Vec<String>> {
-    Ok(fs::read_to_string(format!("{DIR}/attempts"))
-        .context("reading the attempts")?
-        .lines()
-        .map(str::to_string)
-        .collect())
+    super::reload::read_lines(&format!("{DIR}/attempts"))
 }
 
 /// Waits until the loop recorded `n` more attempts than `since`; returns them all.
@@ -197,7 +205,7 @@ fn kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts() -> Result<()> {
     let cg = Cgroup::create(CGROUP)?;
     let first = Enforcer::start(&["--policy", &policy])?;
     let state = first.state_dir().to_path_buf();
-    let looping = Loop::start(&cg, &["secret"])?;
+    let looping = start_loop(&cg, &["secret"])?;
     wait_attempts(0, 5)?;
 
     first.kill9()?;
@@ -217,16 +225,8 @@ fn kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts() -> Result<()> {
     }
     wait_attempts(killed_at, 5)?;
 
-    let second = Enforcer::start_in(&state, &["--policy", &policy])?;
-    let restarted = attempts()?.len();
-    let all = wait_attempts(restarted, 5)?;
-    drop(looping);
+    let (second, all, _) = restart(&state, &policy, looping, 5)?;
     let log = second.log().unwrap_or_default();
-    ensure!(
-        pinned() == ["gen-2"],
-        "after the restart pinned: {:?}\n{log}",
-        pinned()
-    );
     ensure!(
         log.contains("adopted the pinned generation"),
         "the restart did not adopt generation 1:\n{log}"
@@ -323,18 +323,10 @@ fn a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap() -> Resu
     stop(first)?;
     ensure!(pinned() == ["gen-1"], "pinned: {:?}", pinned());
 
-    let looping = Loop::start(&cg, &["secret", "aonly"])?;
+    let looping = start_loop(&cg, &["secret", "aonly"])?;
     wait_attempts(0, 10)?;
-    let second = Enforcer::start_in(&state, &["--policy", &b])?;
-    let swapped = attempts()?.len();
-    let all = wait_attempts(swapped, 10)?;
-    drop(looping);
+    let (second, all, swapped) = restart(&state, &b, looping, 10)?;
     let log = second.log().unwrap_or_default();
-    ensure!(
-        pinned() == ["gen-2"],
-        "after the restart pinned: {:?}\n{log}",
-        pinned()
-    );
     stop(second)?;
 
     let secret_ok = all.iter().filter(|l| *l == "secret ok").count();

@@ -106,8 +106,13 @@ fn wait_status(
 
 /// One attempt of the loop: `first ok`, `first denied`, `second ok`, `second denied`.
 fn attempts() -> Result<Vec<String>> {
-    Ok(fs::read_to_string(format!("{DIR}/attempts"))
-        .context("reading the attempts")?
+    read_lines(&format!("{DIR}/attempts"))
+}
+
+/// The lines of the file a test loop appends its attempts to.
+pub(super) fn read_lines(path: &str) -> Result<Vec<String>> {
+    Ok(fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
         .lines()
         .map(str::to_string)
         .collect())
@@ -132,7 +137,8 @@ fn wait_attempts(since: usize, n: usize) -> Result<Vec<String>> {
     }
 }
 
-struct Loop(Child);
+/// A background shell loop, killed when dropped.
+pub(super) struct Loop(pub(super) Child);
 
 impl Drop for Loop {
     fn drop(&mut self) {
