@@ -921,20 +921,17 @@ async fn watch(
     // generations left pinned can go; their ring buffers are read to their end.
     let mut retiring: Option<Retiring> = None;
     if let Some(pins) = &reloading.pins {
+        let mut older = Vec::new();
         for g in &adopted {
-            let r = adopt(pins, g, &cur.names)?;
             // The newest is read on for the grace period; older ones (a previous adoption
             // that did not finish) are read to their end now.
-            if let Some(old) = std::mem::replace(&mut retiring, r) {
-                finish_retiring(
-                    old,
-                    &mut ctx,
-                    &mut log,
-                    writer,
-                    exporter,
-                    &mut decode_errors,
-                )?;
-            }
+            older.extend(std::mem::replace(
+                &mut retiring,
+                adopt(pins, g, &cur.names)?,
+            ));
+        }
+        for r in older {
+            finish_retiring(r, &mut ctx, &mut log, writer, exporter, &mut decode_errors)?;
         }
     }
     let mut watch = match reloading.watches.take() {

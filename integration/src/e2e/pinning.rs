@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -53,16 +53,6 @@ pub fn clear() {
 const DIR: &str = "/tmp/e2e-pin";
 const CGROUP: &str = "e2e-pin";
 
-fn rule(name: &str, file: &str) -> String {
-    format!(
-        "      - name: {name}
-        message: {file} was read
-        action: deny
-        file: {{path: {DIR}/{file}, ops: [read]}}
-"
-    )
-}
-
 /// A policy `name` on the test cgroup denying the read of each (rule, file).
 fn write_policy(name: &str, rules: &[(&str, &str)]) -> Result<String> {
     let mut text = format!(
@@ -74,7 +64,10 @@ fn write_policy(name: &str, rules: &[(&str, &str)]) -> Result<String> {
 "
     );
     for (rule_name, file) in rules {
-        text.push_str(&rule(rule_name, file));
+        let path = format!("{DIR}/{file}");
+        text.push_str(&format!(
+            "      - {{name: {rule_name}, action: deny, file: {{path: {path}, ops: [read]}}}}\n"
+        ));
     }
     let path = format!("{DIR}/{name}.yaml");
     fs::write(&path, text).with_context(|| format!("writing {path}"))?;
@@ -115,16 +108,7 @@ fn start_loop(cg: &Cgroup, files: &[&str]) -> Result<Loop> {
             })
             .collect();
     fs::write(format!("{DIR}/attempts"), "")?;
-    let script = format!("while :; do {body}done >> {DIR}/attempts");
-    Ok(Loop(
-        cg.spawn(
-            Command::new("sh")
-                .args(["-c", &script])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?,
-    ))
+    Loop::spawn(cg, &format!("while :; do {body}done >> {DIR}/attempts"))
 }
 
 /// Restarts the daemon on `state` with `policy` while `looping` runs, waits for `n` attempts

@@ -138,7 +138,22 @@ fn wait_attempts(since: usize, n: usize) -> Result<Vec<String>> {
 }
 
 /// A background shell loop, killed when dropped.
-pub(super) struct Loop(pub(super) Child);
+pub(super) struct Loop(Child);
+
+impl Loop {
+    /// Runs `sh -c script` in `cg`, with no input or output.
+    pub(super) fn spawn(cg: &Cgroup, script: &str) -> Result<Self> {
+        Ok(Loop(
+            cg.spawn(
+                Command::new("sh")
+                    .args(["-c", script])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )?,
+        ))
+    }
+}
 
 impl Drop for Loop {
     fn drop(&mut self) {
@@ -177,15 +192,7 @@ fn edits_and_sighup_swap_plans_without_a_gap() -> Result<()> {
          done >> {DIR}/attempts"
     );
     fs::write(format!("{DIR}/attempts"), "")?;
-    let looping = Loop(
-        cg.spawn(
-            Command::new("sh")
-                .args(["-c", &script])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?,
-    );
+    let looping = Loop::spawn(&cg, &script)?;
     let before = wait_attempts(0, 5)?;
     ensure!(
         before.iter().any(|l| l == "second ok"),
