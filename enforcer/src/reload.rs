@@ -392,12 +392,15 @@ pub fn activate(
         ),
         _ => None,
     };
-    let ring = match loaded.as_mut() {
-        Some(l) => Some(
-            l.take_events()
-                .map_err(|e| Rejected::new(exit_code::KERNEL_LOAD, e))?,
-        ),
-        None => None,
+    let ring = match loaded.as_mut().map(Loaded::take_events).transpose() {
+        Ok(ring) => ring,
+        Err(e) => {
+            // Pinned already: its pins go too, so the plan in force stays the only one.
+            if let Some(l) = loaded {
+                let _ = l.retire();
+            }
+            return Err(Rejected::new(exit_code::KERNEL_LOAD, e));
+        }
     };
     let info = PlanInfo {
         policies,

@@ -1116,9 +1116,20 @@ async fn watch(
             _ = sigint.recv() => break,
         }
     }
-    // A plan still loading is dropped unused (dropping it detaches whatever it attached).
+    // A plan still loading is dropped unused (dropping it detaches whatever it attached; one
+    // pinned already is retired, which removes its pins).
     if let Some(h) = loading.take() {
-        let _ = h.await;
+        if let Ok(Reloaded {
+            result: Ok(reload::Active {
+                loaded: Some(l), ..
+            }),
+            ..
+        }) = h.await
+        {
+            if let Err(e) = l.retire() {
+                tracing::warn!(error = %e, "removing the pins of a plan loaded during shutdown failed");
+            }
+        }
     }
     // Stop reading only after what the kernel already reported is recorded.
     if let Some(ring) = cur.ring.as_mut() {
