@@ -516,6 +516,19 @@ mod tests {
         policy_lang::compile(&set, &KernelFeatures::full()).unwrap()
     }
 
+    /// Policy `p` selecting `select`, enforcing, with the `extra` keys (lines indented by 4),
+    /// then `rules` (YAML list items).
+    fn policy_p(select: &str, extra: &str, rules: &str) -> String {
+        format!(
+            "policies:\n  - name: p\n    select: {select}\n    mode: enforce\n{extra}    rules:\n{rules}"
+        )
+    }
+
+    /// Policy `p` on every cgroup with `rules`, compiled.
+    fn compile_host_rules(rules: &str) -> Plan {
+        compile(&policy_p("{host: true}", "", rules))
+    }
+
     fn tree(paths: &[&str]) -> Vec<CgroupNode> {
         paths
             .iter()
@@ -625,14 +638,8 @@ policies:
 
     #[test]
     fn rules_beyond_this_build_are_refused_by_name() {
-        let plan = compile(
-            "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-      - name: shadow
+        let plan = compile_host_rules(
+            "      - name: shadow
         action: deny
         file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd]}
       - name: web-shell
@@ -646,31 +653,31 @@ policies:
         kernel: {ops: [ptrace]}
 ",
         );
-        let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
+        assert_refused(
+            &plan,
+            &["/"],
+            &[
+                "`p/web-shell`: needs `parent`/`ancestor`",
+                "`p/metadata`: needs `from`/`except_from` on a network rule",
+            ],
+        );
+    }
+
+    /// `plan` is refused on the cgroup tree `cgroups` with exactly these gaps, in order, each
+    /// message containing its text.
+    fn assert_refused(plan: &Plan, cgroups: &[&str], expected: &[&str]) {
+        let gaps = kernel_plan(plan, &tree(cgroups)).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 2, "{text:#?}");
-        assert!(
-            text[0].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
-            "{}",
-            text[0]
-        );
-        assert!(
-            text[1].starts_with("`p/metadata`: needs `from`/`except_from` on a network rule"),
-            "{}",
-            text[1]
-        );
+        assert_eq!(text.len(), expected.len(), "{text:#?}");
+        for (got, want) in text.iter().zip(expected) {
+            assert!(got.contains(want), "{got}\nexpected: {want}");
+        }
     }
 
     #[test]
     fn from_and_except_from_become_binary_set_masks() {
-        let plan = compile(
-            "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-      - name: shadow
+        let plan = compile_host_rules(
+            "      - name: shadow
         action: deny
         file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd, /usr/bin/login]}
       - name: usr-bin
@@ -719,15 +726,7 @@ policies:
 
     #[test]
     fn more_than_64_binary_sets_are_refused() {
-        let mut yaml = String::from(
-            "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-",
-        );
+        let mut yaml = policy_p("{host: true}", "", "");
         for i in 0..65 {
             yaml.push_str(&format!(
                 "      - name: r{i}
@@ -736,28 +735,19 @@ policies:
 "
             ));
         }
-        let plan = compile(&yaml);
-        let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
-        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 1, "{text:#?}");
-        assert!(
-            text[0].contains("65 distinct `from`/`except_from` lists"),
-            "{}",
-            text[0]
+        assert_refused(
+            &compile(&yaml),
+            &["/"],
+            &["65 distinct `from`/`except_from` lists"],
         );
     }
 
     #[test]
     fn every_file_operation_becomes_a_kernel_rule_with_its_ops() {
-        let plan = compile(
-            "
-policies:
-  - name: p
-    select: {cgroups: [/a]}
-    mode: enforce
-    defaults: {file: deny}
-    rules:
-      - name: bins
+        let plan = compile(&policy_p(
+            "{cgroups: [/a]}",
+            "    defaults: {file: deny}\n",
+            "      - name: bins
         action: deny
         file: {path: /usr/bin/**, ops: [create, delete, rename, link, chmod, chown, truncate]}
       - name: jit
@@ -767,7 +757,7 @@ policies:
         action: allow
         file: {path: /etc/**, ops: [read]}
 ",
-        );
+        ));
         let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
         let ops_of = |id: u32| k.rules.iter().find(|r| r.id == id).unwrap().ops;
         use bpf_lsm::plan::ops;
@@ -789,19 +779,17 @@ policies:
 
     #[test]
     fn alert_rules_run_in_user_space_fed_by_the_process_tracepoints() {
-        let yaml = "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-      - name: shell
+        let yaml = &policy_p(
+            "{host: true}",
+            "",
+            "      - name: shell
         action: alert
         condition: proc.name = sh
       - name: f
         action: deny
         file: {path: /etc/shadow, ops: [read]}
-";
+",
+        );
         let plan = compile(yaml);
         let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
         assert!(k.process_events);
@@ -818,13 +806,7 @@ policies:
         // A kernel that does not load tp_btf programs cannot feed them.
         let mut old = plan.clone();
         old.kernel.tp_btf = false;
-        let gaps = kernel_plan(&old, &tree(&["/"])).unwrap_err();
-        assert_eq!(gaps.len(), 1);
-        assert!(
-            gaps[0].to_string().starts_with("`p/shell`: `alert` rules"),
-            "{}",
-            gaps[0]
-        );
+        assert_refused(&old, &["/"], &["`p/shell`: `alert` rules"]);
         // Without BPF LSM the alert is kept with the network part.
         let (part, dropped) = network_part(&plan);
         assert_eq!(dropped, vec!["p/f"]);
@@ -958,69 +940,48 @@ policies:
 
     #[test]
     fn without_bpf_lsm_the_cgroup_programs_take_connect_bind_send_but_not_listen() {
-        let plan = compile_without_lsm(
-            "
-policies:
-  - name: p
-    select: {cgroups: [/a]}
-    mode: enforce
-    allow_downgrade: true
-    rules:
-      - name: out
+        let plan = compile_without_lsm(&policy_p(
+            "{cgroups: [/a]}",
+            "    allow_downgrade: true\n",
+            "      - name: out
         action: kill
         network: {cidr: [192.0.2.0/24], ops: [connect, send]}
 ",
-        );
+        ));
         let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
         assert_eq!(k.network.mechanism, NetMechanism::CgroupSock);
         // policy-lang: cgroup socket hooks cannot kill, the rule denies.
         assert_eq!(k.network.rules[0].action, Action::Deny);
         assert_eq!(k.network.attach_cgroups, vec!["/a"]);
 
-        let plan = compile_without_lsm(
-            "
-policies:
-  - name: p
-    select: {cgroups: [/a]}
-    mode: enforce
-    allow_downgrade: true
-    defaults: {network: deny}
-    rules:
-      - name: srv
+        let plan = compile_without_lsm(&policy_p(
+            "{cgroups: [/a]}",
+            "    allow_downgrade: true\n    defaults: {network: deny}\n",
+            "      - name: srv
         action: deny
         network: {ops: [listen], ports: ['22']}
 ",
-        );
-        let gaps = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap_err();
-        let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 2, "{text:#?}");
-        assert!(
-            text[0].starts_with("`p`: `defaults: {network: deny}` covers `listen`"),
-            "{}",
-            text[0]
-        );
-        assert!(
-            text[1].starts_with("`p/srv`: needs BPF LSM for listen"),
-            "{}",
-            text[1]
+        ));
+        assert_refused(
+            &plan,
+            &["/", "/a"],
+            &[
+                "`p`: `defaults: {network: deny}` covers `listen`",
+                "`p/srv`: needs BPF LSM for listen",
+            ],
         );
     }
 
     #[test]
     fn a_network_default_deny_is_a_kernel_default_with_bpf_lsm() {
-        let plan = compile(
-            "
-policies:
-  - name: p
-    select: {cgroups: [/a]}
-    mode: enforce
-    defaults: {network: deny}
-    rules:
-      - name: dns
+        let plan = compile(&policy_p(
+            "{cgroups: [/a]}",
+            "    defaults: {network: deny}\n",
+            "      - name: dns
         action: allow
         network: {cidr: [127.0.0.53], ports: ['53'], protocol: [udp]}
 ",
-        );
+        ));
         let k = kernel_plan(&plan, &tree(&["/", "/a"])).unwrap();
         assert_eq!(
             k.network.defaults,
