@@ -255,7 +255,7 @@ pub struct UnloadArgs {
     /// The bpffs directory the daemon pins in. Default: the config's `pin_root`, else
     /// /sys/fs/bpf/enforcer.
     #[arg(long, value_name = "DIR", env = PIN_ROOT_ENV)]
-    pub pin_root: Option<PathBuf>,
+    pub pin_root: Option<String>,
     /// The daemon's config file (for `pin_root` and `state_dir`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -279,7 +279,7 @@ pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
         }
         None => crate::config::Config::default(),
     };
-    let Some(root) = root(args.pin_root.as_deref(), &config.pin_root) else {
+    let Some(root) = root(args.pin_root.as_deref().map(Path::new), &config.pin_root) else {
         println!("pinning is off (the pin root is empty): nothing to remove");
         return Ok(exit_code::OK);
     };

@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// daemon ("" turns pinning off). Default: the config's `pin_root`, else
     /// /sys/fs/bpf/enforcer.
     #[arg(long, value_name = "DIR", env = pinning::PIN_ROOT_ENV)]
-    pub pin_root: Option<PathBuf>,
+    pub pin_root: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -290,10 +290,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let pins = pinning::root(args.pin_root.as_deref(), &config.pin_root).map(|root| Pins {
-        root,
-        state_dir: state_dir.clone(),
-    });
+    let pins =
+        pinning::root(args.pin_root.as_deref().map(Path::new), &config.pin_root).map(|root| Pins {
+            root,
+            state_dir: state_dir.clone(),
+        });
     let reloading = Reloading {
         source,
         compiler,

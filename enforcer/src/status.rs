@@ -195,7 +195,7 @@ pub struct StatusArgs {
     /// The bpffs directory the daemon pins its plans in (default: the config's `pin_root`,
     /// else /sys/fs/bpf/enforcer): the generations pinned there are listed.
     #[arg(long, value_name = "DIR", env = crate::pinning::PIN_ROOT_ENV)]
-    pub pin_root: Option<PathBuf>,
+    pub pin_root: Option<String>,
 }
 
 /// The store's part of `enforcer status`.
@@ -229,7 +229,7 @@ pub fn run(args: StatusArgs) -> Result<u8, Failure> {
         .state_dir
         .clone()
         .unwrap_or_else(|| config.state_dir.clone());
-    let pinned = crate::pinning::root(args.pin_root.as_deref(), &config.pin_root)
+    let pinned = crate::pinning::root(args.pin_root.as_deref().map(Path::new), &config.pin_root)
         .map(|root| crate::pinning::pinned_info(&root, &state_dir))
         .unwrap_or_default();
     let daemon = DaemonStatus::read(&state_dir)?;
@@ -407,7 +407,7 @@ fn render(r: &Report, state_dir: &Path) -> String {
     for p in &r.pinned {
         let _ = writeln!(
             o,
-            "pinned: generation {} in `{}`: {} links attached{}{}{}",
+            "pinned: generation {} in `{}`: {} link(s) attached{}{}{}",
             p.generation,
             p.dir.display(),
             p.links,
