@@ -748,25 +748,28 @@ impl Loaded {
         Ok(added)
     }
 
-    /// Detaches every program and returns the kernel counters as they were
-    /// at the end: the counter map is taken first, so nothing counted up to
-    /// the detach is lost. The ring buffer, if taken, stays readable.
+    /// Detaches every program (removing its pins, if pinned) and returns the
+    /// kernel counters as they were at the end: the counter map is taken
+    /// first, so nothing counted up to the detach is lost. The ring buffer,
+    /// if taken, stays readable.
     pub fn retire(mut self) -> Result<KernelStats, LoadError> {
         let name = "enf_stats";
-        let map = self
-            .ebpf
-            .take_map(name)
-            .ok_or(LoadError::map(name, "not in the object"))?;
+        let map = self.ebpf.take_map(name);
         let pinned = self.pinned.take();
         // Dropping the object drops the links: the programs stop running (a pinned link once
         // its pin is gone too).
         drop(self);
-        if let Some(dir) = pinned {
-            crate::pins::PinnedGeneration::new(dir).remove()?;
-        }
+        // The pins go whatever else fails: a retired plan must not stay attached.
+        let removed = match pinned {
+            Some(dir) => crate::pins::PinnedGeneration::new(dir).remove().map(drop),
+            None => Ok(()),
+        };
+        let map = map.ok_or(LoadError::map(name, "not in the object"))?;
         let stats: PerCpuArray<_, u64> =
             PerCpuArray::try_from(map).map_err(|e| LoadError::map(name, e))?;
-        read_stats(&stats)
+        let stats = read_stats(&stats)?;
+        removed?;
+        Ok(stats)
     }
 
     /// Sets the binary sets of a process that ran before the plan loaded
