@@ -37,6 +37,9 @@ pub const FLAG_CGROUP_HOOK: u32 = 1 << 4;
 /// A rule with `from`/`except_from` met a task of unknown executable and
 /// applied, failing closed (deny, kill, audit rules; allow rules do not).
 pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
+/// An exec record of the fallback without BPF LSM (`tp_btf/sched_process_exec`):
+/// the exec succeeded and a deny or kill rule killed the process before it ran.
+pub const FLAG_EXEC_FALLBACK: u32 = 1 << 6;
 
 pub const RULE_NONE: u32 = u32::MAX;
 pub const POLICY_NONE: u32 = u32::MAX;

@@ -253,6 +253,19 @@ pub enum NetMechanism {
     CgroupSock,
 }
 
+/// Which kernel program decides exec rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecMechanism {
+    /// `lsm/bprm_check_security`: the exec fails with EPERM.
+    #[default]
+    Lsm,
+    /// `tp_btf/sched_process_exec` (`enf_exec_fallback`), for kernels
+    /// without BPF LSM: the exec succeeds, and a deny or kill rule sends
+    /// SIGKILL before the new program runs its first instruction.
+    KillAtExec,
+}
+
 /// One address prefix and the network rules an address in it may match:
 /// its own and those of every shorter prefix covering it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +349,8 @@ pub struct KernelPlan {
     pub kernel: crate::kernel_ops::KernelOpsPlan,
     /// `from` / `except_from` of file, exec and kernel rules.
     pub binaries: BinaryFilters,
+    /// How exec rules and exec defaults are enforced.
+    pub exec_mechanism: ExecMechanism,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,

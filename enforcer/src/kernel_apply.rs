@@ -6,7 +6,7 @@
 //! name, with what it needs: the enforcer never loads a silently weaker policy.
 
 use bpf_lsm::plan::{
-    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode, NetMechanism,
+    Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy, KernelRule, Mode, NetMechanism,
     NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, SuffixAccept, Wildcard,
 };
 use policy_lang::matcher::PathMatcher;
@@ -282,21 +282,29 @@ pub fn alert_feeds(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// On a kernel without BPF LSM only network rules have a kernel mechanism (the cgroup socket
-/// programs); `alert` rules run in user space. Returns the plan with the file and exec rules taken out, and those rules'
+/// On a kernel without BPF LSM only network rules (the cgroup socket programs) and exec rules
+/// (killed or recorded at exec: crate::exec_fallback) have a kernel mechanism; `alert` rules run
+/// in user space. Returns the plan with the other rules taken out, and those rules'
 /// `policy/rule` names, which the caller must report: they are neither enforced nor audited.
 pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
     let mut part = plan.clone();
-    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part
-        .rules
-        .drain(..)
-        .partition(|r| r.class == Some(Class::Network) || is_alert(r));
+    let k = plan.kernel;
+    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) =
+        part.rules.drain(..).partition(|r| {
+            r.class == Some(Class::Network)
+                || is_alert(r)
+                || crate::exec_fallback::takes_rule(r, &k)
+        });
     part.rules = kept;
     part.maps.file_paths = PathMatcher::default();
-    part.maps.exec_paths = PathMatcher::default();
+    if !crate::exec_fallback::available(&k) {
+        part.maps.exec_paths = PathMatcher::default();
+    }
     for p in &mut part.policies {
         for d in &mut p.defaults {
-            if matches!(d.class, Class::File | Class::Exec) {
+            if d.class == Class::File
+                || (d.class == Class::Exec && !crate::exec_fallback::takes_default(d, &k))
+            {
                 d.posture = Posture::Allow;
             }
         }
@@ -414,6 +422,11 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         process_events: plan.rules.iter().any(is_alert),
         kernel: crate::kernel_class::kernel_ops_plan(plan),
         binaries: Default::default(),
+        exec_mechanism: if bpf_lsm {
+            ExecMechanism::Lsm
+        } else {
+            ExecMechanism::KillAtExec
+        },
     };
     k.binaries = crate::binary_filters::binary_filters(plan, &k);
     Ok(k)
@@ -861,7 +874,10 @@ policies:
         assert_eq!(part.rules.len(), 1);
         let k = kernel_plan(&part, &tree(&["/"])).unwrap();
         assert!(k.file_matcher.accepts.is_empty() && k.exec_matcher.accepts.is_empty());
-        assert_eq!(k.policies[0].exec_default, Action::Allow);
+        // The exec default (audit, this policy's mode) is recorded by the exec fallback.
+        assert_eq!(k.policies[0].exec_default, Action::Deny);
+        assert_eq!(k.policies[0].mode, Mode::Audit);
+        assert_eq!(k.exec_mechanism, ExecMechanism::KillAtExec);
         assert_eq!(k.network.rules.len(), 1);
     }
 

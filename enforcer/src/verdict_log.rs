@@ -162,6 +162,9 @@ pub fn process(h: &Header) -> Process {
     }
 }
 
+/// The tag of an event decided by the exec fallback of a kernel without BPF LSM.
+pub const EXEC_FALLBACK_TAG: &str = "enforcement:killed_at_exec";
+
 /// The export event for one kernel verdict.
 pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock) -> SecurityEvent {
     let h = record.header();
@@ -213,6 +216,19 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             " (the acting binary is unknown, so `from`/`except_from` could not be checked: \
              failed closed)",
         );
+    }
+    if h.exec_fallback() {
+        // Without BPF LSM: say what happened instead of a refused exec.
+        if h.killed() {
+            ev.message.push_str(
+                " (killed at exec, no BPF LSM: the exec succeeded and the process was killed \
+                 before it ran)",
+            );
+            ev.tags.push(EXEC_FALLBACK_TAG.to_string());
+        } else {
+            ev.message
+                .push_str(" (exec fallback, no BPF LSM: recorded after the exec)");
+        }
     }
     ev.process = Some(process(h));
     ev.cgroup = Some(Cgroup {
@@ -316,6 +332,7 @@ pub fn human(record: &Record, names: &Names) -> String {
             (path_op.as_str(), &net_text)
         }
         Record::FileOpen(f) => ("open", &f.path),
+        Record::Exec(e) if h.exec_fallback() && h.killed() => ("exec (fallback, killed at exec)", &e.path),
         Record::Exec(e) => ("exec", &e.path),
         Record::Net(n) => {
             net_text = std::net::SocketAddr::new(n.addr, n.port)

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * tp_btf/sched_process_exec as enf_exec_fallback: exec rules on a kernel
+ * without BPF LSM. The exec has succeeded by the time this tracepoint runs
+ * (the old image is gone), so nothing can be refused; a deny or kill rule
+ * sends SIGKILL instead. The signal is pending before the task returns to
+ * user space, so the new program never runs an instruction.
+ *
+ * The path is that of the file the kernel is about to run (for a script:
+ * its interpreter, as bprm->file holds after the binfmt rounds). bpf_d_path
+ * is not allowed in a tracepoint, so dentry_path.h resolves it.
+ */
+#include "include/common.h"
+#include "include/maps.h"
+#include "include/decide.h"
+#include "include/dentry_path.h"
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct enf_cgroup_policies *scope;
+	struct enf_exec_scratch *s;
+	struct enf_decision d;
+	__u32 zero = 0, flags, path_len = 0;
+	__u16 verdict;
+	__u64 cgroup_id;
+	struct file *file;
+	bool resolved;
+	long n = -1;
+
+	cgroup_id = bpf_get_current_cgroup_id();
+	scope = bpf_map_lookup_elem(&enf_cgroup_policies, &cgroup_id);
+	if (!scope || !scope->slots)
+		return 0;
+
+	s = bpf_map_lookup_elem(&enf_exec_scratch, &zero);
+	if (!s)
+		return 0;
+
+	file = BPF_CORE_READ(bprm, file);
+	if (file)
+		n = enf_dentry_path(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry),
+				    s->ev.path);
+	resolved = n > 0;
+	if (resolved)
+		path_len = (__u32)n & (ENF_PATH_MAX - 1);
+	else
+		enf_count(ENF_STAT_PATH_UNRESOLVED);
+
+	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, scope->slots,
+		       &d))
+		return 0;
+	if (d.action == ENF_ACTION_ALLOW)
+		return 0;
+
+	flags = d.flags | ENF_FLAG_EXEC_FALLBACK | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED);
+	verdict = enf_verdict_of(d.action);
+	/* Deny and kill both end the process here: it is the only way left. */
+	if (d.action >= ENF_ACTION_DENY && bpf_send_signal(SIGKILL) == 0) {
+		flags |= ENF_FLAG_KILLED;
+		verdict = ENF_VERDICT_KILL;
+	}
+	enf_fill_header(&s->ev.hdr, ENF_EVENT_EXEC, verdict, cgroup_id, d.rule_id, d.policy_id,
+			flags);
+	s->ev.path_len = path_len;
+	s->ev._pad = 0;
+	if (bpf_ringbuf_output(&enf_events, &s->ev,
+			       offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)),
+			       0))
+		enf_count(ENF_STAT_RINGBUF_DROPS);
+	return 0;
+}
