@@ -8,12 +8,49 @@
  *
  * The path is that of the file the kernel is about to run (for a script:
  * its interpreter, as bprm->file holds after the binfmt rounds). bpf_d_path
- * is not allowed in a tracepoint, so dentry_path.h resolves it.
+ * is not allowed in a tracepoint, so dentry_path.h resolves it. The script
+ * itself is closed by now: when an interpreter took over, the absolute name
+ * given to execve (bprm->filename) is decided too and the stricter decision
+ * wins, so a rule on a script's path covers `/path/to/script` (a relative
+ * name is not resolved here).
  */
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
 #include "include/dentry_path.h"
+
+/* When an interpreter took over (bprm->interp was changed from the name given
+ * to execve), decides the absolute name given to execve too; true when that
+ * decision is stricter than `d`, which it then replaces. The dentry_path.h
+ * buffer is free again once the executable's path is resolved. */
+static __always_inline bool enf_exec_script_name(struct linux_binprm *bprm,
+						 struct enf_decision *d)
+{
+	struct enf_cgroup_policies *scope;
+	struct enf_dpath_scratch *ds;
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	struct enf_decision d2;
+	__u64 cgroup_id = bpf_get_current_cgroup_id();
+	__u32 zero = 0;
+	long n;
+
+	if (!filename || BPF_CORE_READ(bprm, interp) == filename)
+		return false;
+	scope = bpf_map_lookup_elem(&enf_cgroup_policies, &cgroup_id);
+	ds = bpf_map_lookup_elem(&enf_dpath_scratch, &zero);
+	if (!scope || !ds)
+		return false;
+	n = bpf_probe_read_kernel_str(ds->buf, ENF_PATH_MAX, filename);
+	if (n <= 1 || ds->buf[0] != '/')
+		return false;
+	if (enf_decide(ds->buf, (__u32)(n - 1) & (ENF_PATH_MAX - 1), true, ENF_CLASS_EXEC,
+		       ENF_OP_EXEC, scope->slots, &d2))
+		return false;
+	if (d2.action <= d->action)
+		return false;
+	*d = d2;
+	return true;
+}
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -50,6 +87,12 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, scope->slots,
 		       &d))
 		return 0;
+	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, &d)) {
+		/* The script's name decided: it is what the record names. */
+		n = bpf_probe_read_kernel_str(s->ev.path, ENF_PATH_MAX, BPF_CORE_READ(bprm, filename));
+		resolved = n > 1;
+		path_len = resolved ? (__u32)(n - 1) & (ENF_PATH_MAX - 1) : 0;
+	}
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
 
