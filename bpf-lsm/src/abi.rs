@@ -350,6 +350,9 @@ pub struct NetRule {
     pub protocols: u32,
     pub ports_off: u32,
     pub ports_len: u32,
+    /// `from` / `except_from` binary sets, as in [`Rule`].
+    pub from_sets: u64,
+    pub except_sets: u64,
 }
 
 /// `struct enf_port_range`: value of `enf_net_ports`.
@@ -515,7 +518,18 @@ mod tests {
             layout!(
                 "enf_net_rule",
                 NetRule,
-                [id, slot, action, ops, families, protocols, ports_off, ports_len]
+                [
+                    id,
+                    slot,
+                    action,
+                    ops,
+                    families,
+                    protocols,
+                    ports_off,
+                    ports_len,
+                    from_sets,
+                    except_sets
+                ]
             ),
             layout!("enf_port_range", PortRange, [lo, hi]),
             layout!(

@@ -459,6 +459,19 @@ impl Loaded {
             None
         };
         let mut cgroup_dirs = Vec::new();
+        if net_mechanism == Some(NetMechanism::CgroupSock)
+            && entries
+                .net_rules
+                .iter()
+                .any(|r| r.from_sets | r.except_sets != 0)
+        {
+            return Err(LoadError::Plan(PlanError::Network(
+                "a network rule with `from`/`except_from` needs BPF LSM: the cgroup socket \
+                 programs cannot read a task's binary sets; drop the filter, or run on a kernel \
+                 with BPF LSM"
+                    .into(),
+            )));
+        }
         if net_mechanism == Some(NetMechanism::CgroupSock) {
             if h.net_ops & net::LISTEN != 0 {
                 return Err(LoadError::Plan(PlanError::Network(

@@ -129,12 +129,15 @@ fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
         Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
-    // `from`/`except_from` are enforced for file, exec and kernel rules (the
-    // acting task's binary sets, tracked from exec: crate::binary_filters).
-    if (r.from_set.is_some() || r.except_set.is_some()) && r.class == Some(Class::Network) {
+    // `from`/`except_from` are enforced for file, exec, kernel and (with BPF LSM) network
+    // rules (the acting task's binary sets, tracked from exec: crate::binary_filters).
+    if (r.from_set.is_some() || r.except_set.is_some())
+        && r.class == Some(Class::Network)
+        && !bpf_lsm
+    {
         needs.push(
-            "`from`/`except_from` on a network rule (binary filters are enforced for file, \
-             exec and kernel rules only; a network rule cannot name binaries yet)"
+            "BPF LSM for `from`/`except_from` on a network rule (the cgroup socket programs \
+             of a kernel without it cannot read a task's binary sets; drop the filter there)"
                 .into(),
         );
     }
@@ -661,16 +664,36 @@ policies:
         );
         let gaps = kernel_plan(&plan, &tree(&["/"])).unwrap_err();
         let text: Vec<String> = gaps.iter().map(ToString::to_string).collect();
-        assert_eq!(gaps.len(), 2, "{text:#?}");
+        assert_eq!(gaps.len(), 1, "{text:#?}");
         assert!(
             text[0].starts_with("`p/web-shell`: needs `parent`/`ancestor`"),
             "{}",
             text[0]
         );
+    }
+
+    #[test]
+    fn network_binary_filters_need_bpf_lsm() {
+        let yaml = "
+policies:
+  - name: p
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: metadata
+        action: deny
+        network: {ops: [connect], cidr: [169.254.169.254], except_from: [/usr/bin/curl]}
+";
+        let k = kernel_plan(&compile(yaml), &tree(&["/"])).unwrap();
+        let id = k.network.rules[0].id;
+        assert_eq!(k.binaries.rules[&id].except, 1);
+        assert!(k.binaries.any());
+
+        let gaps = kernel_plan(&compile_without_lsm(yaml), &tree(&["/"])).unwrap_err();
+        let text = gaps[0].to_string();
         assert!(
-            text[1].starts_with("`p/metadata`: needs `from`/`except_from` on a network rule"),
-            "{}",
-            text[1]
+            text.starts_with("`p/metadata`: needs BPF LSM for `from`/`except_from` on a network rule"),
+            "{text}"
         );
     }
 

@@ -336,6 +336,8 @@ struct enf_net_rule {
 	__u32 protocols;               /* ENF_PROTO_* */
 	__u32 ports_off;               /* enf_net_ports[ports_off..+ports_len]; */
 	__u32 ports_len;               /* 0: any port */
+	__u64 from_sets;               /* as in enf_rule (LSM hooks only: the cgroup */
+	__u64 except_sets;             /* programs cannot read task storage) */
 };
 
 /* Value of `enf_net_ports` (array): inclusive port ranges, host byte order. */
