@@ -18,33 +18,31 @@
 #include "include/maps.h"
 #include "include/decide.h"
 #include "include/dentry_path.h"
+#include "include/exec.h"
 
 /* When an interpreter took over (bprm->interp was changed from the name given
  * to execve), decides the absolute name given to execve too; true when that
  * decision is stricter than `d`, which it then replaces. The dentry_path.h
  * buffer is free again once the executable's path is resolved. */
-static __always_inline bool enf_exec_script_name(struct linux_binprm *bprm,
+static __always_inline bool enf_exec_script_name(struct linux_binprm *bprm, __u64 slots,
 						 struct enf_decision *d)
 {
-	struct enf_cgroup_policies *scope;
 	struct enf_dpath_scratch *ds;
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	struct enf_decision d2;
-	__u64 cgroup_id = bpf_get_current_cgroup_id();
 	__u32 zero = 0;
 	long n;
 
 	if (!filename || BPF_CORE_READ(bprm, interp) == filename)
 		return false;
-	scope = bpf_map_lookup_elem(&enf_cgroup_policies, &cgroup_id);
 	ds = bpf_map_lookup_elem(&enf_dpath_scratch, &zero);
-	if (!scope || !ds)
+	if (!ds)
 		return false;
 	n = bpf_probe_read_kernel_str(ds->buf, ENF_PATH_MAX, filename);
 	if (n <= 1 || ds->buf[0] != '/')
 		return false;
 	if (enf_decide(ds->buf, (__u32)(n - 1) & (ENF_PATH_MAX - 1), true, ENF_CLASS_EXEC,
-		       ENF_OP_EXEC, scope->slots, &d2))
+		       ENF_OP_EXEC, slots, &d2))
 		return false;
 	if (d2.action <= d->action)
 		return false;
@@ -55,22 +53,16 @@ static __always_inline bool enf_exec_script_name(struct linux_binprm *bprm,
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct enf_cgroup_policies *scope;
 	struct enf_exec_scratch *s;
 	struct enf_decision d;
-	__u32 zero = 0, flags, path_len = 0;
+	__u32 flags, path_len = 0;
 	__u16 verdict;
-	__u64 cgroup_id;
+	__u64 cgroup_id, slots = 0;
 	struct file *file;
 	bool resolved;
 	long n = -1;
 
-	cgroup_id = bpf_get_current_cgroup_id();
-	scope = bpf_map_lookup_elem(&enf_cgroup_policies, &cgroup_id);
-	if (!scope || !scope->slots)
-		return 0;
-
-	s = bpf_map_lookup_elem(&enf_exec_scratch, &zero);
+	s = enf_exec_begin(&cgroup_id, &slots);
 	if (!s)
 		return 0;
 
@@ -84,10 +76,9 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, scope->slots,
-		       &d))
+	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots, &d))
 		return 0;
-	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, &d)) {
+	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, slots, &d)) {
 		/* The script's name decided: it is what the record names. */
 		n = bpf_probe_read_kernel_str(s->ev.path, ENF_PATH_MAX, BPF_CORE_READ(bprm, filename));
 		resolved = n > 1;
@@ -103,13 +94,6 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 		flags |= ENF_FLAG_KILLED;
 		verdict = ENF_VERDICT_KILL;
 	}
-	enf_fill_header(&s->ev.hdr, ENF_EVENT_EXEC, verdict, cgroup_id, d.rule_id, d.policy_id,
-			flags);
-	s->ev.path_len = path_len;
-	s->ev._pad = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_exec_report(s, verdict, cgroup_id, &d, flags, path_len);
 	return 0;
 }

@@ -49,41 +49,15 @@ pub fn notes(plan: &Plan) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn no_lsm() -> KernelFeatures {
-        KernelFeatures {
-            bpf_lsm: false,
-            kprobes: false,
-            lsm_cgroup: false,
-            ..KernelFeatures::full()
-        }
-    }
-
-    fn compile(yaml: &str) -> Plan {
-        let set = policy_lang::load_sources([("p.yaml", yaml)]).unwrap();
-        policy_lang::compile(&set, &no_lsm()).unwrap()
-    }
+    use crate::kernel_apply::tests::compile_without_lsm;
 
     #[test]
     fn deny_and_kill_exec_rules_are_killed_at_exec_and_audit_stays_audit() {
-        let plan = compile(
-            "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-      - name: d
-        action: deny
-        allow_downgrade: true
-        exec: {path: /usr/bin/nc}
-      - name: k
-        action: kill
-        exec: {path: /usr/bin/ncat}
-      - name: a
-        action: audit
-        exec: {path: /usr/bin/curl}
-",
+        let plan = compile_without_lsm(
+            "policies: [{name: p, select: {host: true}, mode: enforce, rules: [
+  {name: d, action: deny, allow_downgrade: true, exec: {path: /usr/bin/nc}},
+  {name: k, action: kill, exec: {path: /usr/bin/ncat}},
+  {name: a, action: audit, exec: {path: /usr/bin/curl}}]}]",
         );
         let e: Vec<Enforcement> = plan.rules.iter().map(|r| r.enforcement).collect();
         assert_eq!(
@@ -98,7 +72,7 @@ policies:
         assert_eq!(notes(&plan).len(), 2);
         let without_tp = KernelFeatures {
             tp_btf: false,
-            ..no_lsm()
+            ..plan.kernel
         };
         assert!(!takes_rule(&plan.rules[0], &without_tp));
     }

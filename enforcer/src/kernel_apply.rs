@@ -6,8 +6,9 @@
 //! name, with what it needs: the enforcer never loads a silently weaker policy.
 
 use bpf_lsm::plan::{
-    Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy, KernelRule, Mode, NetMechanism,
-    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, SuffixAccept, Wildcard,
+    Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy, KernelRule,
+    Mode, NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries,
+    SuffixAccept, Wildcard,
 };
 use policy_lang::matcher::PathMatcher;
 use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
@@ -292,12 +293,9 @@ pub fn alert_feeds(plan: &Plan) -> Vec<String> {
 pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
     let mut part = plan.clone();
     let k = plan.kernel;
-    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) =
-        part.rules.drain(..).partition(|r| {
-            r.class == Some(Class::Network)
-                || is_alert(r)
-                || crate::exec_fallback::takes_rule(r, &k)
-        });
+    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part.rules.drain(..).partition(|r| {
+        r.class == Some(Class::Network) || is_alert(r) || crate::exec_fallback::takes_rule(r, &k)
+    });
     part.rules = kept;
     part.maps.file_paths = PathMatcher::default();
     if !crate::exec_fallback::available(&k) {
@@ -522,7 +520,7 @@ fn network_plan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use policy_lang::KernelFeatures;
 
@@ -674,16 +672,8 @@ policies:
 
     #[test]
     fn network_binary_filters_need_bpf_lsm() {
-        let yaml = "
-policies:
-  - name: p
-    select: {host: true}
-    mode: enforce
-    rules:
-      - name: metadata
-        action: deny
-        network: {ops: [connect], cidr: [169.254.169.254], except_from: [/usr/bin/curl]}
-";
+        let yaml = "policies: [{name: p, select: {host: true}, mode: enforce, rules: [{name: metadata,
+  action: deny, network: {ops: [connect], cidr: [169.254.169.254], except_from: [/usr/bin/curl]}}]}]";
         let k = kernel_plan(&compile(yaml), &tree(&["/"])).unwrap();
         let id = k.network.rules[0].id;
         assert_eq!(k.binaries.rules[&id].except, 1);
@@ -692,7 +682,9 @@ policies:
         let gaps = kernel_plan(&compile_without_lsm(yaml), &tree(&["/"])).unwrap_err();
         let text = gaps[0].to_string();
         assert!(
-            text.starts_with("`p/metadata`: needs BPF LSM for `from`/`except_from` on a network rule"),
+            text.starts_with(
+                "`p/metadata`: needs BPF LSM for `from`/`except_from` on a network rule"
+            ),
             "{text}"
         );
     }
@@ -983,7 +975,8 @@ policies:
         assert!(bpf_lsm::plan::NetworkPlan::default() != *n);
     }
 
-    fn compile_without_lsm(yaml: &str) -> Plan {
+    /// Compiles `yaml` for a kernel without BPF LSM (cgroup socket hooks, tp_btf, signals).
+    pub(crate) fn compile_without_lsm(yaml: &str) -> Plan {
         let set = policy_lang::load_sources([("p.yaml", yaml)])
             .unwrap_or_else(|e| panic!("{}", e.render()));
         let k = KernelFeatures {

@@ -332,7 +332,9 @@ pub fn human(record: &Record, names: &Names) -> String {
             (path_op.as_str(), &net_text)
         }
         Record::FileOpen(f) => ("open", &f.path),
-        Record::Exec(e) if h.exec_fallback() && h.killed() => ("exec (fallback, killed at exec)", &e.path),
+        Record::Exec(e) if h.exec_fallback() && h.killed() => {
+            ("exec (fallback, killed at exec)", &e.path)
+        }
         Record::Exec(e) => ("exec", &e.path),
         Record::Net(n) => {
             net_text = std::net::SocketAddr::new(n.addr, n.port)

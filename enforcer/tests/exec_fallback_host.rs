@@ -10,31 +10,27 @@ mod support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
 
-/// Runs `shell -c 'echo ran > marker'` through bash, after joining `cgroup` (if any).
+use std::time::Duration;
+use support::{
+    bash_in, cgroup2_root, doctor_as_root, enforcer, query_events, spawn_run, wait_ready,
+};
+
+/// Runs `shell -c 'echo ran > marker'`, in `cgroup` if any.
 fn run_copy(cgroup: Option<&str>, shell: &Path, marker: &Path) -> std::process::ExitStatus {
-    let join = cgroup
-        .map(|c| format!("echo $$ > {c}/cgroup.procs && "))
-        .unwrap_or_default();
     let script = format!(
-        "{join}exec {} -c 'echo ran > {}'",
+        "exec {} -c 'echo ran > {}'",
         shell.display(),
         marker.display()
     );
-    Command::new("bash").args(["-c", &script]).status().unwrap()
+    bash_in(cgroup, &script).status().unwrap()
 }
 
 #[test]
 fn exec_rules_kill_at_exec_without_bpf_lsm() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    let Some(report) = doctor_as_root() else {
         return;
-    }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    };
     if report["bpf_lsm"] == true {
         eprintln!(
             "skipped: this kernel has BPF LSM, exec rules are refused by lsm/bprm_check_security \
@@ -63,8 +59,7 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
         format!("#!/bin/sh\necho ran > {}\n", script_marker.display()),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let name = format!("enforcer-exec-host-{}", std::process::id());
     let cgroup = format!("{}/{name}", cgroup2_root());
     std::fs::create_dir(&cgroup).unwrap();
@@ -114,16 +109,7 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
     );
 
     let state = dir.path().join("state");
-    let mut daemon = enforcer()
-        .args(["run", "--metrics-address", ""])
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = spawn_run(&policy, &state);
     let log = match wait_ready(&mut daemon, Duration::from_secs(30)) {
         Ok(log) => log,
         Err(e) => {
@@ -136,23 +122,13 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
     let outside_marker = dir.path().join("outside");
     let inside = run_copy(Some(&cgroup), &denied, &inside_marker);
     let outside = run_copy(None, &denied, &outside_marker);
-    let script_run = Command::new("bash")
-        .args([
-            "-c",
-            &format!("echo $$ > {cgroup}/cgroup.procs && exec {}", script.display()),
-        ])
+    let script_run = bash_in(Some(&cgroup), &format!("exec {}", script.display()))
         .status()
         .unwrap();
     // Another program in the cgroup is not touched.
-    let other = Command::new("bash")
-        .args(["-c", &format!("echo $$ > {cgroup}/cgroup.procs && exec /bin/true")])
-        .status()
-        .unwrap();
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status()
-        .unwrap();
+    let other = bash_in(Some(&cgroup), "exec /bin/true").status().unwrap();
+    // SIGTERM: the daemon stops cleanly and flushes its store.
+    terminate(daemon.id());
     let status = daemon.wait().unwrap();
     let _ = std::fs::remove_dir(&cgroup);
 
@@ -173,12 +149,7 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
     assert_eq!(script_run.signal(), Some(9), "script: {script_run}");
     assert!(!script_marker.exists(), "the killed script ran");
 
-    let query = enforcer()
-        .args(["events", "query", "--format", "json", "--state-dir"])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let events: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    let events = query_events(&state);
     let all = events.as_array().unwrap();
     assert_eq!(all.len(), 2, "{events}");
     let by_rule = |rule: &str| {
@@ -210,4 +181,10 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
             .any(|t| t == "enforcement:killed_at_exec"),
         "{e}"
     );
+}
+
+fn terminate(pid: u32) {
+    bash_in(None, &format!("kill -TERM {pid}"))
+        .status()
+        .unwrap();
 }

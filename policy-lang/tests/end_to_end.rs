@@ -243,7 +243,10 @@ fn exec_without_bpf_lsm_is_killed_at_exec_and_a_deny_needs_consent() {
             && text.contains("help: set `allow_downgrade: true` on the rule or policy"),
         "{text}"
     );
-    assert!(!text.contains("kill-ncat") && !text.contains("watch-curl"), "{text}");
+    assert!(
+        !text.contains("kill-ncat") && !text.contains("watch-curl"),
+        "{text}"
+    );
 
     let consented = EXEC_RULES.replace(
         "        action: deny\n",
@@ -279,8 +282,14 @@ fn exec_without_bpf_lsm_is_killed_at_exec_and_a_deny_needs_consent() {
         ),
         "{text}"
     );
-    assert!(line("kill-ncat").contains("killed at exec") && !line("kill-ncat").contains("downgraded"), "{text}");
-    assert!(line("watch-curl").contains("audited in the kernel, not denied"), "{text}");
+    assert!(
+        line("kill-ncat").contains("killed at exec") && !line("kill-ncat").contains("downgraded"),
+        "{text}"
+    );
+    assert!(
+        line("watch-curl").contains("audited in the kernel, not denied"),
+        "{text}"
+    );
 
     // Without tp_btf there is no fallback: the kill is only recorded, a downgrade to consent to.
     let no_tp = KernelFeatures {
@@ -289,7 +298,10 @@ fn exec_without_bpf_lsm_is_killed_at_exec_and_a_deny_needs_consent() {
     };
     let err = compile(&set, &no_tp).unwrap_err();
     let text = policy_lang::render_all(&err, &set.sources);
-    assert!(text.contains("rule `kill-ncat` (`kill`) cannot be enforced"), "{text}");
+    assert!(
+        text.contains("rule `kill-ncat` (`kill`) cannot be enforced"),
+        "{text}"
+    );
 }
 
 /// Without BPF LSM the kernel records file and kernel operations through kprobes: a kernel

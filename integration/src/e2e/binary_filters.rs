@@ -327,7 +327,10 @@ fn network_except_from_lets_one_binary_connect() -> Result<()> {
     let status = enforcer.stop()?;
     ensure!(status.success(), "enforcer exited with {status}: {log}");
 
-    ensure!(auth.status.success(), "the except_from nc must connect: {auth}");
+    ensure!(
+        auth.status.success(),
+        "the except_from nc must connect: {auth}"
+    );
     ensure!(denied(&plain), "busybox nc must be denied: {plain}");
     ensure!(outside.status.success(), "outside the cgroup: {outside}");
     let events = query(&state, &["--verdict", "denied"])?;
