@@ -311,8 +311,14 @@ fn unrecordable(k: &KernelFeatures, class: Class, m: Option<&Match>) -> Option<S
         return None;
     }
     match class {
-        // The sched_process_exec tracepoint sees every exec.
-        Class::Exec => None,
+        // The sched_process_exec tracepoint sees every exec (the fallback program also
+        // sends SIGKILL, so the enforcer loads it only with bpf_send_signal).
+        Class::Exec if k.tp_btf && k.bpf_send_signal => None,
+        Class::Exec => Some(
+            "the kernel has no BPF LSM, and no tp_btf programs or bpf_send_signal for the exec \
+             fallback"
+                .into(),
+        ),
         Class::Network => {
             let listen = match m {
                 Some(Match::Network(n)) => n.ops & NetOp::Listen.bit() != 0,
