@@ -485,6 +485,31 @@ mod tests {
     }
 
     #[test]
+    fn an_exec_killed_by_the_fallback_says_so() {
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let flags = bpf_lsm::abi::FLAG_EXEC_FALLBACK | bpf_lsm::abi::FLAG_KILLED;
+        let record = Record::Exec(bpf_lsm::ExecRecord {
+            header: header(Action::Kill, Some(0), flags),
+            path: b"/usr/bin/nc".to_vec(),
+        });
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["verdict"], "killed");
+        assert_eq!(json["class"], "exec");
+        assert!(json["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == EXEC_FALLBACK_TAG));
+        assert!(json["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("the exec succeeded and the process was killed before it ran)"));
+        assert!(human(&record, &names()).contains("exec (fallback, killed at exec) /usr/bin/nc"));
+    }
+
+    #[test]
     fn a_default_deny_names_the_policy_default() {
         let clock = Clock {
             realtime_minus_boottime_ns: 0,
