@@ -8,15 +8,15 @@
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
+#include "include/exec.h"
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 {
-	struct enf_cgroup_policies *scope;
 	struct enf_exec_scratch *s;
 	struct enf_decision d;
-	__u32 zero = 0, flags, path_len = 0;
-	__u64 cgroup_id;
+	__u32 flags, path_len = 0;
+	__u64 cgroup_id, slots = 0;
 	struct file *file;
 	bool resolved;
 	long n;
@@ -24,12 +24,7 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	if (ret != 0)
 		return enf_prior_verdict(ret);
 
-	cgroup_id = bpf_get_current_cgroup_id();
-	scope = bpf_map_lookup_elem(&enf_cgroup_policies, &cgroup_id);
-	if (!scope || !scope->slots)
-		return 0;
-
-	s = bpf_map_lookup_elem(&enf_exec_scratch, &zero);
+	s = enf_exec_begin(&cgroup_id, &slots);
 	if (!s)
 		return 0;
 
@@ -44,8 +39,7 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, scope->slots,
-		       &d))
+	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots, &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
@@ -53,14 +47,7 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	flags = d.flags | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED);
 	if (d.action == ENF_ACTION_KILL && bpf_send_signal(SIGKILL) == 0)
 		flags |= ENF_FLAG_KILLED;
-	enf_fill_header(&s->ev.hdr, ENF_EVENT_EXEC, enf_verdict_of(d.action), cgroup_id, d.rule_id,
-			d.policy_id, flags);
-	s->ev.path_len = path_len;
-	s->ev._pad = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_exec_report(s, enf_verdict_of(d.action), cgroup_id, &d, flags, path_len);
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
 }

@@ -37,6 +37,9 @@ pub const FLAG_CGROUP_HOOK: u32 = 1 << 4;
 /// A rule with `from`/`except_from` met a task of unknown executable and
 /// applied, failing closed (deny, kill, audit rules; allow rules do not).
 pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
+/// An exec record of the fallback without BPF LSM (`tp_btf/sched_process_exec`):
+/// the exec succeeded and a deny or kill rule killed the process before it ran.
+pub const FLAG_EXEC_FALLBACK: u32 = 1 << 6;
 
 pub const RULE_NONE: u32 = u32::MAX;
 pub const POLICY_NONE: u32 = u32::MAX;
@@ -347,6 +350,9 @@ pub struct NetRule {
     pub protocols: u32,
     pub ports_off: u32,
     pub ports_len: u32,
+    /// `from` / `except_from` binary sets, as in [`Rule`].
+    pub from_sets: u64,
+    pub except_sets: u64,
 }
 
 /// `struct enf_port_range`: value of `enf_net_ports`.
@@ -512,7 +518,18 @@ mod tests {
             layout!(
                 "enf_net_rule",
                 NetRule,
-                [id, slot, action, ops, families, protocols, ports_off, ports_len]
+                [
+                    id,
+                    slot,
+                    action,
+                    ops,
+                    families,
+                    protocols,
+                    ports_off,
+                    ports_len,
+                    from_sets,
+                    except_sets
+                ]
             ),
             layout!("enf_port_range", PortRange, [lo, hi]),
             layout!(

@@ -171,6 +171,13 @@ impl Header {
     pub fn killed(&self) -> bool {
         self.flags & abi::FLAG_KILLED != 0
     }
+
+    /// Decided by the exec fallback of a kernel without BPF LSM: the exec
+    /// succeeded at the system call, and the process was killed before its
+    /// first instruction (when [`Header::killed`]).
+    pub fn exec_fallback(&self) -> bool {
+        self.flags & abi::FLAG_EXEC_FALLBACK != 0
+    }
 }
 
 /// A `file_open` decision.

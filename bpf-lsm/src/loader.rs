@@ -6,8 +6,8 @@ use crate::abi;
 use crate::kernel_ops::kops;
 use crate::objects;
 use crate::plan::{
-    self, net, Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule,
-    NetMechanism, NetworkPlan, PathMatcherEntries, PlanError,
+    self, net, Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy,
+    KernelRule, NetMechanism, NetworkPlan, PathMatcherEntries, PlanError,
 };
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -178,6 +178,8 @@ const PROCESS: &[(&str, &str)] = &[
     ("enf_proc_exit", "sched_process_exit"),
 ];
 const BPRM_CHECK: &str = "enf_bprm_check";
+/// Exec rules without BPF LSM (`ExecMechanism::KillAtExec`).
+const EXEC_FALLBACK: &str = "enf_exec_fallback";
 /// The binary-set programs: a task's sets at exec, and a child's at fork.
 const BINARY_EXEC: &str = "enf_binary_exec";
 const BINARY_FORK: &str = "enf_binary_fork";
@@ -454,8 +456,9 @@ impl Loaded {
         )?;
 
         let h = entries.hooks;
+        let exec_fallback = plan.exec_mechanism == ExecMechanism::KillAtExec;
         let lsm_needed = h.file_open
-            || h.bprm_check_security
+            || (h.bprm_check_security && !exec_fallback)
             || h.path_ops != 0
             || h.kernel.ops != 0
             || h.kernel.capable;
@@ -470,6 +473,19 @@ impl Loaded {
             None
         };
         let mut cgroup_dirs = Vec::new();
+        if net_mechanism == Some(NetMechanism::CgroupSock)
+            && entries
+                .net_rules
+                .iter()
+                .any(|r| r.from_sets | r.except_sets != 0)
+        {
+            return Err(LoadError::Plan(PlanError::Network(
+                "a network rule with `from`/`except_from` needs BPF LSM: the cgroup socket \
+                 programs cannot read a task's binary sets; drop the filter, or run on a kernel \
+                 with BPF LSM"
+                    .into(),
+            )));
+        }
         if net_mechanism == Some(NetMechanism::CgroupSock) {
             if h.net_ops & net::LISTEN != 0 {
                 return Err(LoadError::Plan(PlanError::Network(
@@ -507,7 +523,9 @@ impl Loaded {
         if h.file_open {
             hooks.push((FILE_OPEN, "file_open"));
         }
-        if h.bprm_check_security {
+        if h.bprm_check_security && exec_fallback {
+            hooks.push((EXEC_FALLBACK, "sched_process_exec"));
+        } else if h.bprm_check_security {
             hooks.push((BPRM_CHECK, "bprm_check_security"));
         }
         let path_programs = crate::path_hooks::programs_for(h.path_ops, |hook| {
@@ -544,6 +562,7 @@ impl Loaded {
                 || program == RMDIR
                 || program == SYS_ENTER
                 || program == BINARY_FORK
+                || program == EXEC_FALLBACK
                 || PROCESS.iter().any(|(p, _)| *p == program)
             {
                 let tp: &mut BtfTracePoint = prog
@@ -929,6 +948,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         process_events: false,
         kernel: crate::kernel_ops::KernelOpsPlan::default(),
         binaries: plan::BinaryFilters::default(),
+        exec_mechanism: ExecMechanism::Lsm,
     })
 }
 

@@ -253,6 +253,19 @@ pub enum NetMechanism {
     CgroupSock,
 }
 
+/// Which kernel program decides exec rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecMechanism {
+    /// `lsm/bprm_check_security`: the exec fails with EPERM.
+    #[default]
+    Lsm,
+    /// `tp_btf/sched_process_exec` (`enf_exec_fallback`), for kernels
+    /// without BPF LSM: the exec succeeds, and a deny or kill rule sends
+    /// SIGKILL before the new program runs its first instruction.
+    KillAtExec,
+}
+
 /// One address prefix and the network rules an address in it may match:
 /// its own and those of every shorter prefix covering it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -336,6 +349,8 @@ pub struct KernelPlan {
     pub kernel: crate::kernel_ops::KernelOpsPlan,
     /// `from` / `except_from` of file, exec and kernel rules.
     pub binaries: BinaryFilters,
+    /// How exec rules and exec defaults are enforced.
+    pub exec_mechanism: ExecMechanism,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,
@@ -346,7 +361,7 @@ pub struct BinaryFilters {
     /// Executable paths -> binary-set ids (its accept lists hold set ids,
     /// each below [`abi::MAX_BINARY_SETS`]).
     pub matcher: PathMatcherEntries,
-    /// Rule id (a file, exec or kernel rule) -> its sets.
+    /// Rule id (a file, exec, network or kernel rule) -> its sets.
     pub rules: BTreeMap<u32, RuleBinaries>,
 }
 
@@ -517,6 +532,7 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         .keys()
         .copied()
         .chain(plan.kernel.rules.iter().map(|r| r.id))
+        .chain(plan.network.rules.iter().map(|r| r.id))
         .collect();
     compile_binaries(
         &plan.binaries,
@@ -614,8 +630,8 @@ fn compile_binaries(
     for (id, f) in &b.rules {
         if f.from | f.except != 0 && !rule_ids.contains(id) {
             return Err(err(format!(
-                "rule {id} has binary filters but is not a file, exec or kernel rule of the \
-                 plan (network rules take no `from`/`except_from` in the kernel yet)"
+                "rule {id} has binary filters but is not a file, exec, network or kernel rule \
+                 of the plan"
             )));
         }
     }
@@ -624,6 +640,14 @@ fn compile_binaries(
         if r.slot == u32::MAX {
             continue;
         }
+        if let Some(f) = b.rules.get(&r.id) {
+            r.from_sets = f.from;
+            r.except_sets = f.except;
+        }
+    }
+    // Network rules: the LSM hooks check them; the loader refuses them for the
+    // cgroup socket programs, which cannot read a task's binary sets.
+    for r in out.net_rules.iter_mut() {
         if let Some(f) = b.rules.get(&r.id) {
             r.from_sets = f.from;
             r.except_sets = f.except;
@@ -785,6 +809,9 @@ fn compile_network(
             protocols: r.protocols,
             ports_off,
             ports_len: u32_of(r.ports.len()),
+            // Set by compile_binaries.
+            from_sets: 0,
+            except_sets: 0,
         };
         if rules.insert(r.id, entry).is_some() {
             return Err(PlanError::DuplicateRule(r.id));
@@ -1058,6 +1085,7 @@ mod tests {
             process_events: false,
             kernel: crate::kernel_ops::KernelOpsPlan::default(),
             binaries: BinaryFilters::default(),
+            exec_mechanism: ExecMechanism::Lsm,
         }
     }
 
@@ -1344,6 +1372,31 @@ mod tests {
             ..NetworkPlan::default()
         };
         p
+    }
+
+    #[test]
+    fn network_rules_carry_their_binary_sets_on_every_copy() {
+        let mut p = with_network();
+        p.binaries = with_binaries().binaries;
+        p.binaries.rules.insert(
+            21,
+            RuleBinaries {
+                from: 1 << 3,
+                except: 0,
+            },
+        );
+        let e = compile(&p).unwrap();
+        // Rule 21 is listed under two prefixes: both copies are filtered.
+        let copies: Vec<_> = e.net_rules.iter().filter(|r| r.id == 21).collect();
+        assert_eq!(copies.len(), 2);
+        assert!(copies
+            .iter()
+            .all(|r| (r.from_sets, r.except_sets) == (1 << 3, 0)));
+        assert!(e
+            .net_rules
+            .iter()
+            .filter(|r| r.id != 21)
+            .all(|r| r.from_sets | r.except_sets == 0));
     }
 
     #[test]

@@ -32,14 +32,15 @@ fn mask(set: Option<u32>) -> u64 {
     }
 }
 
-/// The binary filters of the rules `k` holds (file, exec and kernel rules;
-/// network rules with filters are refused before this).
+/// The binary filters of the rules `k` holds (file, exec, network and kernel
+/// rules; network rules with filters are refused before this without BPF LSM).
 pub fn binary_filters(plan: &Plan, k: &KernelPlan) -> BinaryFilters {
     let in_kernel: HashSet<u32> = k
         .rules
         .iter()
         .map(|r| r.id)
         .chain(k.kernel.rules.iter().map(|r| r.id))
+        .chain(k.network.rules.iter().map(|r| r.id))
         .collect();
     let rules: std::collections::BTreeMap<u32, RuleBinaries> = plan
         .rules

@@ -51,10 +51,16 @@ fn consequence(check: &str) -> &'static str {
         "kprobes" => {
             "rules that need a kernel function without an LSM hook or tracepoint are refused"
         }
-        "tp_btf" => "the process tree uses raw tracepoints instead",
+        "tp_btf" => {
+            "the process tree uses raw tracepoints instead; without BPF LSM, exec rules have no \
+             kill-at-exec fallback (tp_btf/sched_process_exec): neither enforced nor recorded"
+        }
         "tracepoints" => "no process tree from the kernel: enrichment relies on /proc scans",
         "bpf_override_return" => "none: denials go through LSM hooks, not return overrides",
-        "bpf_send_signal" => "`kill` actions deny without SIGKILL",
+        "bpf_send_signal" => {
+            "`kill` actions deny without SIGKILL; without BPF LSM, exec rules are neither \
+             enforced nor recorded"
+        }
         "ringbuf" => "verdicts cannot reach user space: the enforcer cannot run",
         "cgroup_sock_addr" => "no network enforcement where BPF LSM is missing",
         "cgroup2" => "workloads cannot be scoped by cgroup: the enforcer cannot run",

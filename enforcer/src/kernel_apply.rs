@@ -6,8 +6,9 @@
 //! name, with what it needs: the enforcer never loads a silently weaker policy.
 
 use bpf_lsm::plan::{
-    Accept, Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode, NetMechanism,
-    NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries, SuffixAccept, Wildcard,
+    Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy, KernelRule,
+    Mode, NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries,
+    SuffixAccept, Wildcard,
 };
 use policy_lang::matcher::PathMatcher;
 use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
@@ -129,12 +130,15 @@ fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
         Some(Class::Kernel) => needs.extend(crate::kernel_class::rule_needs(r, kernel)),
         None => needs.push("a kernel hook for its class".into()),
     }
-    // `from`/`except_from` are enforced for file, exec and kernel rules (the
-    // acting task's binary sets, tracked from exec: crate::binary_filters).
-    if (r.from_set.is_some() || r.except_set.is_some()) && r.class == Some(Class::Network) {
+    // `from`/`except_from` are enforced for file, exec, kernel and (with BPF LSM) network
+    // rules (the acting task's binary sets, tracked from exec: crate::binary_filters).
+    if (r.from_set.is_some() || r.except_set.is_some())
+        && r.class == Some(Class::Network)
+        && !bpf_lsm
+    {
         needs.push(
-            "`from`/`except_from` on a network rule (binary filters are enforced for file, \
-             exec and kernel rules only; a network rule cannot name binaries yet)"
+            "BPF LSM for `from`/`except_from` on a network rule (the cgroup socket programs \
+             of a kernel without it cannot read a task's binary sets; drop the filter there)"
                 .into(),
         );
     }
@@ -282,21 +286,26 @@ pub fn alert_feeds(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// On a kernel without BPF LSM only network rules have a kernel mechanism (the cgroup socket
-/// programs); `alert` rules run in user space. Returns the plan with the file and exec rules taken out, and those rules'
+/// On a kernel without BPF LSM only network rules (the cgroup socket programs) and exec rules
+/// (killed or recorded at exec: crate::exec_fallback) have a kernel mechanism; `alert` rules run
+/// in user space. Returns the plan with the other rules taken out, and those rules'
 /// `policy/rule` names, which the caller must report: they are neither enforced nor audited.
 pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
     let mut part = plan.clone();
-    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part
-        .rules
-        .drain(..)
-        .partition(|r| r.class == Some(Class::Network) || is_alert(r));
+    let k = plan.kernel;
+    let (kept, dropped): (Vec<PlanRule>, Vec<PlanRule>) = part.rules.drain(..).partition(|r| {
+        r.class == Some(Class::Network) || is_alert(r) || crate::exec_fallback::takes_rule(r, &k)
+    });
     part.rules = kept;
     part.maps.file_paths = PathMatcher::default();
-    part.maps.exec_paths = PathMatcher::default();
+    if !crate::exec_fallback::available(&k) {
+        part.maps.exec_paths = PathMatcher::default();
+    }
     for p in &mut part.policies {
         for d in &mut p.defaults {
-            if matches!(d.class, Class::File | Class::Exec) {
+            if d.class == Class::File
+                || (d.class == Class::Exec && !crate::exec_fallback::takes_default(d, &k))
+            {
                 d.posture = Posture::Allow;
             }
         }
@@ -414,6 +423,11 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         process_events: plan.rules.iter().any(is_alert),
         kernel: crate::kernel_class::kernel_ops_plan(plan),
         binaries: Default::default(),
+        exec_mechanism: if bpf_lsm {
+            ExecMechanism::Lsm
+        } else {
+            ExecMechanism::KillAtExec
+        },
     };
     k.binaries = crate::binary_filters::binary_filters(plan, &k);
     Ok(k)
@@ -506,7 +520,7 @@ fn network_plan(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use policy_lang::KernelFeatures;
 
@@ -653,14 +667,7 @@ policies:
         kernel: {ops: [ptrace]}
 ",
         );
-        assert_refused(
-            &plan,
-            &["/"],
-            &[
-                "`p/web-shell`: needs `parent`/`ancestor`",
-                "`p/metadata`: needs `from`/`except_from` on a network rule",
-            ],
-        );
+        assert_refused(&plan, &["/"], &["`p/web-shell`: needs `parent`/`ancestor`"]);
     }
 
     /// `plan` is refused on the cgroup tree `cgroups` with exactly these gaps, in order, each
@@ -672,6 +679,25 @@ policies:
         for (got, want) in text.iter().zip(expected) {
             assert!(got.contains(want), "{got}\nexpected: {want}");
         }
+    }
+
+    #[test]
+    fn network_binary_filters_need_bpf_lsm() {
+        let yaml = "policies: [{name: p, select: {host: true}, mode: enforce, rules: [{name: metadata,
+  action: deny, network: {ops: [connect], cidr: [169.254.169.254], except_from: [/usr/bin/curl]}}]}]";
+        let k = kernel_plan(&compile(yaml), &tree(&["/"])).unwrap();
+        let id = k.network.rules[0].id;
+        assert_eq!(k.binaries.rules[&id].except, 1);
+        assert!(k.binaries.any());
+
+        let gaps = kernel_plan(&compile_without_lsm(yaml), &tree(&["/"])).unwrap_err();
+        let text = gaps[0].to_string();
+        assert!(
+            text.starts_with(
+                "`p/metadata`: needs BPF LSM for `from`/`except_from` on a network rule"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -843,7 +869,10 @@ policies:
         assert_eq!(part.rules.len(), 1);
         let k = kernel_plan(&part, &tree(&["/"])).unwrap();
         assert!(k.file_matcher.accepts.is_empty() && k.exec_matcher.accepts.is_empty());
-        assert_eq!(k.policies[0].exec_default, Action::Allow);
+        // The exec default (audit, this policy's mode) is recorded by the exec fallback.
+        assert_eq!(k.policies[0].exec_default, Action::Deny);
+        assert_eq!(k.policies[0].mode, Mode::Audit);
+        assert_eq!(k.exec_mechanism, ExecMechanism::KillAtExec);
         assert_eq!(k.network.rules.len(), 1);
     }
 
@@ -926,7 +955,8 @@ policies:
         assert!(bpf_lsm::plan::NetworkPlan::default() != *n);
     }
 
-    fn compile_without_lsm(yaml: &str) -> Plan {
+    /// Compiles `yaml` for a kernel without BPF LSM (cgroup socket hooks, tp_btf, signals).
+    pub(crate) fn compile_without_lsm(yaml: &str) -> Plan {
         let set = policy_lang::load_sources([("p.yaml", yaml)])
             .unwrap_or_else(|e| panic!("{}", e.render()));
         let k = KernelFeatures {

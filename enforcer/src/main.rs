@@ -6,6 +6,7 @@ mod cgroup;
 mod config;
 mod doctor;
 mod events_cmd;
+mod exec_fallback;
 mod exit_code;
 mod export_cmd;
 mod kernel_apply;

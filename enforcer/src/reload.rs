@@ -236,6 +236,9 @@ impl Compiler {
             plan
         } else {
             let (part, skipped) = kernel_apply::network_part(&plan);
+            for line in crate::exec_fallback::notes(&plan) {
+                tracing::warn!("{line}");
+            }
             for rule in &skipped {
                 tracing::warn!(
                     "rule `{rule}` is neither enforced nor audited here: this kernel cannot load \

@@ -163,6 +163,9 @@ pub fn process(h: &Header) -> Process {
     }
 }
 
+/// The tag of an event decided by the exec fallback of a kernel without BPF LSM.
+pub const EXEC_FALLBACK_TAG: &str = "enforcement:killed_at_exec";
+
 /// The export event for one kernel verdict.
 pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock) -> SecurityEvent {
     let h = record.header();
@@ -214,6 +217,19 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             " (the acting binary is unknown, so `from`/`except_from` could not be checked: \
              failed closed)",
         );
+    }
+    if h.exec_fallback() {
+        // Without BPF LSM: say what happened instead of a refused exec.
+        if h.killed() {
+            ev.message.push_str(
+                " (killed at exec, no BPF LSM: the exec succeeded and the process was killed \
+                 before it ran)",
+            );
+            ev.tags.push(EXEC_FALLBACK_TAG.to_string());
+        } else {
+            ev.message
+                .push_str(" (exec fallback, no BPF LSM: recorded after the exec)");
+        }
     }
     ev.process = Some(process(h));
     ev.cgroup = Some(Cgroup {
@@ -317,6 +333,9 @@ pub fn human(record: &Record, names: &Names) -> String {
             (path_op.as_str(), &net_text)
         }
         Record::FileOpen(f) => ("open", &f.path),
+        Record::Exec(e) if h.exec_fallback() && h.killed() => {
+            ("exec (fallback, killed at exec)", &e.path)
+        }
         Record::Exec(e) => ("exec", &e.path),
         Record::Net(n) => {
             net_text = std::net::SocketAddr::new(n.addr, n.port)
@@ -464,6 +483,31 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("2023-11-14T22:13:25"));
+    }
+
+    #[test]
+    fn an_exec_killed_by_the_fallback_says_so() {
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let flags = bpf_lsm::abi::FLAG_EXEC_FALLBACK | bpf_lsm::abi::FLAG_KILLED;
+        let record = Record::Exec(bpf_lsm::ExecRecord {
+            header: header(Action::Kill, Some(0), flags),
+            path: b"/usr/bin/nc".to_vec(),
+        });
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["verdict"], "killed");
+        assert_eq!(json["class"], "exec");
+        assert!(json["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == EXEC_FALLBACK_TAG));
+        assert!(json["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("the exec succeeded and the process was killed before it ran)"));
+        assert!(human(&record, &names()).contains("exec (fallback, killed at exec) /usr/bin/nc"));
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub enum Enforcement {
     LsmDenyAndKill,
     /// cgroup socket hooks refuse the operation (network without BPF LSM).
     CgroupSockDeny,
-    /// No LSM: the process is killed right after exec (the exec itself succeeded).
+    /// No LSM: `tp_btf/sched_process_exec` kills the process after the exec succeeded and
+    /// before the new program runs its first instruction.
     KillAtExec,
     /// Recorded by the kernel programs, not denied.
     KernelAudit,
@@ -46,7 +47,10 @@ impl Enforcement {
             Enforcement::LsmDeny => "denied by BPF LSM",
             Enforcement::LsmDenyAndKill => "denied by BPF LSM, process killed",
             Enforcement::CgroupSockDeny => "denied by cgroup socket hooks",
-            Enforcement::KillAtExec => "process killed at exec (no BPF LSM)",
+            Enforcement::KillAtExec => {
+                "killed at exec (no BPF LSM): the exec succeeds at the system call level; the \
+                 process is killed before it runs"
+            }
             Enforcement::KernelAudit => "audited in the kernel, not denied",
             Enforcement::TracepointKill => "process killed at syscall entry",
             Enforcement::Allow => "allowed (exemption from the default)",
@@ -266,10 +270,11 @@ fn decide(
                 (E::CgroupSockDeny, None)
             }
         }
-        Class::Exec if k.bpf_send_signal => (
+        Class::Exec if k.bpf_send_signal && k.tp_btf => (
             E::KillAtExec,
             (action == Action::Deny).then(|| {
-                "without BPF LSM, exec cannot be refused: the process is killed right after exec"
+                "without BPF LSM, exec cannot be refused: the exec succeeds and the process is \
+                 killed before it runs its first instruction"
                     .to_owned()
             }),
         ),
@@ -306,8 +311,14 @@ fn unrecordable(k: &KernelFeatures, class: Class, m: Option<&Match>) -> Option<S
         return None;
     }
     match class {
-        // The sched_process_exec tracepoint sees every exec.
-        Class::Exec => None,
+        // The sched_process_exec tracepoint sees every exec (the fallback program also
+        // sends SIGKILL, so the enforcer loads it only with bpf_send_signal).
+        Class::Exec if k.tp_btf && k.bpf_send_signal => None,
+        Class::Exec => Some(
+            "the kernel has no BPF LSM, and no tp_btf programs or bpf_send_signal for the exec \
+             fallback"
+                .into(),
+        ),
         Class::Network => {
             let listen = match m {
                 Some(Match::Network(n)) => n.ops & NetOp::Listen.bit() != 0,
@@ -400,6 +411,13 @@ fn rule_hooks(
             }
         }
         Match::Condition(_) => {}
+    }
+    if !k.bpf_lsm && k.tp_btf && k.bpf_send_signal && matches!(m, Match::Exec(_)) {
+        // The exec fallback: SIGKILL at exec, or a record (crate::plan::Enforcement::KillAtExec).
+        hooks
+            .entry("tp_btf/sched_process_exec".into())
+            .or_default()
+            .insert(why.to_owned());
     }
     if !k.bpf_lsm {
         if let Match::Network(n) = m {

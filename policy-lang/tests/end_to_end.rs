@@ -176,6 +176,7 @@ fn weaker_kernel_needs_consent() {
         bpf_send_signal: true,
         cgroup_sock_addr: true,
         kprobes: true,
+        tp_btf: true,
         ..KernelFeatures::default()
     };
     let err = compile(&set, &no_lsm).unwrap_err();
@@ -202,6 +203,105 @@ fn weaker_kernel_needs_consent() {
     );
     let text = policy_lang::explain(&plan);
     assert!(text.contains("downgraded"), "{text}");
+}
+
+const EXEC_RULES: &str = "
+policies:
+  - name: p
+    select: {cgroups: [/jobs]}
+    mode: enforce
+    rules:
+      - name: no-nc
+        action: deny
+        exec: {path: /usr/bin/nc}
+      - name: kill-ncat
+        action: kill
+        exec: {path: /usr/bin/ncat}
+      - name: watch-curl
+        action: audit
+        exec: {path: /usr/bin/curl}
+";
+
+/// Without BPF LSM an exec is killed at exec (tp_btf/sched_process_exec) instead of refused:
+/// a `deny` is weaker and needs the rule's or policy's explicit opt-in, `kill` means the same,
+/// `audit` stays audit, and `--explain` says what happens.
+#[test]
+fn exec_without_bpf_lsm_is_killed_at_exec_and_a_deny_needs_consent() {
+    use policy_lang::plan::Enforcement;
+    let no_lsm = KernelFeatures {
+        bpf_lsm: false,
+        kprobes: false,
+        lsm_cgroup: false,
+        ..KernelFeatures::full()
+    };
+    let set = load_sources([("p.yaml", EXEC_RULES)]).unwrap();
+    let err = compile(&set, &no_lsm).unwrap_err();
+    let text = policy_lang::render_all(&err, &set.sources);
+    assert!(
+        text.contains("error[E0801]: rule `no-nc` (`deny`) cannot be enforced on this kernel")
+            && text.contains("the exec succeeds and the process is killed before it runs")
+            && text.contains("help: set `allow_downgrade: true` on the rule or policy"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("kill-ncat") && !text.contains("watch-curl"),
+        "{text}"
+    );
+
+    let consented = EXEC_RULES.replace(
+        "        action: deny\n",
+        "        action: deny\n        allow_downgrade: true\n",
+    );
+    let set = load_sources([("p.yaml", consented)]).unwrap();
+    let plan = compile(&set, &no_lsm).unwrap();
+    let e: Vec<_> = plan.rules.iter().map(|r| r.enforcement).collect();
+    assert_eq!(
+        e,
+        [
+            Enforcement::KillAtExec,
+            Enforcement::KillAtExec,
+            Enforcement::KernelAudit
+        ]
+    );
+    assert!(plan.rules[0].downgrade.is_some() && plan.rules[1].downgrade.is_none());
+    assert!(plan
+        .hooks
+        .iter()
+        .any(|h| h.program == "tp_btf/sched_process_exec"));
+    let text = policy_lang::explain(&plan);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("rule `{name}`")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("no-nc").contains(
+            "killed at exec (no BPF LSM): the exec succeeds at the system call level; the \
+             process is killed before it runs (downgraded: "
+        ),
+        "{text}"
+    );
+    assert!(
+        line("kill-ncat").contains("killed at exec") && !line("kill-ncat").contains("downgraded"),
+        "{text}"
+    );
+    assert!(
+        line("watch-curl").contains("audited in the kernel, not denied"),
+        "{text}"
+    );
+
+    // Without tp_btf there is no fallback: the kill is only recorded, a downgrade to consent to.
+    let no_tp = KernelFeatures {
+        tp_btf: false,
+        ..no_lsm
+    };
+    let err = compile(&set, &no_tp).unwrap_err();
+    let text = policy_lang::render_all(&err, &set.sources);
+    assert!(
+        text.contains("rule `kill-ncat` (`kill`) cannot be enforced"),
+        "{text}"
+    );
 }
 
 /// Without BPF LSM the kernel records file and kernel operations through kprobes: a kernel

@@ -63,6 +63,10 @@
  * path did not resolve at exec): a deny/kill/audit rule applied, failing
  * closed, since neither `from` nor `except_from` could be checked. */
 #define ENF_FLAG_BINARY_UNKNOWN (1u << 5)
+/* An exec record of the fallback without BPF LSM (tp_btf/sched_process_exec):
+ * the exec itself succeeded; a deny or kill rule killed the process before
+ * its first instruction (ENF_FLAG_KILLED says the signal was sent). */
+#define ENF_FLAG_EXEC_FALLBACK (1u << 6)
 
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu
@@ -332,6 +336,8 @@ struct enf_net_rule {
 	__u32 protocols;               /* ENF_PROTO_* */
 	__u32 ports_off;               /* enf_net_ports[ports_off..+ports_len]; */
 	__u32 ports_len;               /* 0: any port */
+	__u64 from_sets;               /* as in enf_rule (LSM hooks only: the cgroup */
+	__u64 except_sets;             /* programs cannot read task storage) */
 };
 
 /* Value of `enf_net_ports` (array): inclusive port ranges, host byte order. */

@@ -15,16 +15,16 @@
 /* Whether rule `r` applies to the current task as far as its binary filters
  * go. A task of unknown executable cannot be checked: deny, kill and audit
  * rules apply (fail closed; the decision is flagged), allow rules do not. */
-static __always_inline bool enf_binary_applies(struct enf_hits *h, const struct enf_rule *r)
+static __always_inline bool enf_binary_sets_apply(struct enf_hits *h, __u32 action, __u64 from,
+						  __u64 except)
 {
 	struct enf_task_bins *b;
-	__u64 from = r->from_sets, except = r->except_sets;
 
 	if (!(from | except))
 		return true;
 	b = bpf_task_storage_get(&enf_task_bins, bpf_get_current_task_btf(), 0, 0);
 	if (!b || !b->known) {
-		if (r->action == ENF_ACTION_ALLOW)
+		if (action == ENF_ACTION_ALLOW)
 			return false;
 		h->binary_unknown = 1;
 		enf_count(ENF_STAT_BINARY_UNKNOWN);
@@ -33,6 +33,11 @@ static __always_inline bool enf_binary_applies(struct enf_hits *h, const struct 
 	if (from && !(b->sets & from))
 		return false;
 	return !(b->sets & except);
+}
+
+static __always_inline bool enf_binary_applies(struct enf_hits *h, const struct enf_rule *r)
+{
+	return enf_binary_sets_apply(h, r->action, r->from_sets, r->except_sets);
 }
 
 #endif /* ENFORCER_BINARY_SETS_H */

@@ -18,6 +18,7 @@
 #include "common.h"
 #include "maps.h"
 #include "decide.h"
+#include "binary_sets.h"
 #include <bpf/bpf_endian.h>
 
 #define ENF_AF_UNSPEC 0
@@ -107,7 +108,9 @@ static long enf_port_step(__u32 i, void *data)
 	return 0;
 }
 
-static long enf_net_step(__u32 i, void *data)
+/* One candidate rule. `bins`, a constant per caller, checks `from` /
+ * `except_from`: only the LSM hooks may read task storage. */
+static __always_inline long enf_net_step_body(__u32 i, void *data, bool bins)
 {
 	struct enf_net_match *m = data;
 	struct enf_net_rule *r;
@@ -132,12 +135,25 @@ static long enf_net_step(__u32 i, void *data)
 		if (!m->port_hit)
 			return 0;
 	}
+	if (bins && !enf_binary_sets_apply(m->hits, r->action, r->from_sets, r->except_sets))
+		return 0;
 	enf_hits_add(m->hits, slot, r->action, r->id);
 	return 0;
 }
 
-/* Decides `o` (already folded) for a task whose policies are `slots`. */
-static __always_inline int enf_net_decide(struct enf_net_op *o, __u64 slots,
+static long enf_net_step(__u32 i, void *data)
+{
+	return enf_net_step_body(i, data, false);
+}
+
+static long enf_net_step_bins(__u32 i, void *data)
+{
+	return enf_net_step_body(i, data, true);
+}
+
+/* Decides `o` (already folded) for a task whose policies are `slots`; `bins`
+ * (LSM hooks) applies the rules' binary filters. */
+static __always_inline int enf_net_decide(struct enf_net_op *o, __u64 slots, bool bins,
 					  struct enf_decision *d)
 {
 	struct enf_net_match m = {
@@ -167,7 +183,10 @@ static __always_inline int enf_net_decide(struct enf_net_op *o, __u64 slots,
 	if (l && l->list_len) {
 		m.off = l->list_off;
 		m.len = l->list_len;
-		bpf_loop(m.len, enf_net_step, &m, 0);
+		if (bins)
+			bpf_loop(m.len, enf_net_step_bins, &m, 0);
+		else
+			bpf_loop(m.len, enf_net_step, &m, 0);
 	}
 	enf_decide_policies(m.hits, ENF_CLASS_NET, o->op, slots, false, d);
 	return 0;
@@ -261,7 +280,7 @@ static __always_inline int enf_net_lsm_verdict(struct enf_net_op *o, __u64 slots
 	struct enf_decision d;
 	__u32 flags = 0;
 
-	if (enf_net_decide(o, slots, &d))
+	if (enf_net_decide(o, slots, true, &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
@@ -320,7 +339,7 @@ static __always_inline int enf_net_cgroup(struct bpf_sock_addr *ctx, __u32 op, b
 		o.family = ENF_AF_INET;
 		__builtin_memcpy(o.addr, &a, 4);
 	}
-	if (enf_net_decide(&o, slots, &d))
+	if (enf_net_decide(&o, slots, false, &d))
 		return 1;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 1;

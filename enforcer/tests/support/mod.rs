@@ -69,3 +69,49 @@ pub fn wait_ready(daemon: &mut Child, limit: Duration) -> Result<Vec<String>, St
     }
     Ok(log)
 }
+
+/// `enforcer doctor --json` of this host, or `None` (said on stderr) when not root: the
+/// host tests that load programs need root.
+pub fn doctor_as_root() -> Option<serde_json::Value> {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
+    Some(serde_json::from_slice(&doctor.stdout).unwrap())
+}
+
+/// `enforcer run --policy POLICY --state-dir STATE` without metrics, its stderr piped for
+/// [`wait_ready`].
+pub fn spawn_run(policy: &std::path::Path, state: &std::path::Path) -> Child {
+    enforcer()
+        .args(["run", "--metrics-address", ""])
+        .arg("--policy")
+        .arg(policy)
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `bash -c SCRIPT`, run after moving the shell into `cgroup` (a cgroup2 directory) if any.
+pub fn bash_in(cgroup: Option<&str>, script: &str) -> Command {
+    let join = cgroup
+        .map(|c| format!("echo $$ > {c}/cgroup.procs && "))
+        .unwrap_or_default();
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &format!("{join}{script}")]);
+    cmd
+}
+
+/// Every event of the store in `state`, as `enforcer events query --format json` prints them.
+pub fn query_events(state: &std::path::Path) -> serde_json::Value {
+    let query = enforcer()
+        .args(["events", "query", "--format", "json", "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&query.stdout).unwrap()
+}

@@ -28,6 +28,10 @@ pub const TESTS: &[Test] = &[
         "processes_started_before_the_load_are_backfilled",
         processes_started_before_the_load_are_backfilled,
     ),
+    Test::new(
+        "network_except_from_lets_one_binary_connect",
+        network_except_from_lets_one_binary_connect,
+    ),
 ];
 
 const DIR: &str = "/tmp/e2e-bin";
@@ -266,6 +270,76 @@ fn processes_started_before_the_load_are_backfilled() -> Result<()> {
     ensure!(
         log.contains("binary sets of running processes written"),
         "no backfill in the log: {log}"
+    );
+    Ok(())
+}
+
+/// A network rule with `except_from` (LSM hooks: socket_connect reads the acting task's binary
+/// sets): the listed copy of busybox `nc` connects, busybox itself is denied, and outside the
+/// policy's cgroup both connect.
+fn network_except_from_lets_one_binary_connect() -> Result<()> {
+    const ADDR: &str = "127.0.0.7";
+    let listener = std::net::TcpListener::bind((ADDR, 0)).context("listening on 127.0.0.7")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        // Accepted and closed at once, so that `nc` exits.
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let cgroup = "e2e-bin-net";
+    let cg = Cgroup::create(cgroup)?;
+    setup(cgroup)?;
+    let auth_nc = format!("{AUTH}/nc");
+    if !std::path::Path::new(&auth_nc).exists() {
+        fs::copy("/bin/busybox", &auth_nc).context("copying busybox to the auth nc")?;
+    }
+    let policy = format!("{DIR}/net-policy.yaml");
+    fs::write(
+        &policy,
+        format!(
+            "policies:
+  - name: e2e-bin-net
+    select: {{cgroups: [/{cgroup}]}}
+    mode: enforce
+    rules:
+      - name: connect-except-auth
+        message: a binary other than the authentication nc connected
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [{ADDR}/32], ports: [{port}], except_from: [{auth_nc}]}}
+"
+        ),
+    )?;
+    let enforcer = Enforcer::start(&["--policy", &policy])?;
+    let port_arg = port.to_string();
+    let nc_args = ["-w", "3", ADDR, port_arg.as_str()];
+    let auth = run_in(&cg, &auth_nc, &nc_args)?;
+    let mut plain_args = vec!["nc"];
+    plain_args.extend_from_slice(&nc_args);
+    let plain = run_in(&cg, "/bin/busybox", &plain_args)?;
+    let outside = capture(
+        Command::new("/bin/busybox")
+            .args(&plain_args)
+            .stdin(Stdio::null()),
+    )?;
+    let state = enforcer.state_dir().to_path_buf();
+    let log = enforcer.log().unwrap_or_default();
+    let status = enforcer.stop()?;
+    ensure!(status.success(), "enforcer exited with {status}: {log}");
+
+    ensure!(
+        auth.status.success(),
+        "the except_from nc must connect: {auth}"
+    );
+    ensure!(denied(&plain), "busybox nc must be denied: {plain}");
+    ensure!(outside.status.success(), "outside the cgroup: {outside}");
+    let events = query(&state, &["--verdict", "denied"])?;
+    ensure!(
+        events.len() == 1
+            && events[0]["rule"] == "connect-except-auth"
+            && events[0]["target"]["network"]["dst_ip"] == ADDR
+            && events[0]["target"]["network"]["dst_port"] == port,
+        "one denial, of busybox nc: {events:#?}"
     );
     Ok(())
 }

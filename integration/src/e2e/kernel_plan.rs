@@ -48,7 +48,7 @@ pub const TESTS: &[Test] = &[
 ];
 
 const EPERM_TEXT: &str = "Operation not permitted";
-const RULE: u32 = 100;
+pub(super) const RULE: u32 = 100;
 const POLICY: u32 = 7;
 
 /// Builds an automaton the way policy-lang's matcher lays it out: state 1 is
@@ -146,14 +146,14 @@ fn file_plan(
     })
 }
 
-fn load(plan: &KernelPlan) -> Result<(Loaded, EventRing)> {
+pub(super) fn load(plan: &KernelPlan) -> Result<(Loaded, EventRing)> {
     // The error's Display carries the verifier log.
     let mut loaded = Loaded::apply(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ring = loaded.take_events()?;
     Ok((loaded, ring))
 }
 
-fn records(ring: &mut EventRing) -> Result<Vec<Record>> {
+pub(super) fn records(ring: &mut EventRing) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
         out.push(decode_record(&item).context("decoding a kernel record")?);
@@ -162,7 +162,7 @@ fn records(ring: &mut EventRing) -> Result<Vec<Record>> {
 }
 
 /// A fresh directory `/tmp/kp-<name>` with the given files (content = name).
-fn fixture(name: &str, files: &[&str]) -> Result<String> {
+pub(super) fn fixture(name: &str, files: &[&str]) -> Result<String> {
     let dir = format!("/tmp/kp-{name}");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
@@ -460,13 +460,13 @@ fn most_restrictive_policy_wins() -> Result<()> {
 }
 
 /// A copy of busybox: run as `busybox-<x> <applet>` it runs the applet.
-fn busybox_copy(dir: &str, name: &str) -> Result<String> {
+pub(super) fn busybox_copy(dir: &str, name: &str) -> Result<String> {
     let path = format!("{dir}/{name}");
     fs::copy("/bin/busybox", &path).context("copying /bin/busybox")?;
     Ok(path)
 }
 
-fn exec_plan(cg: &Cgroup, path: &str, action: Action) -> Result<KernelPlan> {
+pub(super) fn exec_plan(cg: &Cgroup, path: &str, action: Action) -> Result<KernelPlan> {
     let mut a = Auto::new();
     let s = a.literal(path);
     a.accept(s, &[RULE]);

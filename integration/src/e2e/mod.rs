@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod command;
 pub mod doctor;
 pub mod enforcer_process;
+pub mod exec_fallback;
 pub mod export;
 pub mod file_open;
 pub mod guest;
@@ -89,6 +90,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("reload", reload::TESTS),
     ("kernel_ops", kernel_ops::TESTS),
     ("binary_filters", binary_filters::TESTS),
+    ("exec_fallback", exec_fallback::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
     ("pinning", pinning::TESTS),
