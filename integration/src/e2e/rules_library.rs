@@ -53,6 +53,12 @@ const K8S_API_IP: &str = "10.96.0.1";
 const PLAIN_PORT: u16 = 18443;
 const MINING_PORT: u16 = 3333;
 const EPERM: i32 = libc::EPERM;
+/// Busybox copies at the paths of binaries the library's `except_from` lists name.
+const SSHD: &str = "/usr/sbin/sshd";
+const UNIX_CHKPWD: &str = "/usr/sbin/unix_chkpwd";
+const SUDO: &str = "/usr/bin/sudo";
+const APT_GET: &str = "/usr/bin/apt-get";
+const DPKG: &str = "/usr/bin/dpkg";
 /// How long an attack's event has to reach the store.
 const EVENT_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -215,6 +221,29 @@ const CASES: &[Case] = &[
             )
         },
     ),
+    case(
+        "host-hardening/credential-files",
+        "cat reads /etc/shadow on the host; benign: the same busybox copied to an \
+         authentication binary's path (unix_chkpwd) does",
+        Expect::Denied,
+        |c| cat_by(&c.host, "/bin/cat", "/etc/shadow"),
+        |c| cat_by(&c.host, UNIX_CHKPWD, "/etc/shadow"),
+    ),
+    case(
+        "host-hardening/credential-files",
+        "sudo's shell execs cat on /etc/gshadow (an exec drops the exception); benign: sudo's \
+         own process reads it",
+        Expect::Denied,
+        |c| exec_in(&c.host, SUDO, "sh", &["-c", "exec /bin/cat /etc/gshadow"]),
+        |c| cat_by(&c.host, SUDO, "/etc/gshadow"),
+    ),
+    case(
+        "host-hardening/credential-files",
+        "the test program itself opens /etc/shadow; benign: it opens /etc/passwd",
+        Expect::Denied,
+        |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
+        |c| open_in(&c.host, "/etc/passwd", libc::O_RDONLY),
+    ),
     // container-hardening
     case(
         "container-hardening/cloud-metadata",
@@ -239,10 +268,10 @@ const CASES: &[Case] = &[
     ),
     case(
         "container-hardening/credential-files",
-        "a container reads /etc/shadow; benign: the host does",
+        "a container reads /etc/shadow; benign: the host's sshd does",
         Expect::Denied,
         |c| open_in(&c.container, "/etc/shadow", libc::O_RDONLY),
-        |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, "/etc/shadow"),
     ),
     case(
         "container-hardening/credential-files",
@@ -254,7 +283,7 @@ const CASES: &[Case] = &[
     case(
         "container-hardening/credential-files",
         "a container reads /etc/shadow through a symlink (the kernel decides on the resolved \
-         path); benign: the host does",
+         path); benign: the host's sshd does",
         Expect::Denied,
         |c| {
             open_in(
@@ -263,7 +292,7 @@ const CASES: &[Case] = &[
                 libc::O_RDONLY,
             )
         },
-        |c| open_in(&c.host, &format!("{DIR}/shadow-symlink"), libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, &format!("{DIR}/shadow-symlink")),
     ),
     case(
         "container-hardening/system-binaries-changed",
@@ -295,7 +324,8 @@ const CASES: &[Case] = &[
         "container-hardening/system-binaries-changed",
         "a container chmods a binary in /usr/local/bin; benign: it chmods its own data",
         Expect::Denied,
-        |c| chmod_in(&c.container, "/usr/local/bin/e2e-rules-tool", 0o4755),
+        // Not setuid: that is container-hardening/setuid-bits, whose name sorts first.
+        |c| chmod_in(&c.container, "/usr/local/bin/e2e-rules-tool", 0o700),
         |c| chmod_in(&c.container, &format!("{DIR}/data/c"), 0o600),
     ),
     case(
@@ -463,10 +493,11 @@ const CASES: &[Case] = &[
     ),
     case(
         "container-hardening/credential-files",
-        "a container reads /etc/shadow as /proc/self/root/etc/shadow; benign: the host does",
+        "a container reads /etc/shadow as /proc/self/root/etc/shadow; benign: the host's sshd \
+         does",
         Expect::Denied,
         |c| open_in(&c.container, "/proc/self/root/etc/shadow", libc::O_RDONLY),
-        |c| open_in(&c.host, "/proc/self/root/etc/shadow", libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, "/proc/self/root/etc/shadow"),
     ),
     case(
         "container-hardening/privileged-kernel-ops",
@@ -482,6 +513,20 @@ const CASES: &[Case] = &[
         Expect::Denied,
         |c| op_in(&c.container, &[], kexec_load),
         |c| op_in(&c.host, &[], kexec_load),
+    ),
+    case(
+        "container-hardening/setuid-bits",
+        "a container makes a file setuid (chmod 4755); benign: it chmods the file 644",
+        Expect::Denied,
+        |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o4755),
+        |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o644),
+    ),
+    case(
+        "container-hardening/setuid-bits",
+        "a container makes a directory setgid (chmod 2775); benign: the host does",
+        Expect::Denied,
+        |c| chmod_in(&c.container, &format!("{DIR}/data/setgid-dir"), 0o2775),
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setgid-dir"), 0o2775),
     ),
     // host-detections
     case(
@@ -595,6 +640,51 @@ const CASES: &[Case] = &[
                 &format!("{DIR}/data/other"),
             )
         },
+    ),
+    case(
+        "host-detections/system-files-changed",
+        "a library dropped into /usr/lib on the host; benign: a package manager (busybox at \
+         apt-get's path) installs one",
+        Expect::Audited,
+        |c| create_in(&c.host, "/usr/lib/e2e-rules-dropped.so"),
+        |c| exec_in(&c.host, APT_GET, "touch", &["/usr/lib/e2e-rules-installed.so"]),
+    ),
+    case(
+        "host-detections/system-files-changed",
+        "a host configuration file appended to; benign: dpkg (busybox at its path) appends to \
+         one",
+        Expect::Audited,
+        |c| append_in(&c.host, "/etc/e2e-rules/nginx.conf"),
+        |c| {
+            exec_in(
+                &c.host,
+                DPKG,
+                "sh",
+                &["-c", "echo installed >> /etc/e2e-rules/pkg.conf"],
+            )
+        },
+    ),
+    case(
+        "host-detections/setuid-bits",
+        "the host makes a file setuid (chmod 4755); benign: a package manager (busybox at \
+         apt-get's path) does",
+        Expect::Audited,
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o4755),
+        |c| {
+            exec_in(
+                &c.host,
+                APT_GET,
+                "chmod",
+                &["4755", &format!("{DIR}/data/setid-pkg")],
+            )
+        },
+    ),
+    case(
+        "host-detections/setuid-bits",
+        "the host makes a file setgid (chmod 2755); benign: it chmods the file 644",
+        Expect::Audited,
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o2755),
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o644),
     ),
     // container-detections
     case(
@@ -790,6 +880,11 @@ fn finish(child: Child, marker: Option<String>) -> Result<Done> {
         pid: Some(pid),
         marker,
     })
+}
+
+/// `program` (busybox, under whatever path) run as `cat path`.
+fn cat_by(cg: &Cgroup, program: &str, path: &str) -> Result<Done> {
+    exec_in(cg, program, "cat", &[path])
 }
 
 /// Busybox named `name` (in [`DIR`]) running `sh -c '<command>; true'`: the process `name`
@@ -1386,14 +1481,20 @@ fn setup() -> Result<()> {
         "other-new",
         "conf-new",
         "conf2-new",
+        "setid",
+        "setid-host",
+        "setid-pkg",
     ] {
         fs::write(format!("{DIR}/data/{f}"), "data\n")?;
     }
     fs::write(format!("{DIR}/scratch2"), "data\n")?;
+    fs::create_dir_all(format!("{DIR}/data/setgid-dir"))?;
     std::os::unix::fs::symlink("/etc/shadow", format!("{DIR}/shadow-symlink"))?;
     // Programs the library names that the guest lacks or has as applet links.
     copy_busybox("/usr/sbin/debugfs")?;
-    copy_busybox("/usr/bin/apt-get")?;
+    for program in [APT_GET, DPKG, SSHD, UNIX_CHKPWD, SUDO] {
+        copy_busybox(program)?;
+    }
     copy_busybox("/usr/bin/shred")?;
     fs::write(
         format!("{DIR}/notes.txt"),
@@ -1414,6 +1515,11 @@ fn setup() -> Result<()> {
     fs::create_dir_all("/etc/e2e-rules/conf.d")?;
     let _ = fs::remove_file("/etc/e2e-rules/conf.d/default.conf");
     fs::write("/etc/e2e-rules/nginx.conf", "listen 80;\n")?;
+    let _ = fs::remove_file("/etc/e2e-rules/pkg.conf");
+    fs::create_dir_all("/usr/lib")?;
+    for f in ["e2e-rules-dropped.so", "e2e-rules-installed.so"] {
+        let _ = fs::remove_file(format!("/usr/lib/{f}"));
+    }
     fs::create_dir_all("/usr/local/bin")?;
     for f in ["e2e-rules-dropped", "e2e-rules-installed"] {
         let _ = fs::remove_file(format!("/usr/local/bin/{f}"));
