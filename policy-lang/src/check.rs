@@ -898,7 +898,11 @@ impl Checker {
                     Diagnostic::error("E0113", span, format!("`{s}` is not a rule operation"))
                         .with_help(format!(
                             "write `ops: [chmod]` with `mode: [{}]`",
-                            if op == FileOp::ChmodSetuid { "setuid" } else { "setgid" }
+                            if op == FileOp::ChmodSetuid {
+                                "setuid"
+                            } else {
+                                "setgid"
+                            }
                         )),
                 ),
                 Some(FileOp::Chmod) => ops |= FileOp::CHMOD_ALL,
@@ -944,16 +948,26 @@ impl Checker {
             Ok(v) if v <= 0o7777 => v,
             _ => {
                 self.err(
-                    Diagnostic::error("E0106", m.span, format!("`{text}` is not an octal file mode"))
-                        .with_help("write the new mode in octal, as chmod takes it: `4755`, `644`"),
+                    Diagnostic::error(
+                        "E0106",
+                        m.span,
+                        format!("`{text}` is not an octal file mode"),
+                    )
+                    .with_help("write the new mode in octal, as chmod takes it: `4755`, `644`"),
                 );
                 return None;
             }
         };
         if mode & 0o6000 == 0o6000 {
             self.err(
-                Diagnostic::error("E0701", m.span, format!("`{text}` sets both setuid and setgid"))
-                    .with_help("a test decides one operation: write one test with `4755` and one with `2755`"),
+                Diagnostic::error(
+                    "E0701",
+                    m.span,
+                    format!("`{text}` sets both setuid and setgid"),
+                )
+                .with_help(
+                    "a test decides one operation: write one test with `4755` and one with `2755`",
+                ),
             );
             return None;
         }

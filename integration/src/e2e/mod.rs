@@ -23,6 +23,7 @@ pub mod enforcer_process;
 pub mod export;
 pub mod file_open;
 pub mod guest;
+pub mod hand_plan;
 pub mod hardening;
 pub mod kernel_ops;
 pub mod kernel_plan;

@@ -102,6 +102,19 @@ struct Ctx {
 }
 
 type Action = fn(&Ctx) -> Result<Done>;
+/// An action done in the given cgroup.
+type ActionIn = fn(&Ctx, &Cgroup) -> Result<Done>;
+
+/// A row's attack and benign counterpart.
+enum Acts {
+    Two {
+        attack: Action,
+        benign: Action,
+    },
+    /// The same action, as the attack in the container cgroup and as the benign counterpart
+    /// on the host (a container rule whose behaviour is fine on a host).
+    ContainerThenHost(ActionIn),
+}
 
 /// One row of the table: a rule of the library (`policy/rule`), the behaviour, the attack, the
 /// benign counterpart, and the verdict the attack gets (the benign one gets none of that rule).
@@ -109,8 +122,21 @@ struct Case {
     rule: &'static str,
     what: &'static str,
     expect: Expect,
-    attack: Action,
-    benign: Action,
+    acts: Acts,
+}
+
+impl Case {
+    /// The benign action first, then the attack: an event of the benign action would be in the
+    /// store before the attack's, which is waited for. Returns (attack, benign).
+    fn perform(&self, c: &Ctx) -> Result<(Done, Done)> {
+        let (benign, attack) = match self.acts {
+            Acts::Two { attack, benign } => (benign(c), attack(c)),
+            Acts::ContainerThenHost(act) => (act(c, &c.host), act(c, &c.container)),
+        };
+        let benign = benign.with_context(|| format!("{}: benign", self.rule))?;
+        let attack = attack.with_context(|| format!("{}: attack", self.rule))?;
+        Ok((attack, benign))
+    }
 }
 
 const fn case(
@@ -124,8 +150,21 @@ const fn case(
         rule,
         what,
         expect,
-        attack,
-        benign,
+        acts: Acts::Two { attack, benign },
+    }
+}
+
+const fn same_on_host(
+    rule: &'static str,
+    what: &'static str,
+    expect: Expect,
+    act: ActionIn,
+) -> Case {
+    Case {
+        rule,
+        what,
+        expect,
+        acts: Acts::ContainerThenHost(act),
     }
 }
 
@@ -245,19 +284,17 @@ const CASES: &[Case] = &[
         |c| open_in(&c.host, "/etc/passwd", libc::O_RDONLY),
     ),
     // container-hardening
-    case(
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to 169.254.169.254:80; benign: the host does",
         Expect::Denied,
-        |c| connect_in(&c.container, METADATA_IP, 80),
-        |c| connect_in(&c.host, METADATA_IP, 80),
+        |_, cg| connect_in(cg, METADATA_IP, 80),
     ),
-    case(
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to [fd00:ec2::254]:80; benign: the host does",
         Expect::Denied,
-        |c| connect6_in(&c.container, METADATA_IP6, 80),
-        |c| connect6_in(&c.host, METADATA_IP6, 80),
+        |_, cg| connect6_in(cg, METADATA_IP6, 80),
     ),
     case(
         "container-hardening/cloud-metadata",
@@ -375,49 +412,43 @@ const CASES: &[Case] = &[
         |c| mkdir_in(&c.container, "/usr/local/bin/e2e-rules-dir1"),
         |c| mkdir_in(&c.host, "/usr/local/bin/e2e-rules-dir2"),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container mounts a tmpfs; benign: the host does",
         Expect::Denied,
-        |c| mount_in(&c.container),
-        |c| mount_in(&c.host),
+        |_, cg| mount_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container creates a BPF map with bpf(); benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], bpf_map_create),
-        |c| op_in(&c.host, &[], bpf_map_create),
+        |_, cg| op_in(cg, &[], bpf_map_create),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) module with finit_module; benign: the host does (the \
          kernel's own error for a file that is no module)",
         Expect::Denied,
-        |c| finit_module_in(&c.container),
-        |c| finit_module_in(&c.host),
+        |_, cg| finit_module_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) kernel with kexec_file_load; benign: the host does (the \
          kernel's own error for a file that is no kernel)",
         Expect::Denied,
-        |c| kexec_file_load_in(&c.container),
-        |c| kexec_file_load_in(&c.host),
+        |_, cg| kexec_file_load_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container creates a user namespace; benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], unshare_user),
-        |c| op_in(&c.host, &[], unshare_user),
+        |_, cg| op_in(cg, &[], unshare_user),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) module from memory with init_module; benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, NOT_A_MODULE, init_module),
-        |c| op_in(&c.host, NOT_A_MODULE, init_module),
+        |_, cg| op_in(cg, NOT_A_MODULE, init_module),
     ),
     case(
         "container-hardening/ptrace-attach",
@@ -426,27 +457,24 @@ const CASES: &[Case] = &[
         |c| ptrace_seize_in(&c.container, c.target_pid),
         |c| kill0_in(&c.container, c.target_pid),
     ),
-    case(
+    same_on_host(
         "container-hardening/ptrace-attach",
         "a container process asks to be traced (PTRACE_TRACEME, anti-debugging); benign: the \
          host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], traceme),
-        |c| op_in(&c.host, &[], traceme),
+        |_, cg| op_in(cg, &[], traceme),
     ),
-    case(
+    same_on_host(
         "container-hardening/debugfs",
         "a container runs /usr/sbin/debugfs; benign: the host does",
         Expect::Denied,
-        |c| exec_in(&c.container, "/usr/sbin/debugfs", "true", &[]),
-        |c| exec_in(&c.host, "/usr/sbin/debugfs", "true", &[]),
+        |_, cg| exec_in(cg, "/usr/sbin/debugfs", "true", &[]),
     ),
-    case(
+    same_on_host(
         "container-hardening/raw-sockets",
         "a container opens an AF_PACKET socket; benign: the host does",
         Expect::Denied,
-        |c| socket_in(&c.container, libc::AF_PACKET, libc::SOCK_RAW, 0),
-        |c| socket_in(&c.host, libc::AF_PACKET, libc::SOCK_RAW, 0),
+        |_, cg| socket_in(cg, libc::AF_PACKET, libc::SOCK_RAW, 0),
     ),
     case(
         "container-hardening/raw-sockets",
@@ -462,34 +490,18 @@ const CASES: &[Case] = &[
         },
         |c| socket_in(&c.container, libc::AF_INET, libc::SOCK_DGRAM, 0),
     ),
-    case(
+    same_on_host(
         "container-hardening/raw-sockets",
         "a container opens a raw IPv6 socket; benign: the host does",
         Expect::Denied,
-        |c| {
-            socket_in(
-                &c.container,
-                libc::AF_INET6,
-                libc::SOCK_RAW,
-                libc::IPPROTO_ICMPV6,
-            )
-        },
-        |c| {
-            socket_in(
-                &c.host,
-                libc::AF_INET6,
-                libc::SOCK_RAW,
-                libc::IPPROTO_ICMPV6,
-            )
-        },
+        |_, cg| socket_in(cg, libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
     ),
-    case(
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to 169.254.169.254 from an IPv6 socket (IPv4-mapped \
          ::ffff:169.254.169.254); benign: the host does",
         Expect::Denied,
-        |c| connect6_in(&c.container, METADATA_IP_MAPPED, 80),
-        |c| connect6_in(&c.host, METADATA_IP_MAPPED, 80),
+        |_, cg| connect6_in(cg, METADATA_IP_MAPPED, 80),
     ),
     case(
         "container-hardening/credential-files",
@@ -499,20 +511,18 @@ const CASES: &[Case] = &[
         |c| open_in(&c.container, "/proc/self/root/etc/shadow", libc::O_RDONLY),
         |c| cat_by(&c.host, SSHD, "/proc/self/root/etc/shadow"),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container mounts a tmpfs with the new mount API (fsopen, fsmount, move_mount); \
          benign: the host does",
         Expect::Denied,
-        |c| new_mount_api_in(&c.container),
-        |c| new_mount_api_in(&c.host),
+        |_, cg| new_mount_api_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container calls kexec_load (no segments); benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], kexec_load),
-        |c| op_in(&c.host, &[], kexec_load),
+        |_, cg| op_in(cg, &[], kexec_load),
     ),
     case(
         "container-hardening/setuid-bits",
@@ -521,12 +531,11 @@ const CASES: &[Case] = &[
         |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o4755),
         |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o644),
     ),
-    case(
+    same_on_host(
         "container-hardening/setuid-bits",
         "a container makes a directory setgid (chmod 2775); benign: the host does",
         Expect::Denied,
-        |c| chmod_in(&c.container, &format!("{DIR}/data/setgid-dir"), 0o2775),
-        |c| chmod_in(&c.host, &format!("{DIR}/data/setgid-dir"), 0o2775),
+        |_, cg| chmod_in(cg, &format!("{DIR}/data/setgid-dir"), 0o2775),
     ),
     // host-detections
     case(
@@ -647,7 +656,14 @@ const CASES: &[Case] = &[
          apt-get's path) installs one",
         Expect::Audited,
         |c| create_in(&c.host, "/usr/lib/e2e-rules-dropped.so"),
-        |c| exec_in(&c.host, APT_GET, "touch", &["/usr/lib/e2e-rules-installed.so"]),
+        |c| {
+            exec_in(
+                &c.host,
+                APT_GET,
+                "touch",
+                &["/usr/lib/e2e-rules-installed.so"],
+            )
+        },
     ),
     case(
         "host-detections/system-files-changed",
@@ -687,12 +703,11 @@ const CASES: &[Case] = &[
         |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o644),
     ),
     // container-detections
-    case(
+    same_on_host(
         "container-detections/package-management",
         "apt-get runs in a container; benign: on the host",
         Expect::Audited,
-        |c| exec_in(&c.container, "/usr/bin/apt-get", "true", &[]),
-        |c| exec_in(&c.host, "/usr/bin/apt-get", "true", &[]),
+        |_, cg| exec_in(cg, "/usr/bin/apt-get", "true", &[]),
     ),
     case(
         "container-detections/mining-pool-port",
@@ -701,12 +716,11 @@ const CASES: &[Case] = &[
         |c| connect_in(&c.container, "127.0.0.1", MINING_PORT),
         |c| connect_in(&c.container, "127.0.0.1", PLAIN_PORT),
     ),
-    case(
+    same_on_host(
         "container-detections/mining-pool-port",
         "a container connects to port 14444; benign: the host does",
         Expect::Audited,
-        |c| connect_in(&c.container, "127.0.0.1", 14444),
-        |c| connect_in(&c.host, "127.0.0.1", 14444),
+        |_, cg| connect_in(cg, "127.0.0.1", 14444),
     ),
     case(
         "container-detections/system-config-changed",
@@ -813,12 +827,11 @@ const CASES: &[Case] = &[
         |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
         |c| named_runs(&c.container, "runc", "/bin/echo hello"),
     ),
-    case(
+    same_on_host(
         "container-alerts/terminal-shell",
         "runc starts a shell in a container; benign: runc starts one on the host",
         Expect::Alerted,
-        |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
-        |c| named_runs(&c.host, "runc", "/bin/sh -c true"),
+        |_, cg| named_runs(cg, "runc", "/bin/sh -c true"),
     ),
 ];
 
@@ -1070,33 +1083,42 @@ fn unlink_in(cg: &Cgroup, path: &str) -> Result<Done> {
     })
 }
 
-fn connect_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+/// An IPv4 socket address.
+fn sockaddr4(ip: &str, port: u16) -> Result<libc::sockaddr_in> {
     let addr: std::net::Ipv4Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
-    let sin = libc::sockaddr_in {
+    Ok(libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(addr).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    })
+}
+
+/// A TCP connect to `addr` (a socket address of `family`) from a child in `cg`.
+fn connect_to<T: Copy + Send + Sync + 'static>(cg: &Cgroup, family: i32, addr: T) -> Result<Done> {
     op_in(cg, &[], move || {
-        // SAFETY: a socket and a sockaddr_in on the stack.
+        // SAFETY: a socket and a socket address in the child's copy of the memory.
         unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let fd = libc::socket(family, libc::SOCK_STREAM, 0);
             if fd < 0 {
                 return errno_of(-1);
             }
             errno_of(
                 libc::connect(
                     fd,
-                    std::ptr::from_ref(&sin).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    std::ptr::from_ref(&addr).cast(),
+                    std::mem::size_of::<T>() as libc::socklen_t,
                 )
                 .into(),
             )
         }
     })
+}
+
+fn connect_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+    connect_to(cg, libc::AF_INET, sockaddr4(ip, port)?)
 }
 
 fn socket_in(cg: &Cgroup, family: i32, kind: i32, protocol: i32) -> Result<Done> {
@@ -1329,36 +1351,12 @@ fn connect6_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
     sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     sin6.sin6_port = port.to_be();
     sin6.sin6_addr.s6_addr = addr.octets();
-    op_in(cg, &[], move || {
-        // SAFETY: a socket and a sockaddr_in6 in the child's copy of the memory.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
-            if fd < 0 {
-                return errno_of(-1);
-            }
-            errno_of(
-                libc::connect(
-                    fd,
-                    std::ptr::from_ref(&sin6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-                .into(),
-            )
-        }
-    })
+    connect_to(cg, libc::AF_INET6, sin6)
 }
 
 /// One UDP datagram to `ip:port` with sendto (no connect).
 fn sendto_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
-    let addr: std::net::Ipv4Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sin = sockaddr4(ip, port)?;
     op_in(cg, &[], move || {
         let data = *b"ping";
         // SAFETY: a socket, a buffer and a sockaddr_in on the stack.
@@ -1698,8 +1696,7 @@ fn run_cases() -> Result<()> {
     let mut done = Vec::new();
     let mut problems = Vec::new();
     for case in CASES {
-        let benign = (case.benign)(&ctx).with_context(|| format!("{}: benign", case.rule))?;
-        let attack = (case.attack)(&ctx).with_context(|| format!("{}: attack", case.rule))?;
+        let (attack, benign) = case.perform(&ctx)?;
         for p in check_end(case, &attack, &benign) {
             problems.push(format!("{} ({}): {p}", case.rule, case.what));
         }
