@@ -261,7 +261,7 @@ const CASES: &[Case] = &[
         },
     ),
     case(
-        "host-hardening/credential-files",
+        "host-only-hardening/credential-files",
         "cat reads /etc/shadow on the host; benign: the same busybox copied to an \
          authentication binary's path (unix_chkpwd) does",
         Expect::Denied,
@@ -269,7 +269,7 @@ const CASES: &[Case] = &[
         |c| cat_by(&c.host, UNIX_CHKPWD, "/etc/shadow"),
     ),
     case(
-        "host-hardening/credential-files",
+        "host-only-hardening/credential-files",
         "sudo's shell execs cat on /etc/gshadow (an exec drops the exception); benign: sudo's \
          own process reads it",
         Expect::Denied,
@@ -277,7 +277,7 @@ const CASES: &[Case] = &[
         |c| cat_by(&c.host, SUDO, "/etc/gshadow"),
     ),
     case(
-        "host-hardening/credential-files",
+        "host-only-hardening/credential-files",
         "the test program itself opens /etc/shadow; benign: it opens /etc/passwd",
         Expect::Denied,
         |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
@@ -651,7 +651,7 @@ const CASES: &[Case] = &[
         },
     ),
     case(
-        "host-detections/system-files-changed",
+        "host-only-detections/system-files-changed",
         "a library dropped into /usr/lib on the host; benign: a package manager (busybox at \
          apt-get's path) installs one",
         Expect::Audited,
@@ -666,7 +666,7 @@ const CASES: &[Case] = &[
         },
     ),
     case(
-        "host-detections/system-files-changed",
+        "host-only-detections/system-files-changed",
         "a host configuration file appended to; benign: dpkg (busybox at its path) appends to \
          one",
         Expect::Audited,
@@ -681,7 +681,7 @@ const CASES: &[Case] = &[
         },
     ),
     case(
-        "host-detections/setuid-bits",
+        "host-only-detections/setuid-bits",
         "the host makes a file setuid (chmod 4755); benign: a package manager (busybox at \
          apt-get's path) does",
         Expect::Audited,
@@ -696,7 +696,7 @@ const CASES: &[Case] = &[
         },
     ),
     case(
-        "host-detections/setuid-bits",
+        "host-only-detections/setuid-bits",
         "the host makes a file setgid (chmod 2755); benign: it chmods the file 644",
         Expect::Audited,
         |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o2755),
@@ -1504,6 +1504,7 @@ fn setup() -> Result<()> {
     // Garbage: the LSM hooks run before the kernel looks at the format.
     fs::write(format!("{DIR}/bogus.ko"), [0x5au8; 4096])?;
     write_if_missing("/etc/shadow", "root:*:19000:0:99999:7:::\n")?;
+    write_if_missing("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")?;
     write_if_missing("/etc/sudoers", "root ALL=(ALL:ALL) ALL\n")?;
     write_if_missing("/etc/gshadow", "root:*::\n")?;
     write_if_missing("/etc/sudoers.d/e2e-rules-users", "admin ALL=(ALL) ALL\n")?;
