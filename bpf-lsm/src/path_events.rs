@@ -22,7 +22,7 @@ pub struct PathRecord {
 }
 
 /// policy-lang's names of the file operations, by bit.
-const OP_NAMES: [(u32, &str); 12] = [
+const OP_NAMES: [(u32, &str); 14] = [
     (abi::OP_READ, "read"),
     (abi::OP_WRITE, "write"),
     (abi::OP_APPEND, "append"),
@@ -35,6 +35,8 @@ const OP_NAMES: [(u32, &str); 12] = [
     (abi::OP_TRUNCATE, "truncate"),
     (abi::OP_EXEC, "exec"),
     (abi::OP_MMAP_EXEC, "mmap_exec"),
+    (abi::OP_CHMOD_SETUID, "chmod_setuid"),
+    (abi::OP_CHMOD_SETGID, "chmod_setgid"),
 ];
 
 /// The operations the path hooks report.
@@ -43,6 +45,8 @@ const PATH_OPS: u32 = abi::OP_CREATE
     | abi::OP_RENAME
     | abi::OP_LINK
     | abi::OP_CHMOD
+    | abi::OP_CHMOD_SETUID
+    | abi::OP_CHMOD_SETGID
     | abi::OP_CHOWN
     | abi::OP_TRUNCATE
     | abi::OP_MMAP_EXEC;

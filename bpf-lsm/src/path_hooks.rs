@@ -27,6 +27,9 @@ const fn p(program: &'static str, hook: &'static str, ops: u32) -> PathProgram {
     }
 }
 
+/// A chmod, plain or setting setuid or setgid.
+const CHMOD_OPS: u32 = abi::OP_CHMOD | abi::OP_CHMOD_SETUID | abi::OP_CHMOD_SETGID;
+
 /// Every path and mmap program, in attach order.
 pub const PATH_PROGRAMS: &[PathProgram] = &[
     // open(O_CREAT) of a new file goes through path_mknod (may_o_create).
@@ -41,7 +44,7 @@ pub const PATH_PROGRAMS: &[PathProgram] = &[
     p("enf_path_rmdir", "path_rmdir", abi::OP_DELETE),
     p("enf_path_rename", "path_rename", abi::OP_RENAME),
     p("enf_path_link", "path_link", abi::OP_LINK),
-    p("enf_path_chmod", "path_chmod", abi::OP_CHMOD),
+    p("enf_path_chmod", "path_chmod", CHMOD_OPS),
     p("enf_path_chown", "path_chown", abi::OP_CHOWN),
     p("enf_path_truncate", "path_truncate", abi::OP_TRUNCATE),
     PathProgram {
@@ -59,7 +62,7 @@ pub const PATH_OPS: u32 = abi::OP_CREATE
     | abi::OP_DELETE
     | abi::OP_RENAME
     | abi::OP_LINK
-    | abi::OP_CHMOD
+    | CHMOD_OPS
     | abi::OP_CHOWN
     | abi::OP_TRUNCATE
     | abi::OP_MMAP_EXEC;
@@ -97,6 +100,10 @@ mod tests {
         assert_eq!(
             names(&programs_for(abi::OP_MMAP_EXEC, |_| true)),
             vec!["mmap_file", "file_mprotect"]
+        );
+        assert_eq!(
+            names(&programs_for(abi::OP_CHMOD_SETUID, |_| true)),
+            vec!["path_chmod"]
         );
     }
 

@@ -70,8 +70,10 @@ pub mod ops {
     pub const TRUNCATE: u32 = crate::abi::OP_TRUNCATE;
     pub const EXEC: u32 = crate::abi::OP_EXEC;
     pub const MMAP_EXEC: u32 = crate::abi::OP_MMAP_EXEC;
-    /// Every file operation (`FileOp::ALL`: 12 of them).
-    pub const ALL: u32 = (1 << 12) - 1;
+    pub const CHMOD_SETUID: u32 = crate::abi::OP_CHMOD_SETUID;
+    pub const CHMOD_SETGID: u32 = crate::abi::OP_CHMOD_SETGID;
+    /// Every file operation (`FileOp::ALL`: 14 of them).
+    pub const ALL: u32 = (1 << 14) - 1;
 }
 
 /// Network operation, family and protocol bits of [`NetRule`]: bit i is the

@@ -794,6 +794,8 @@ policies:
                 | ops::RENAME
                 | ops::LINK
                 | ops::CHMOD
+                | ops::CHMOD_SETUID
+                | ops::CHMOD_SETGID
                 | ops::CHOWN
                 | ops::TRUNCATE
         );

@@ -43,7 +43,7 @@ const RULE_KEYS: &[&str] = &[
 ];
 const MATCH_KEYS: &[&str] = &["exec", "file", "network", "kernel", "condition"];
 const EXEC_KEYS: &[&str] = &["path", "parent", "ancestor", "uid"];
-const FILE_MATCH_KEYS: &[&str] = &["path", "ops", "from", "except_from"];
+const FILE_MATCH_KEYS: &[&str] = &["path", "ops", "mode", "from", "except_from"];
 const NET_KEYS: &[&str] = &[
     "ops",
     "family",
@@ -873,11 +873,12 @@ impl Checker {
         let path = self.required(&f, "path", "`file`")?;
         let paths = self.patterns(path, "`path`");
         let ops = match f.get("ops") {
-            Some(o) => mask_of(
-                &self.vocab(o, "file operation", FileOp::NAMES, FileOp::from_name),
-                FileOp::bit,
-            ),
+            Some(o) => self.file_ops(o),
             None => mask_of(FileOp::ALL, FileOp::bit),
+        };
+        let ops = match f.get("mode") {
+            Some(m) => self.chmod_modes(m, ops, f.key_span("mode").unwrap_or(m.span))?,
+            None => ops,
         };
         let binaries = self.binaries(&f);
         Some(FileMatch {
@@ -885,6 +886,92 @@ impl Checker {
             ops,
             binaries,
         })
+    }
+
+    /// A file rule's `ops`: `chmod` covers every chmod (those that set setuid or setgid
+    /// too); those two are asked for with `mode:`, not by their internal names.
+    fn file_ops(&mut self, o: &Node) -> u32 {
+        let mut ops = 0;
+        for (s, span) in self.strings(o, "file operation") {
+            match FileOp::from_name(&s) {
+                Some(op @ (FileOp::ChmodSetuid | FileOp::ChmodSetgid)) => self.err(
+                    Diagnostic::error("E0113", span, format!("`{s}` is not a rule operation"))
+                        .with_help(format!(
+                            "write `ops: [chmod]` with `mode: [{}]`",
+                            if op == FileOp::ChmodSetuid {
+                                "setuid"
+                            } else {
+                                "setgid"
+                            }
+                        )),
+                ),
+                Some(FileOp::Chmod) => ops |= FileOp::CHMOD_ALL,
+                Some(op) => ops |= op.bit(),
+                None => {
+                    let names: Vec<&str> = FileOp::NAMES
+                        .iter()
+                        .copied()
+                        .filter(|n| !n.starts_with("chmod_"))
+                        .collect();
+                    self.unknown_name(&s, span, "file operation", &names);
+                }
+            }
+        }
+        ops
+    }
+
+    /// `mode: [setuid, setgid]`: the rule is about a chmod that sets one of these bits, so
+    /// its `ops` must be `[chmod]` and nothing else.
+    fn chmod_modes(&mut self, m: &Node, ops: u32, span: Span) -> Option<u32> {
+        if ops != FileOp::CHMOD_ALL {
+            self.err(
+                Diagnostic::error(
+                    "E0113",
+                    span,
+                    "`mode` is a condition on `chmod` only, and the rule has other operations",
+                )
+                .with_help("set `ops: [chmod]` in this rule, and move the other operations to a rule of their own"),
+            );
+            return None;
+        }
+        let modes = self.vocab(m, "chmod mode", ChmodMode::NAMES, ChmodMode::from_name);
+        if modes.is_empty() {
+            return None;
+        }
+        Some(mask_of(&modes, |m| m.op().bit()))
+    }
+
+    /// A test chmod's new mode, octal (`4755`, `"0644"`): the operation it is.
+    fn test_chmod_mode(&mut self, m: &Node) -> Option<FileOp> {
+        let text = self.string(m, "`mode`")?;
+        let mode = match u32::from_str_radix(text.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o7777 => v,
+            _ => {
+                self.err(
+                    Diagnostic::error(
+                        "E0106",
+                        m.span,
+                        format!("`{text}` is not an octal file mode"),
+                    )
+                    .with_help("write the new mode in octal, as chmod takes it: `4755`, `644`"),
+                );
+                return None;
+            }
+        };
+        if mode & 0o6000 == 0o6000 {
+            self.err(
+                Diagnostic::error(
+                    "E0701",
+                    m.span,
+                    format!("`{text}` sets both setuid and setgid"),
+                )
+                .with_help(
+                    "a test decides one operation: write one test with `4755` and one with `2755`",
+                ),
+            );
+            return None;
+        }
+        Some(FileOp::of_chmod(mode))
     }
 
     fn net_match(&mut self, n: &Node) -> Option<NetworkMatch> {
@@ -1112,9 +1199,24 @@ impl Checker {
                 })
             }
             "file" => {
-                let ff = self.fields(body, "`file`", &["op", "path"])?;
+                let ff = self.fields(body, "`file`", &["op", "path", "mode"])?;
                 let op = self.required(&ff, "op", "`file`")?;
                 let op = self.one_vocab(op, "file operation", FileOp::NAMES, FileOp::from_name);
+                let op = match (op, ff.get("mode")) {
+                    (Some(FileOp::Chmod), Some(m)) => self.test_chmod_mode(m),
+                    (Some(_), Some(m)) => {
+                        self.err(
+                            Diagnostic::error(
+                                "E0701",
+                                m.span,
+                                "a test's `mode` is the new mode of a `chmod`",
+                            )
+                            .with_help("set `op: chmod`, or remove `mode`"),
+                        );
+                        None
+                    }
+                    (op, _) => op,
+                };
                 let path = self.required(&ff, "path", "`file`")?;
                 let path = self.string(path, "`path`");
                 Some(Operation::File {

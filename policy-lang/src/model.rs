@@ -59,8 +59,45 @@ vocabulary!(
         Read => "read", Write => "write", Append => "append", Create => "create",
         Delete => "delete", Rename => "rename", Link => "link", Chmod => "chmod",
         Chown => "chown", Truncate => "truncate", Exec => "exec", MmapExec => "mmap_exec",
+        // A chmod whose new mode has the setuid or setgid bit. Rules name them as `chmod`
+        // with `mode: [setuid, setgid]`; `chmod` alone covers them too.
+        ChmodSetuid => "chmod_setuid", ChmodSetgid => "chmod_setgid",
     }
 );
+vocabulary!(
+    /// Special mode bits a `chmod` rule can ask for (`mode:`).
+    ChmodMode { Setuid => "setuid", Setgid => "setgid" }
+);
+
+impl ChmodMode {
+    /// The file operation of a chmod that sets this bit.
+    pub fn op(self) -> FileOp {
+        match self {
+            ChmodMode::Setuid => FileOp::ChmodSetuid,
+            ChmodMode::Setgid => FileOp::ChmodSetgid,
+        }
+    }
+}
+
+impl FileOp {
+    /// Every chmod: plain, or one that sets setuid or setgid.
+    pub const CHMOD_ALL: u32 = (1 << FileOp::Chmod as u32)
+        | (1 << FileOp::ChmodSetuid as u32)
+        | (1 << FileOp::ChmodSetgid as u32);
+
+    /// The operation of a chmod to `mode` (the new mode, with its S_ISUID 0o4000 and S_ISGID
+    /// 0o2000 bits). With both, the kernel decides each and the stricter wins; a test names
+    /// one (checking refuses both).
+    pub fn of_chmod(mode: u32) -> FileOp {
+        if mode & 0o4000 != 0 {
+            FileOp::ChmodSetuid
+        } else if mode & 0o2000 != 0 {
+            FileOp::ChmodSetgid
+        } else {
+            FileOp::Chmod
+        }
+    }
+}
 vocabulary!(
     NetOp { Connect => "connect", Bind => "bind", Listen => "listen", Send => "send" }
 );

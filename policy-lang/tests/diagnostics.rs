@@ -38,6 +38,12 @@ fn more_errors() {
     snapshot("more_errors");
 }
 
+/// `mode:` on chmod rules, and a test chmod's new mode.
+#[test]
+fn chmod_mode_errors() {
+    snapshot("chmod_mode");
+}
+
 #[test]
 fn conflicting_rules() {
     snapshot("conflicts");

@@ -156,6 +156,59 @@ fn every_test_case_passes() {
     assert_eq!(report.passed(), set.tests.len());
 }
 
+const SETID: &str = r#"
+policies:
+  - name: setid
+    select: {host: true}
+    mode: enforce
+    rules:
+      - name: no-setuid
+        action: deny
+        file: {path: /**, ops: [chmod], mode: [setuid]}
+      - name: audit-setgid
+        action: audit
+        file: {path: /**, ops: [chmod], mode: setgid}
+      - name: chmod-in-etc
+        action: audit
+        file: {path: /etc/**, ops: [chmod]}
+tests:
+  - name: u+s is denied
+    process: /bin/chmod
+    file: {op: chmod, path: /home/u/sh, mode: 4755}
+    expect: {verdict: deny, rule: setid/no-setuid}
+  - name: g+s is audited
+    process: /bin/chmod
+    file: {op: chmod, path: /srv/share, mode: "2775"}
+    expect: {verdict: audit, rule: setid/audit-setgid}
+  - name: a plain chmod is allowed
+    process: /bin/chmod
+    file: {op: chmod, path: /home/u/sh, mode: "0644"}
+    expect: allow
+  - name: a chmod without a mode is a plain one
+    process: /bin/chmod
+    file: {op: chmod, path: /home/u/sh}
+    expect: allow
+  - name: a chmod rule covers a setgid chmod
+    process: /bin/chmod
+    file: {op: chmod, path: /etc/ssl/private, mode: 2750}
+    expect: {verdict: audit, rule: setid/audit-setgid}
+  - name: a chmod rule covers a plain chmod
+    process: /bin/chmod
+    file: {op: chmod, path: /etc/ssl/private, mode: 750}
+    expect: {verdict: audit, rule: setid/chmod-in-etc}
+"#;
+
+/// `mode: [setuid, setgid]` picks the chmods that set those bits; `chmod` alone covers all.
+#[test]
+fn chmod_mode_picks_setuid_and_setgid() {
+    let set = load_sources([("setid.yaml", SETID)]).unwrap_or_else(|e| panic!("{}", e.render()));
+    let plan = compile(&set, &KernelFeatures::full()).unwrap();
+    let report = run_tests(&set, &plan).unwrap();
+    let text = report.render(&set.sources);
+    assert_eq!(report.failed(), 0, "{text}");
+    assert_eq!(report.passed(), set.tests.len());
+}
+
 #[test]
 fn plan_is_json_and_explains_itself() {
     let set = load_sources([("web.yaml", WEB)]).unwrap();

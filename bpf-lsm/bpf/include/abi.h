@@ -108,6 +108,10 @@
 #define ENF_OP_TRUNCATE (1u << 9)
 #define ENF_OP_EXEC (1u << 10)
 #define ENF_OP_MMAP_EXEC (1u << 11)
+/* A chmod whose new mode sets S_ISUID / S_ISGID: decided instead of CHMOD
+ * (a plain `chmod` rule holds these bits too). */
+#define ENF_OP_CHMOD_SETUID (1u << 12)
+#define ENF_OP_CHMOD_SETGID (1u << 13)
 
 /* Network operation bits (enf_net_rule.ops, enf_net_event.op): bit i is the
  * i-th operation of policy-lang's NetOp list. */

@@ -271,9 +271,14 @@ impl Learned {
 
 /// The policy file operations one file event stands for. The file-level operation the event
 /// names wins; an `open` is read, write and append from its flags (an append is also a
-/// write, as the kernel decides it), or `exec` for the kernel's own exec opens.
+/// write, as the kernel decides it), or `exec` for the kernel's own exec opens. A chmod that
+/// set setuid or setgid is learned as `chmod` (rules spell those with `mode:`).
 pub fn file_ops(operation: &str, file_operation: Option<&str>, flags: Option<u32>) -> Vec<FileOp> {
     let named = file_operation.unwrap_or(operation);
+    // `chmod_setuid`, `chmod_setgid` or both (`chmod_setuid+chmod_setgid`).
+    if named.starts_with("chmod_set") {
+        return vec![FileOp::Chmod];
+    }
     if let Some(op) = FileOp::from_name(named) {
         return vec![op];
     }

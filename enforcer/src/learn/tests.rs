@@ -138,6 +138,10 @@ fn file_ops_from_open_flags_and_named_operations() {
     assert_eq!(file_ops("create", None, None), vec![FileOp::Create]);
     assert_eq!(file_ops("path", Some("unlink"), None), vec![FileOp::Delete]);
     assert_eq!(file_ops("chmod", Some("chmod"), None), vec![FileOp::Chmod]);
+    assert_eq!(
+        file_ops("chmod", Some("chmod_setuid+chmod_setgid"), None),
+        vec![FileOp::Chmod]
+    );
     assert!(file_ops("ioctl", None, None).is_empty());
     assert!(file_ops("open", None, None).is_empty());
 }

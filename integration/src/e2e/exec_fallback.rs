@@ -16,7 +16,8 @@ use bpf_lsm::{Action, Record};
 
 use super::cgroup::Cgroup;
 use super::command::capture;
-use super::kernel_plan::{busybox_copy, exec_plan, fixture, load, records, RULE};
+use super::hand_plan::{load, records};
+use super::kernel_plan::{busybox_copy, exec_plan, fixture, RULE};
 use super::Test;
 
 pub const TESTS: &[Test] = &[Test::new(

@@ -15,12 +15,13 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use bpf_lsm::{
-    decode_record, kops, Action, CgroupPolicies, EventRing, KernelDefault, KernelKey,
-    KernelKeyRules, KernelOp, KernelOpRule, KernelOpsPlan, KernelPlan, KernelPolicy, KernelRecord,
-    KernelSubject, Loaded, Mode, Record,
+    kops, Action, CgroupPolicies, EventRing, KernelDefault, KernelKey, KernelKeyRules, KernelOp,
+    KernelOpRule, KernelOpsPlan, KernelPlan, KernelPolicy, KernelRecord, KernelSubject, Loaded,
+    Mode, Record,
 };
 
 use super::cgroup::{write_own_pid, Cgroup};
+use super::hand_plan::{load, records};
 use super::Test;
 
 pub const TESTS: &[Test] = &[
@@ -100,20 +101,14 @@ fn plan(cg: &Cgroup, mode: Mode, rules: &[R], default: Option<Action>) -> Result
     })
 }
 
-fn load(plan: &KernelPlan) -> Result<(Loaded, EventRing)> {
-    let mut loaded = Loaded::apply(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ring = loaded.take_events()?;
-    Ok((loaded, ring))
-}
-
 fn kernel_records(ring: &mut EventRing) -> Result<Vec<KernelRecord>> {
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        if let Record::Kernel(k) = decode_record(&item).context("decoding a kernel record")? {
-            out.push(k);
-        }
-    }
-    Ok(out)
+    Ok(records(ring)?
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Kernel(k) => Some(k),
+            _ => None,
+        })
+        .collect())
 }
 
 /// How the child ended.
@@ -401,6 +396,38 @@ fn op(o: KernelOp) -> KernelKey {
     KernelKey::Op(o.bit())
 }
 
+/// A cgroup named `name` and a loaded plan with one enforced deny rule `id` on `ops` for it.
+fn deny_rule(name: &str, id: u32, ops: &[KernelOp]) -> Result<(Cgroup, Loaded, EventRing)> {
+    let cg = Cgroup::create(name)?;
+    let keys = ops.iter().map(|&o| op(o)).collect();
+    let (loaded, ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[R(id, Action::Deny, keys)],
+        None,
+    )?)?;
+    Ok((cg, loaded, ring))
+}
+
+/// `op` fails with EPERM inside `cg` and ends in one of `outside_ok` outside it; returns the
+/// inside child's pid.
+fn denied_inside_not_outside(cg: &Cgroup, op: &Op, what: &str, outside_ok: &[i32]) -> Result<u32> {
+    let pid = denied_inside(cg, op, what)?;
+    outside(op, what, outside_ok)?;
+    Ok(pid)
+}
+
+/// The deny record of `pid`'s kernel operation `o` under rule `id` in `cg`.
+fn denied_record<'a>(
+    rs: &'a [KernelRecord],
+    pid: u32,
+    o: KernelOp,
+    cg: &Cgroup,
+    id: u32,
+) -> Result<&'a KernelRecord> {
+    record_of(rs, pid, KernelSubject::Op(o), cg, Some(id), Action::Deny)
+}
+
 fn mount_and_umount() -> Result<()> {
     let cg = Cgroup::create("kops-mount")?;
     let dir = "/tmp/kops-mnt";
@@ -422,45 +449,23 @@ fn mount_and_umount() -> Result<()> {
     let mount = Op::Mount {
         target: target.clone(),
     };
-    let pid = denied_inside(&cg, &mount, "mount")?;
-    outside(&mount, "mount", &[0])?;
+    let pid = denied_inside_not_outside(&cg, &mount, "mount", &[0])?;
     // A tmpfs mounted outside cannot be unmounted inside.
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "none", dir])
         .status()?;
     ensure!(mounted.success(), "mount -t tmpfs none {dir}");
     let umount = Op::Umount { target };
-    let upid = denied_inside(&cg, &umount, "umount")?;
-    outside(&umount, "umount", &[0])?;
+    let upid = denied_inside_not_outside(&cg, &umount, "umount", &[0])?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::Mount),
-        &cg,
-        Some(1),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, pid, KernelOp::Mount, &cg, 1)?;
     ensure!(r.path == dir.as_bytes() && r.arg == 0, "{r:#?}");
-    record_of(
-        &rs,
-        upid,
-        KernelSubject::Op(KernelOp::Umount),
-        &cg,
-        Some(1),
-        Action::Deny,
-    )?;
+    denied_record(&rs, upid, KernelOp::Umount, &cg, 1)?;
     Ok(())
 }
 
 fn ptrace_attach_and_traceme() -> Result<()> {
-    let cg = Cgroup::create("kops-ptrace")?;
-    let (loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(2, Action::Deny, vec![op(KernelOp::Ptrace)])],
-        None,
-    )?)?;
+    let (cg, loaded, mut ring) = deny_rule("kops-ptrace", 2, &[KernelOp::Ptrace])?;
     for p in ["enf_ptrace_access_check", "enf_ptrace_traceme"] {
         ensure!(loaded.attached().contains(&p), "{:?}", loaded.attached());
     }
@@ -470,36 +475,20 @@ fn ptrace_attach_and_traceme() -> Result<()> {
         pid: i32::try_from(tpid)?,
     };
     let result = (|| -> Result<(u32, u32)> {
-        let pid = denied_inside(&cg, &seize, "PTRACE_SEIZE")?;
-        outside(&seize, "PTRACE_SEIZE", &[0])?;
+        let pid = denied_inside_not_outside(&cg, &seize, "PTRACE_SEIZE", &[0])?;
         // Reading another process's /proc files is not ptrace.
         let status = cg.run(Command::new("cat").arg(format!("/proc/{tpid}/stat")))?;
         ensure!(status.status.success(), "{status}");
-        let me = denied_inside(&cg, &Op::PtraceTraceme, "PTRACE_TRACEME")?;
-        outside(&Op::PtraceTraceme, "PTRACE_TRACEME", &[0])?;
+        let me = denied_inside_not_outside(&cg, &Op::PtraceTraceme, "PTRACE_TRACEME", &[0])?;
         Ok((pid, me))
     })();
     let _ = target.kill();
     let _ = target.wait();
     let (pid, me) = result?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::Ptrace),
-        &cg,
-        Some(2),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, pid, KernelOp::Ptrace, &cg, 2)?;
     ensure!(r.arg == u64::from(tpid) && r.arg2 != 0, "{r:#?}");
-    let r = record_of(
-        &rs,
-        me,
-        KernelSubject::Op(KernelOp::Ptrace),
-        &cg,
-        Some(2),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, me, KernelOp::Ptrace, &cg, 2)?;
     ensure!(
         r.arg == u64::from(std::process::id()) && r.arg2 == 0,
         "{r:#?}"
@@ -507,24 +496,23 @@ fn ptrace_attach_and_traceme() -> Result<()> {
     Ok(())
 }
 
-fn bpf_syscall() -> Result<()> {
-    let cg = Cgroup::create("kops-bpf")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(3, Action::Deny, vec![op(KernelOp::Bpf)])],
-        None,
-    )?)?;
-    let pid = denied_inside(&cg, &Op::BpfMapCreate, "BPF_MAP_CREATE")?;
-    outside(&Op::BpfMapCreate, "BPF_MAP_CREATE", &[0])?;
+/// Rule `id` denies kernel operation `kop` in a cgroup named `name`: `o` (which is that
+/// operation, described by `what`) fails with EPERM inside and works outside. Returns its deny
+/// record, for the caller's checks of the arguments.
+fn one_op_denied(name: &str, id: u32, kop: KernelOp, o: &Op, what: &str) -> Result<KernelRecord> {
+    let (cg, _loaded, mut ring) = deny_rule(name, id, &[kop])?;
+    let pid = denied_inside_not_outside(&cg, o, what, &[0])?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::Bpf),
-        &cg,
-        Some(3),
-        Action::Deny,
+    denied_record(&rs, pid, kop, &cg, id).cloned()
+}
+
+fn bpf_syscall() -> Result<()> {
+    let r = one_op_denied(
+        "kops-bpf",
+        3,
+        KernelOp::Bpf,
+        &Op::BpfMapCreate,
+        "BPF_MAP_CREATE",
     )?;
     ensure!(r.arg == 0, "BPF_MAP_CREATE is command 0: {r:#?}");
     Ok(())
@@ -537,13 +525,7 @@ fn bogus_file(path: &str) -> Result<File> {
 }
 
 fn module_load() -> Result<()> {
-    let cg = Cgroup::create("kops-module")?;
-    let (loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(4, Action::Deny, vec![op(KernelOp::ModuleLoad)])],
-        None,
-    )?)?;
+    let (cg, loaded, mut ring) = deny_rule("kops-module", 4, &[KernelOp::ModuleLoad])?;
     for p in ["enf_kernel_read_file", "enf_kernel_load_data"] {
         ensure!(loaded.attached().contains(&p), "{:?}", loaded.attached());
     }
@@ -566,107 +548,54 @@ fn module_load() -> Result<()> {
         &[libc::ENOEXEC, libc::EINVAL, libc::EBADMSG],
     )?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        by_file,
-        KernelSubject::Op(KernelOp::ModuleLoad),
-        &cg,
-        Some(4),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, by_file, KernelOp::ModuleLoad, &cg, 4)?;
     ensure!(
         r.arg == 2 && r.arg2 == 0 && r.path == path.as_bytes(),
         "READING_MODULE of the file: {r:#?}"
     );
-    let r = record_of(
-        &rs,
-        by_memory,
-        KernelSubject::Op(KernelOp::ModuleLoad),
-        &cg,
-        Some(4),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, by_memory, KernelOp::ModuleLoad, &cg, 4)?;
     ensure!(r.arg == 2 && r.arg2 == 1, "LOADING_MODULE: {r:#?}");
     Ok(())
 }
 
 fn kexec() -> Result<()> {
-    let cg = Cgroup::create("kops-kexec")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(5, Action::Deny, vec![op(KernelOp::Kexec)])],
-        None,
-    )?)?;
+    let (cg, _loaded, mut ring) = deny_rule("kops-kexec", 5, &[KernelOp::Kexec])?;
     let path = "/tmp/kops-bogus-kernel";
     let file = bogus_file(path)?;
     let by_file = Op::KexecFileLoad {
         fd: file.as_raw_fd(),
     };
-    let fpid = denied_inside(&cg, &by_file, "kexec_file_load")?;
-    outside(&by_file, "kexec_file_load", &[libc::ENOEXEC, libc::EINVAL])?;
-    let mpid = denied_inside(&cg, &Op::KexecLoad, "kexec_load")?;
-    outside(&Op::KexecLoad, "kexec_load", &[0])?;
-    let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        fpid,
-        KernelSubject::Op(KernelOp::Kexec),
+    let fpid = denied_inside_not_outside(
         &cg,
-        Some(5),
-        Action::Deny,
+        &by_file,
+        "kexec_file_load",
+        &[libc::ENOEXEC, libc::EINVAL],
     )?;
+    let mpid = denied_inside_not_outside(&cg, &Op::KexecLoad, "kexec_load", &[0])?;
+    let rs = kernel_records(&mut ring)?;
+    let r = denied_record(&rs, fpid, KernelOp::Kexec, &cg, 5)?;
     ensure!(
         r.arg == 3 && r.path == path.as_bytes(),
         "READING_KEXEC_IMAGE of the file: {r:#?}"
     );
-    let r = record_of(
-        &rs,
-        mpid,
-        KernelSubject::Op(KernelOp::Kexec),
-        &cg,
-        Some(5),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, mpid, KernelOp::Kexec, &cg, 5)?;
     ensure!(r.arg == 3 && r.arg2 == 1, "LOADING_KEXEC_IMAGE: {r:#?}");
     Ok(())
 }
 
 fn setuid_and_setgid_root() -> Result<()> {
-    let cg = Cgroup::create("kops-setuid")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(
-            6,
-            Action::Deny,
-            vec![op(KernelOp::SetuidRoot), op(KernelOp::SetgidRoot)],
-        )],
-        None,
-    )?)?;
+    let (cg, _loaded, mut ring) = deny_rule(
+        "kops-setuid",
+        6,
+        &[KernelOp::SetuidRoot, KernelOp::SetgidRoot],
+    )?;
     // Dropping to 1000 (saved id 0) is allowed; taking 0 back is not.
-    let upid = denied_inside(&cg, &Op::SetuidRoot, "setuid(0)")?;
-    outside(&Op::SetuidRoot, "setuid(0)", &[0])?;
-    let gpid = denied_inside(&cg, &Op::SetgidRoot, "setgid(0)")?;
-    outside(&Op::SetgidRoot, "setgid(0)", &[0])?;
+    let upid = denied_inside_not_outside(&cg, &Op::SetuidRoot, "setuid(0)", &[0])?;
+    let gpid = denied_inside_not_outside(&cg, &Op::SetgidRoot, "setgid(0)", &[0])?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        upid,
-        KernelSubject::Op(KernelOp::SetuidRoot),
-        &cg,
-        Some(6),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, upid, KernelOp::SetuidRoot, &cg, 6)?;
     ensure!(r.arg == 0 && r.arg2 == 1000, "{r:#?}");
-    let r = record_of(
-        &rs,
-        gpid,
-        KernelSubject::Op(KernelOp::SetgidRoot),
-        &cg,
-        Some(6),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, gpid, KernelOp::SetgidRoot, &cg, 6)?;
     ensure!(r.arg == 0 && r.arg2 == 1000, "{r:#?}");
     // Only the gain of root is recorded, not the drop to 1000.
     ensure!(
@@ -677,39 +606,22 @@ fn setuid_and_setgid_root() -> Result<()> {
 }
 
 fn userns_create() -> Result<()> {
-    let cg = Cgroup::create("kops-userns")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(7, Action::Deny, vec![op(KernelOp::UsernsCreate)])],
-        None,
-    )?)?;
-    let pid = denied_inside(&cg, &Op::UnshareUser, "unshare(CLONE_NEWUSER)")?;
-    outside(&Op::UnshareUser, "unshare(CLONE_NEWUSER)", &[0])?;
-    let rs = kernel_records(&mut ring)?;
-    record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::UsernsCreate),
-        &cg,
-        Some(7),
-        Action::Deny,
+    one_op_denied(
+        "kops-userns",
+        7,
+        KernelOp::UsernsCreate,
+        &Op::UnshareUser,
+        "unshare(CLONE_NEWUSER)",
     )?;
     Ok(())
 }
 
 fn raw_and_packet_sockets() -> Result<()> {
-    let cg = Cgroup::create("kops-socket")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(
-            8,
-            Action::Deny,
-            vec![op(KernelOp::RawSocket), op(KernelOp::PacketSocket)],
-        )],
-        None,
-    )?)?;
+    let (cg, _loaded, mut ring) = deny_rule(
+        "kops-socket",
+        8,
+        &[KernelOp::RawSocket, KernelOp::PacketSocket],
+    )?;
     let raw = Op::Socket {
         family: libc::AF_INET,
         kind: libc::SOCK_RAW,
@@ -730,56 +642,30 @@ fn raw_and_packet_sockets() -> Result<()> {
         kind: libc::SOCK_DGRAM,
         protocol: 0,
     };
-    let rpid = denied_inside(&cg, &raw, "socket(AF_INET, SOCK_RAW)")?;
-    outside(&raw, "socket(AF_INET, SOCK_RAW)", &[0])?;
+    let rpid = denied_inside_not_outside(&cg, &raw, "socket(AF_INET, SOCK_RAW)", &[0])?;
     denied_inside(&cg, &raw6, "socket(AF_INET6, SOCK_RAW)")?;
     // AF_PACKET may be a module the guest does not have: then the kernel says so outside.
-    let ppid = denied_inside(&cg, &packet, "socket(AF_PACKET)")?;
-    outside(&packet, "socket(AF_PACKET)", &[0, libc::EAFNOSUPPORT])?;
+    let ppid =
+        denied_inside_not_outside(&cg, &packet, "socket(AF_PACKET)", &[0, libc::EAFNOSUPPORT])?;
     allowed_inside(&cg, &udp, "socket(AF_INET, SOCK_DGRAM)")?;
     let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        rpid,
-        KernelSubject::Op(KernelOp::RawSocket),
-        &cg,
-        Some(8),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, rpid, KernelOp::RawSocket, &cg, 8)?;
     ensure!(
         r.arg == 2 && r.arg2 == (1u64 << 32 | 3),
         "AF_INET, SOCK_RAW, IPPROTO_ICMP: {r:#?}"
     );
-    let r = record_of(
-        &rs,
-        ppid,
-        KernelSubject::Op(KernelOp::PacketSocket),
-        &cg,
-        Some(8),
-        Action::Deny,
-    )?;
+    let r = denied_record(&rs, ppid, KernelOp::PacketSocket, &cg, 8)?;
     ensure!(r.arg == 17, "AF_PACKET: {r:#?}");
     Ok(())
 }
 
 fn perf_event_open() -> Result<()> {
-    let cg = Cgroup::create("kops-perf")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(9, Action::Deny, vec![op(KernelOp::PerfEventOpen)])],
-        None,
-    )?)?;
-    let pid = denied_inside(&cg, &Op::PerfEventOpen, "perf_event_open")?;
-    outside(&Op::PerfEventOpen, "perf_event_open", &[0])?;
-    let rs = kernel_records(&mut ring)?;
-    let r = record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::PerfEventOpen),
-        &cg,
-        Some(9),
-        Action::Deny,
+    let r = one_op_denied(
+        "kops-perf",
+        9,
+        KernelOp::PerfEventOpen,
+        &Op::PerfEventOpen,
+        "perf_event_open",
     )?;
     ensure!(
         r.arg == 1 && r.arg2 == 0,
@@ -789,24 +675,7 @@ fn perf_event_open() -> Result<()> {
 }
 
 fn keyctl() -> Result<()> {
-    let cg = Cgroup::create("kops-keyctl")?;
-    let (_loaded, mut ring) = load(&plan(
-        &cg,
-        Mode::Enforce,
-        &[R(10, Action::Deny, vec![op(KernelOp::Keyctl)])],
-        None,
-    )?)?;
-    let pid = denied_inside(&cg, &Op::AddKey, "add_key")?;
-    outside(&Op::AddKey, "add_key", &[0])?;
-    let rs = kernel_records(&mut ring)?;
-    record_of(
-        &rs,
-        pid,
-        KernelSubject::Op(KernelOp::Keyctl),
-        &cg,
-        Some(10),
-        Action::Deny,
-    )?;
+    one_op_denied("kops-keyctl", 10, KernelOp::Keyctl, &Op::AddKey, "add_key")?;
     Ok(())
 }
 

@@ -11,14 +11,15 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, ensure, Context, Result};
 use bpf_lsm::plan::ops;
 use bpf_lsm::{
-    decode_record, Accept, Action, CgroupPolicies, Edge, EventRing, KernelPlan, KernelPolicy,
-    KernelRule, Loaded, Mode, PathMatcherEntries, Record, SuffixAccept, Wildcard,
+    Action, CgroupPolicies, Edge, KernelPlan, KernelPolicy, KernelRule, Mode, PathMatcherEntries,
+    Record, SuffixAccept, Wildcard,
 };
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, Mode as FileMode};
 
 use super::cgroup::Cgroup;
 use super::command::{capture, Captured};
+use super::hand_plan::{self, load, policy, records, Auto};
 use super::Test;
 
 pub const TESTS: &[Test] = &[
@@ -51,73 +52,6 @@ const EPERM_TEXT: &str = "Operation not permitted";
 pub(super) const RULE: u32 = 100;
 const POLICY: u32 = 7;
 
-/// Builds an automaton the way policy-lang's matcher lays it out: state 1 is
-/// the start, new states are numbered from 2.
-struct Auto {
-    m: PathMatcherEntries,
-    states: u32,
-}
-
-impl Auto {
-    fn new() -> Self {
-        Auto {
-            m: PathMatcherEntries::default(),
-            states: 1,
-        }
-    }
-
-    fn state(&mut self) -> u32 {
-        self.states += 1;
-        self.states
-    }
-
-    /// Literal edges for `/a/b/c` from state 1, reusing existing edges.
-    fn literal(&mut self, path: &str) -> u32 {
-        let mut state = 1;
-        for comp in path.split('/').filter(|c| !c.is_empty()) {
-            let existing = self
-                .m
-                .edges
-                .iter()
-                .find(|e| e.from == state && e.segment == comp.as_bytes())
-                .map(|e| e.to);
-            state = match existing {
-                Some(to) => to,
-                None => {
-                    let to = self.state();
-                    self.m.edges.push(Edge::new(state, comp.as_bytes(), to));
-                    to
-                }
-            };
-        }
-        state
-    }
-
-    fn accept(&mut self, state: u32, rules: &[u32]) {
-        self.m.accepts.push(Accept {
-            state,
-            rules: rules.to_vec(),
-        });
-    }
-
-    /// `/dir/**`: the directory itself and everything below it (an accepting
-    /// state that loops on any component).
-    fn recursive(&mut self, dir: &str, rules: &[u32]) {
-        let s = self.literal(dir);
-        self.m.wildcards.push(Wildcard { from: s, to: s });
-        self.accept(s, rules);
-    }
-}
-
-fn policy(mode: Mode) -> KernelPolicy {
-    KernelPolicy {
-        id: POLICY,
-        mode,
-        file_default: Action::Allow,
-        exec_default: Action::Allow,
-    }
-}
-
 fn rule(id: u32, action: Action, ops: u32) -> KernelRule {
     KernelRule {
         id,
@@ -134,31 +68,7 @@ fn file_plan(
     m: PathMatcherEntries,
     rules: Vec<KernelRule>,
 ) -> Result<KernelPlan> {
-    Ok(KernelPlan {
-        policies: vec![policy(mode)],
-        cgroups: vec![CgroupPolicies {
-            cgroup_id: cg.id()?,
-            policies: vec![POLICY],
-        }],
-        file_matcher: m,
-        rules,
-        ..KernelPlan::default()
-    })
-}
-
-pub(super) fn load(plan: &KernelPlan) -> Result<(Loaded, EventRing)> {
-    // The error's Display carries the verifier log.
-    let mut loaded = Loaded::apply(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ring = loaded.take_events()?;
-    Ok((loaded, ring))
-}
-
-pub(super) fn records(ring: &mut EventRing) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        out.push(decode_record(&item).context("decoding a kernel record")?);
-    }
-    Ok(out)
+    hand_plan::file_plan(cg, POLICY, mode, m, rules)
 }
 
 /// A fresh directory `/tmp/kp-<name>` with the given files (content = name).
@@ -413,11 +323,11 @@ fn most_restrictive_policy_wins() -> Result<()> {
         policies: vec![
             KernelPolicy {
                 id: 20,
-                ..policy(Mode::Enforce)
+                ..policy(POLICY, Mode::Enforce)
             },
             KernelPolicy {
                 id: 21,
-                ..policy(Mode::Enforce)
+                ..policy(POLICY, Mode::Enforce)
             },
         ],
         cgroups: vec![CgroupPolicies {
@@ -471,7 +381,7 @@ pub(super) fn exec_plan(cg: &Cgroup, path: &str, action: Action) -> Result<Kerne
     let s = a.literal(path);
     a.accept(s, &[RULE]);
     Ok(KernelPlan {
-        policies: vec![policy(Mode::Enforce)],
+        policies: vec![policy(POLICY, Mode::Enforce)],
         cgroups: vec![CgroupPolicies {
             cgroup_id: cg.id()?,
             policies: vec![POLICY],

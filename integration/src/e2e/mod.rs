@@ -24,6 +24,7 @@ pub mod exec_fallback;
 pub mod export;
 pub mod file_open;
 pub mod guest;
+pub mod hand_plan;
 pub mod hardening;
 pub mod kernel_ops;
 pub mod kernel_plan;

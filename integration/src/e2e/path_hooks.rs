@@ -7,22 +7,21 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use bpf_lsm::plan::ops;
-use bpf_lsm::{
-    decode_record, Accept, Action, CgroupPolicies, Edge, EventRing, KernelPlan, KernelPolicy,
-    KernelRule, Loaded, Mode, PathMatcherEntries, PathRecord, Record, Wildcard,
-};
+use bpf_lsm::{Action, EventRing, KernelPlan, KernelRule, Mode, PathRecord, Record};
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{mkdirat, Mode as FileMode};
 
 use super::cgroup::Cgroup;
 use super::command::{capture, Captured};
 use super::enforcer_process::Enforcer;
+use super::hand_plan::{self, load, records, Auto};
 use super::Test;
 
 pub const TESTS: &[Test] = &[
@@ -36,6 +35,10 @@ pub const TESTS: &[Test] = &[
     Test::new(
         "chmod_and_chown_by_path_and_descriptor",
         chmod_and_chown_by_path_and_descriptor,
+    ),
+    Test::new(
+        "chmod_setting_setuid_or_setgid_is_its_own_op",
+        chmod_setting_setuid_or_setgid_is_its_own_op,
     ),
     Test::new(
         "truncate_by_path_descriptor_and_open",
@@ -67,42 +70,13 @@ const EPERM: i32 = libc::EPERM;
 const RULE: u32 = 200;
 const POLICY: u32 = 9;
 
-/// The literal states of `dir` from state 1, and `dir/**` accepting `rules`.
-fn recursive(m: &mut PathMatcherEntries, states: &mut u32, dir: &str, rules: &[u32]) {
-    let mut state = 1;
-    for comp in dir.split('/').filter(|c| !c.is_empty()) {
-        let existing = m
-            .edges
-            .iter()
-            .find(|e| e.from == state && e.segment == comp.as_bytes())
-            .map(|e| e.to);
-        state = match existing {
-            Some(to) => to,
-            None => {
-                *states += 1;
-                m.edges.push(Edge::new(state, comp.as_bytes(), *states));
-                *states
-            }
-        };
-    }
-    m.wildcards.push(Wildcard {
-        from: state,
-        to: state,
-    });
-    m.accepts.push(Accept {
-        state,
-        rules: rules.to_vec(),
-    });
-}
-
 /// A one-policy plan: rule `RULE + i` is `(action, ops)` on `dirs[i]/**`, applied to `cg`.
 fn plan(cg: &Cgroup, mode: Mode, rules: &[(&str, Action, u32)]) -> Result<KernelPlan> {
-    let mut m = PathMatcherEntries::default();
-    let mut states = 1;
+    let mut a = Auto::new();
     let mut krules = Vec::new();
     for (i, (dir, action, ops)) in rules.iter().enumerate() {
         let id = RULE + i as u32;
-        recursive(&mut m, &mut states, dir, &[id]);
+        a.recursive(dir, &[id]);
         krules.push(KernelRule {
             id,
             policy: POLICY,
@@ -110,38 +84,17 @@ fn plan(cg: &Cgroup, mode: Mode, rules: &[(&str, Action, u32)]) -> Result<Kernel
             ops: *ops,
         });
     }
-    Ok(KernelPlan {
-        policies: vec![KernelPolicy {
-            id: POLICY,
-            mode,
-            file_default: Action::Allow,
-            exec_default: Action::Allow,
-        }],
-        cgroups: vec![CgroupPolicies {
-            cgroup_id: cg.id()?,
-            policies: vec![POLICY],
-        }],
-        file_matcher: m,
-        rules: krules,
-        ..KernelPlan::default()
-    })
-}
-
-fn load(plan: &KernelPlan) -> Result<(Loaded, EventRing)> {
-    // The error's Display carries the verifier log.
-    let mut loaded = Loaded::apply(plan).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ring = loaded.take_events()?;
-    Ok((loaded, ring))
+    hand_plan::file_plan(cg, POLICY, mode, a.m, krules)
 }
 
 fn path_records(ring: &mut EventRing) -> Result<Vec<PathRecord>> {
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        if let Record::Path(p) = decode_record(&item).context("decoding a kernel record")? {
-            out.push(p);
-        }
-    }
-    Ok(out)
+    Ok(records(ring)?
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Path(p) => Some(p),
+            _ => None,
+        })
+        .collect())
 }
 
 /// A fresh `/tmp/ph-<name>` with the given files (directories end in `/`).
@@ -263,6 +216,17 @@ fn syscall_in(cg: Option<&Cgroup>, op: fn(&[CString]) -> i32, args: &[&str]) -> 
         Some(code) => Ok((pid, code)),
         None => bail!("the child died of signal {:?}", status.signal()),
     }
+}
+
+/// `op` on `args` (in `cg` when given) ends with errno `want` (0: success); the child's pid.
+fn errno_in(
+    cg: Option<&Cgroup>,
+    op: fn(&[CString]) -> i32,
+    args: &[&str],
+    want: i32,
+    what: &str,
+) -> Result<u32> {
+    expect_errno(syscall_in(cg, op, args)?, want, what)
 }
 
 fn expect_errno(got: (u32, i32), want: i32, what: &str) -> Result<u32> {
@@ -481,46 +445,36 @@ fn link_checks_the_new_name_and_the_target() -> Result<()> {
     )
 }
 
-fn do_fchmod(a: &[CString]) -> i32 {
-    // SAFETY: raw syscalls on NUL-terminated paths that outlive the call.
-    unsafe {
-        let fd = libc::open(a[0].as_ptr(), libc::O_RDONLY);
-        if fd < 0 {
-            return errno();
-        }
-        if libc::fchmod(fd, 0o600) != 0 {
-            return errno();
-        }
+/// Opens `path` with `flags` and runs `f` on the descriptor (raw system calls only: this runs
+/// between fork and exec); the errno of the call that failed, or 0.
+fn on_fd(path: &CString, flags: i32, f: impl Fn(i32) -> libc::c_int) -> i32 {
+    // SAFETY: a NUL-terminated path that outlives the call; the descriptor is closed by `_exit`.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 || f(fd) != 0 {
+        return errno();
     }
     0
+}
+
+fn do_fchmod(a: &[CString]) -> i32 {
+    // SAFETY: a descriptor this process just opened.
+    on_fd(&a[0], libc::O_RDONLY, |fd| unsafe {
+        libc::fchmod(fd, 0o600)
+    })
 }
 
 fn do_fchmodat(a: &[CString]) -> i32 {
-    // SAFETY: as above.
-    unsafe {
-        let dir = libc::open(a[0].as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
-        if dir < 0 {
-            return errno();
-        }
-        if libc::fchmodat(dir, a[1].as_ptr(), 0o600, 0) != 0 {
-            return errno();
-        }
-    }
-    0
+    // SAFETY: a directory descriptor this process just opened and a NUL-terminated name.
+    on_fd(&a[0], libc::O_RDONLY | libc::O_DIRECTORY, |dir| unsafe {
+        libc::fchmodat(dir, a[1].as_ptr(), 0o600, 0)
+    })
 }
 
 fn do_fchown(a: &[CString]) -> i32 {
-    // SAFETY: as above.
-    unsafe {
-        let fd = libc::open(a[0].as_ptr(), libc::O_RDONLY);
-        if fd < 0 {
-            return errno();
-        }
-        if libc::fchown(fd, 1, 1) != 0 {
-            return errno();
-        }
-    }
-    0
+    // SAFETY: a descriptor this process just opened.
+    on_fd(&a[0], libc::O_RDONLY, |fd| unsafe {
+        libc::fchown(fd, 1, 1)
+    })
 }
 
 fn chmod_and_chown_by_path_and_descriptor() -> Result<()> {
@@ -539,15 +493,13 @@ fn chmod_and_chown_by_path_and_descriptor() -> Result<()> {
     let f = format!("{prot}/f");
 
     let chmod = deny_in(&cg, &["chmod", "600", &f])?;
-    let fchmod = expect_errno(syscall_in(Some(&cg), do_fchmod, &[&f])?, EPERM, "fchmod")?;
-    let fchmodat = expect_errno(
-        syscall_in(Some(&cg), do_fchmodat, &[&prot, "f"])?,
-        EPERM,
-        "fchmodat",
-    )?;
+    let fchmod = errno_in(Some(&cg), do_fchmod, &[&f], EPERM, "fchmod")?;
+    let fchmodat = errno_in(Some(&cg), do_fchmodat, &[&prot, "f"], EPERM, "fchmodat")?;
     let chown = deny_in(&cg, &["chown", "1:1", &format!("{own}/f")])?;
-    let fchown = expect_errno(
-        syscall_in(Some(&cg), do_fchown, &[&format!("{own}/f")])?,
+    let fchown = errno_in(
+        Some(&cg),
+        do_fchown,
+        &[&format!("{own}/f")],
         EPERM,
         "fchown",
     )?;
@@ -555,7 +507,7 @@ fn chmod_and_chown_by_path_and_descriptor() -> Result<()> {
     allow(Some(&cg), &["chown", "1:1", &f])?;
     allow(Some(&cg), &["chmod", "600", &format!("{own}/f")])?;
     allow(Some(&cg), &["chmod", "600", &format!("{dir}/free/f")])?;
-    expect_errno(syscall_in(None, do_fchmod, &[&f])?, 0, "fchmod outside")?;
+    errno_in(None, do_fchmod, &[&f], 0, "fchmod outside")?;
     allow(None, &["chown", "2:2", &format!("{own}/f")])?;
 
     let rs = path_records(&mut ring)?;
@@ -573,6 +525,38 @@ fn chmod_and_chown_by_path_and_descriptor() -> Result<()> {
     all_denied_by(&rs[3..], RULE + 1, &cg)
 }
 
+/// A chmod whose new mode has S_ISUID is decided as `chmod_setuid` (and S_ISGID as
+/// `chmod_setgid`), not as a plain chmod: a rule on `chmod_setuid` alone refuses `chmod 4755`
+/// and `chmod 6755` (each bit is decided) and lets `chmod 2755` and `chmod 755` through.
+fn chmod_setting_setuid_or_setgid_is_its_own_op() -> Result<()> {
+    let dir = fixture("setid", &["prot/f", "prot/g"])?;
+    let prot = format!("{dir}/prot");
+    let cg = Cgroup::create("ph-setid")?;
+    let (_l, mut ring) = load(&plan(
+        &cg,
+        Mode::Enforce,
+        &[(&prot, Action::Deny, ops::CHMOD_SETUID)],
+    )?)?;
+    let (f, g) = (format!("{prot}/f"), format!("{prot}/g"));
+
+    let setuid = deny_in(&cg, &["chmod", "4755", &f])?;
+    let both = deny_in(&cg, &["chmod", "6755", &g])?;
+    allow(Some(&cg), &["chmod", "2755", &f])?;
+    allow(Some(&cg), &["chmod", "755", &f])?;
+    allow(None, &["chmod", "4755", &f])?;
+    let mode = fs::metadata(&g)?.permissions().mode() & 0o7777;
+    ensure!(mode != 0o6755, "g's mode was changed to {mode:o}");
+
+    let rs = path_records(&mut ring)?;
+    let got = summary(&rs);
+    let want = vec![
+        (setuid, ops::CHMOD_SETUID, f, None),
+        (both, ops::CHMOD_SETUID | ops::CHMOD_SETGID, g, None),
+    ];
+    ensure!(got == want, "records:\n got {got:#?}\nwant {want:#?}");
+    all_denied_by(&rs, RULE, &cg)
+}
+
 fn do_truncate(a: &[CString]) -> i32 {
     // SAFETY: as above.
     if unsafe { libc::truncate(a[0].as_ptr(), 1) } != 0 {
@@ -582,17 +566,10 @@ fn do_truncate(a: &[CString]) -> i32 {
 }
 
 fn do_ftruncate(a: &[CString]) -> i32 {
-    // SAFETY: as above.
-    unsafe {
-        let fd = libc::open(a[0].as_ptr(), libc::O_WRONLY);
-        if fd < 0 {
-            return errno();
-        }
-        if libc::ftruncate(fd, 1) != 0 {
-            return errno();
-        }
-    }
-    0
+    // SAFETY: a descriptor this process just opened.
+    on_fd(&a[0], libc::O_WRONLY, |fd| unsafe {
+        libc::ftruncate(fd, 1)
+    })
 }
 
 fn do_open_trunc(a: &[CString]) -> i32 {
@@ -620,13 +597,11 @@ fn truncate_by_path_descriptor_and_open() -> Result<()> {
         ("ftruncate", do_ftruncate),
         ("open(O_TRUNC)", do_open_trunc),
     ] {
-        pids.push(expect_errno(
-            syscall_in(Some(&cg), op, &[&f])?,
-            EPERM,
-            what,
-        )?);
-        expect_errno(
-            syscall_in(Some(&cg), op, &[&format!("{dir}/free/f")])?,
+        pids.push(errno_in(Some(&cg), op, &[&f], EPERM, what)?);
+        errno_in(
+            Some(&cg),
+            op,
+            &[&format!("{dir}/free/f")],
             0,
             &format!("{what} elsewhere"),
         )?;
@@ -637,11 +612,7 @@ fn truncate_by_path_descriptor_and_open() -> Result<()> {
     );
     // A write without O_TRUNC is not a truncate.
     allow(Some(&cg), &["sh", "-c", &format!("echo more >> {f}")])?;
-    expect_errno(
-        syscall_in(None, do_ftruncate, &[&f])?,
-        0,
-        "ftruncate outside",
-    )?;
+    errno_in(None, do_ftruncate, &[&f], 0, "ftruncate outside")?;
     let want: Vec<(u32, u32, &str, Option<&str>)> = pids
         .iter()
         .map(|p| (*p, ops::TRUNCATE, f.as_str(), None))
@@ -649,50 +620,38 @@ fn truncate_by_path_descriptor_and_open() -> Result<()> {
     expect_records(&mut ring, RULE, &cg, &want)
 }
 
-fn do_mmap_exec(a: &[CString]) -> i32 {
+/// Opens `path` read-only and maps one private page of it with `prot`: the mapping, or the
+/// errno of the call that failed.
+fn map_page(path: &CString, prot: i32) -> Result<*mut libc::c_void, i32> {
     // SAFETY: as above; the mapping is private and never touched.
     unsafe {
-        let fd = libc::open(a[0].as_ptr(), libc::O_RDONLY);
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
         if fd < 0 {
-            return errno();
+            return Err(errno());
         }
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_EXEC,
-            libc::MAP_PRIVATE,
-            fd,
-            0,
-        );
+        let p = libc::mmap(std::ptr::null_mut(), 4096, prot, libc::MAP_PRIVATE, fd, 0);
         if p == libc::MAP_FAILED {
-            return errno();
+            return Err(errno());
         }
+        Ok(p)
     }
-    0
+}
+
+fn do_mmap_exec(a: &[CString]) -> i32 {
+    match map_page(&a[0], libc::PROT_READ | libc::PROT_EXEC) {
+        Ok(_) => 0,
+        Err(e) => e,
+    }
 }
 
 fn do_mprotect_exec(a: &[CString]) -> i32 {
-    // SAFETY: as above.
-    unsafe {
-        let fd = libc::open(a[0].as_ptr(), libc::O_RDONLY);
-        if fd < 0 {
-            return errno();
-        }
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            fd,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            // A read-only mapping is not what the rule is about.
-            return 201;
-        }
-        if libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
-            return errno();
-        }
+    // A read-only mapping failing is not what the rule is about.
+    let Ok(p) = map_page(&a[0], libc::PROT_READ) else {
+        return 201;
+    };
+    // SAFETY: `p` is a page this process just mapped.
+    if unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
+        return errno();
     }
     0
 }
@@ -726,31 +685,27 @@ fn mmap_exec_and_mprotect() -> Result<()> {
         &[(&prot, Action::Deny, ops::MMAP_EXEC)],
     )?)?;
 
-    let mmap = expect_errno(syscall_in(Some(&cg), do_mmap_exec, &[&lib])?, EPERM, "mmap")?;
-    let mprotect = expect_errno(
-        syscall_in(Some(&cg), do_mprotect_exec, &[&lib])?,
-        EPERM,
-        "mprotect",
-    )?;
+    let mmap = errno_in(Some(&cg), do_mmap_exec, &[&lib], EPERM, "mmap")?;
+    let mprotect = errno_in(Some(&cg), do_mprotect_exec, &[&lib], EPERM, "mprotect")?;
     let free = format!("{dir}/free/lib.so");
-    expect_errno(
-        syscall_in(Some(&cg), do_mmap_exec, &[&free])?,
-        0,
-        "mmap elsewhere",
-    )?;
-    expect_errno(
-        syscall_in(Some(&cg), do_mprotect_exec, &[&free])?,
+    errno_in(Some(&cg), do_mmap_exec, &[&free], 0, "mmap elsewhere")?;
+    errno_in(
+        Some(&cg),
+        do_mprotect_exec,
+        &[&free],
         0,
         "mprotect elsewhere",
     )?;
-    expect_errno(
-        syscall_in(Some(&cg), do_mmap_anon_exec, &[])?,
+    errno_in(
+        Some(&cg),
+        do_mmap_anon_exec,
+        &[],
         0,
         "anonymous exec mapping",
     )?;
     // Reading it is not mapping it executable.
     allow(Some(&cg), &["cat", &lib])?;
-    expect_errno(syscall_in(None, do_mmap_exec, &[&lib])?, 0, "mmap outside")?;
+    errno_in(None, do_mmap_exec, &[&lib], 0, "mmap outside")?;
     expect_records(
         &mut ring,
         RULE,

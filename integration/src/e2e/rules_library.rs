@@ -53,6 +53,12 @@ const K8S_API_IP: &str = "10.96.0.1";
 const PLAIN_PORT: u16 = 18443;
 const MINING_PORT: u16 = 3333;
 const EPERM: i32 = libc::EPERM;
+/// Busybox copies at the paths of binaries the library's `except_from` lists name.
+const SSHD: &str = "/usr/sbin/sshd";
+const UNIX_CHKPWD: &str = "/usr/sbin/unix_chkpwd";
+const SUDO: &str = "/usr/bin/sudo";
+const APT_GET: &str = "/usr/bin/apt-get";
+const DPKG: &str = "/usr/bin/dpkg";
 /// How long an attack's event has to reach the store.
 const EVENT_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -96,6 +102,19 @@ struct Ctx {
 }
 
 type Action = fn(&Ctx) -> Result<Done>;
+/// An action done in the given cgroup.
+type ActionIn = fn(&Ctx, &Cgroup) -> Result<Done>;
+
+/// A row's attack and benign counterpart.
+enum Acts {
+    Two {
+        attack: Action,
+        benign: Action,
+    },
+    /// The same action, as the attack in the container cgroup and as the benign counterpart
+    /// on the host (a container rule whose behaviour is fine on a host).
+    ContainerThenHost(ActionIn),
+}
 
 /// One row of the table: a rule of the library (`policy/rule`), the behaviour, the attack, the
 /// benign counterpart, and the verdict the attack gets (the benign one gets none of that rule).
@@ -103,8 +122,21 @@ struct Case {
     rule: &'static str,
     what: &'static str,
     expect: Expect,
-    attack: Action,
-    benign: Action,
+    acts: Acts,
+}
+
+impl Case {
+    /// The benign action first, then the attack: an event of the benign action would be in the
+    /// store before the attack's, which is waited for. Returns (attack, benign).
+    fn perform(&self, c: &Ctx) -> Result<(Done, Done)> {
+        let (benign, attack) = match self.acts {
+            Acts::Two { attack, benign } => (benign(c), attack(c)),
+            Acts::ContainerThenHost(act) => (act(c, &c.host), act(c, &c.container)),
+        };
+        let benign = benign.with_context(|| format!("{}: benign", self.rule))?;
+        let attack = attack.with_context(|| format!("{}: attack", self.rule))?;
+        Ok((attack, benign))
+    }
 }
 
 const fn case(
@@ -118,8 +150,21 @@ const fn case(
         rule,
         what,
         expect,
-        attack,
-        benign,
+        acts: Acts::Two { attack, benign },
+    }
+}
+
+const fn same_on_host(
+    rule: &'static str,
+    what: &'static str,
+    expect: Expect,
+    act: ActionIn,
+) -> Case {
+    Case {
+        rule,
+        what,
+        expect,
+        acts: Acts::ContainerThenHost(act),
     }
 }
 
@@ -215,20 +260,41 @@ const CASES: &[Case] = &[
             )
         },
     ),
-    // container-hardening
     case(
+        "host-only-hardening/credential-files",
+        "cat reads /etc/shadow on the host; benign: the same busybox copied to an \
+         authentication binary's path (unix_chkpwd) does",
+        Expect::Denied,
+        |c| cat_by(&c.host, "/bin/cat", "/etc/shadow"),
+        |c| cat_by(&c.host, UNIX_CHKPWD, "/etc/shadow"),
+    ),
+    case(
+        "host-only-hardening/credential-files",
+        "sudo's shell execs cat on /etc/gshadow (an exec drops the exception); benign: sudo's \
+         own process reads it",
+        Expect::Denied,
+        |c| exec_in(&c.host, SUDO, "sh", &["-c", "exec /bin/cat /etc/gshadow"]),
+        |c| cat_by(&c.host, SUDO, "/etc/gshadow"),
+    ),
+    case(
+        "host-only-hardening/credential-files",
+        "the test program itself opens /etc/shadow; benign: it opens /etc/passwd",
+        Expect::Denied,
+        |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
+        |c| open_in(&c.host, "/etc/passwd", libc::O_RDONLY),
+    ),
+    // container-hardening
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to 169.254.169.254:80; benign: the host does",
         Expect::Denied,
-        |c| connect_in(&c.container, METADATA_IP, 80),
-        |c| connect_in(&c.host, METADATA_IP, 80),
+        |_, cg| connect_in(cg, METADATA_IP, 80),
     ),
-    case(
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to [fd00:ec2::254]:80; benign: the host does",
         Expect::Denied,
-        |c| connect6_in(&c.container, METADATA_IP6, 80),
-        |c| connect6_in(&c.host, METADATA_IP6, 80),
+        |_, cg| connect6_in(cg, METADATA_IP6, 80),
     ),
     case(
         "container-hardening/cloud-metadata",
@@ -239,10 +305,10 @@ const CASES: &[Case] = &[
     ),
     case(
         "container-hardening/credential-files",
-        "a container reads /etc/shadow; benign: the host does",
+        "a container reads /etc/shadow; benign: the host's sshd does",
         Expect::Denied,
         |c| open_in(&c.container, "/etc/shadow", libc::O_RDONLY),
-        |c| open_in(&c.host, "/etc/shadow", libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, "/etc/shadow"),
     ),
     case(
         "container-hardening/credential-files",
@@ -254,7 +320,7 @@ const CASES: &[Case] = &[
     case(
         "container-hardening/credential-files",
         "a container reads /etc/shadow through a symlink (the kernel decides on the resolved \
-         path); benign: the host does",
+         path); benign: the host's sshd does",
         Expect::Denied,
         |c| {
             open_in(
@@ -263,7 +329,7 @@ const CASES: &[Case] = &[
                 libc::O_RDONLY,
             )
         },
-        |c| open_in(&c.host, &format!("{DIR}/shadow-symlink"), libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, &format!("{DIR}/shadow-symlink")),
     ),
     case(
         "container-hardening/system-binaries-changed",
@@ -295,7 +361,8 @@ const CASES: &[Case] = &[
         "container-hardening/system-binaries-changed",
         "a container chmods a binary in /usr/local/bin; benign: it chmods its own data",
         Expect::Denied,
-        |c| chmod_in(&c.container, "/usr/local/bin/e2e-rules-tool", 0o4755),
+        // Not setuid: that is container-hardening/setuid-bits, whose name sorts first.
+        |c| chmod_in(&c.container, "/usr/local/bin/e2e-rules-tool", 0o700),
         |c| chmod_in(&c.container, &format!("{DIR}/data/c"), 0o600),
     ),
     case(
@@ -345,49 +412,43 @@ const CASES: &[Case] = &[
         |c| mkdir_in(&c.container, "/usr/local/bin/e2e-rules-dir1"),
         |c| mkdir_in(&c.host, "/usr/local/bin/e2e-rules-dir2"),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container mounts a tmpfs; benign: the host does",
         Expect::Denied,
-        |c| mount_in(&c.container),
-        |c| mount_in(&c.host),
+        |_, cg| mount_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container creates a BPF map with bpf(); benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], bpf_map_create),
-        |c| op_in(&c.host, &[], bpf_map_create),
+        |_, cg| op_in(cg, &[], bpf_map_create),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) module with finit_module; benign: the host does (the \
          kernel's own error for a file that is no module)",
         Expect::Denied,
-        |c| finit_module_in(&c.container),
-        |c| finit_module_in(&c.host),
+        |_, cg| finit_module_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) kernel with kexec_file_load; benign: the host does (the \
          kernel's own error for a file that is no kernel)",
         Expect::Denied,
-        |c| kexec_file_load_in(&c.container),
-        |c| kexec_file_load_in(&c.host),
+        |_, cg| kexec_file_load_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container creates a user namespace; benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], unshare_user),
-        |c| op_in(&c.host, &[], unshare_user),
+        |_, cg| op_in(cg, &[], unshare_user),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container loads a (bogus) module from memory with init_module; benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, NOT_A_MODULE, init_module),
-        |c| op_in(&c.host, NOT_A_MODULE, init_module),
+        |_, cg| op_in(cg, NOT_A_MODULE, init_module),
     ),
     case(
         "container-hardening/ptrace-attach",
@@ -396,27 +457,24 @@ const CASES: &[Case] = &[
         |c| ptrace_seize_in(&c.container, c.target_pid),
         |c| kill0_in(&c.container, c.target_pid),
     ),
-    case(
+    same_on_host(
         "container-hardening/ptrace-attach",
         "a container process asks to be traced (PTRACE_TRACEME, anti-debugging); benign: the \
          host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], traceme),
-        |c| op_in(&c.host, &[], traceme),
+        |_, cg| op_in(cg, &[], traceme),
     ),
-    case(
+    same_on_host(
         "container-hardening/debugfs",
         "a container runs /usr/sbin/debugfs; benign: the host does",
         Expect::Denied,
-        |c| exec_in(&c.container, "/usr/sbin/debugfs", "true", &[]),
-        |c| exec_in(&c.host, "/usr/sbin/debugfs", "true", &[]),
+        |_, cg| exec_in(cg, "/usr/sbin/debugfs", "true", &[]),
     ),
-    case(
+    same_on_host(
         "container-hardening/raw-sockets",
         "a container opens an AF_PACKET socket; benign: the host does",
         Expect::Denied,
-        |c| socket_in(&c.container, libc::AF_PACKET, libc::SOCK_RAW, 0),
-        |c| socket_in(&c.host, libc::AF_PACKET, libc::SOCK_RAW, 0),
+        |_, cg| socket_in(cg, libc::AF_PACKET, libc::SOCK_RAW, 0),
     ),
     case(
         "container-hardening/raw-sockets",
@@ -432,56 +490,52 @@ const CASES: &[Case] = &[
         },
         |c| socket_in(&c.container, libc::AF_INET, libc::SOCK_DGRAM, 0),
     ),
-    case(
+    same_on_host(
         "container-hardening/raw-sockets",
         "a container opens a raw IPv6 socket; benign: the host does",
         Expect::Denied,
-        |c| {
-            socket_in(
-                &c.container,
-                libc::AF_INET6,
-                libc::SOCK_RAW,
-                libc::IPPROTO_ICMPV6,
-            )
-        },
-        |c| {
-            socket_in(
-                &c.host,
-                libc::AF_INET6,
-                libc::SOCK_RAW,
-                libc::IPPROTO_ICMPV6,
-            )
-        },
+        |_, cg| socket_in(cg, libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6),
     ),
-    case(
+    same_on_host(
         "container-hardening/cloud-metadata",
         "a container connects to 169.254.169.254 from an IPv6 socket (IPv4-mapped \
          ::ffff:169.254.169.254); benign: the host does",
         Expect::Denied,
-        |c| connect6_in(&c.container, METADATA_IP_MAPPED, 80),
-        |c| connect6_in(&c.host, METADATA_IP_MAPPED, 80),
+        |_, cg| connect6_in(cg, METADATA_IP_MAPPED, 80),
     ),
     case(
         "container-hardening/credential-files",
-        "a container reads /etc/shadow as /proc/self/root/etc/shadow; benign: the host does",
+        "a container reads /etc/shadow as /proc/self/root/etc/shadow; benign: the host's sshd \
+         does",
         Expect::Denied,
         |c| open_in(&c.container, "/proc/self/root/etc/shadow", libc::O_RDONLY),
-        |c| open_in(&c.host, "/proc/self/root/etc/shadow", libc::O_RDONLY),
+        |c| cat_by(&c.host, SSHD, "/proc/self/root/etc/shadow"),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container mounts a tmpfs with the new mount API (fsopen, fsmount, move_mount); \
          benign: the host does",
         Expect::Denied,
-        |c| new_mount_api_in(&c.container),
-        |c| new_mount_api_in(&c.host),
+        |_, cg| new_mount_api_in(cg),
     ),
-    case(
+    same_on_host(
         "container-hardening/privileged-kernel-ops",
         "a container calls kexec_load (no segments); benign: the host does",
         Expect::Denied,
-        |c| op_in(&c.container, &[], kexec_load),
-        |c| op_in(&c.host, &[], kexec_load),
+        |_, cg| op_in(cg, &[], kexec_load),
+    ),
+    case(
+        "container-hardening/setuid-bits",
+        "a container makes a file setuid (chmod 4755); benign: it chmods the file 644",
+        Expect::Denied,
+        |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o4755),
+        |c| chmod_in(&c.container, &format!("{DIR}/data/setid"), 0o644),
+    ),
+    same_on_host(
+        "container-hardening/setuid-bits",
+        "a container makes a directory setgid (chmod 2775); benign: the host does",
+        Expect::Denied,
+        |_, cg| chmod_in(cg, &format!("{DIR}/data/setgid-dir"), 0o2775),
     ),
     // host-detections
     case(
@@ -596,13 +650,64 @@ const CASES: &[Case] = &[
             )
         },
     ),
-    // container-detections
     case(
+        "host-only-detections/system-files-changed",
+        "a library dropped into /usr/lib on the host; benign: a package manager (busybox at \
+         apt-get's path) installs one",
+        Expect::Audited,
+        |c| create_in(&c.host, "/usr/lib/e2e-rules-dropped.so"),
+        |c| {
+            exec_in(
+                &c.host,
+                APT_GET,
+                "touch",
+                &["/usr/lib/e2e-rules-installed.so"],
+            )
+        },
+    ),
+    case(
+        "host-only-detections/system-files-changed",
+        "a host configuration file appended to; benign: dpkg (busybox at its path) appends to \
+         one",
+        Expect::Audited,
+        |c| append_in(&c.host, "/etc/e2e-rules/nginx.conf"),
+        |c| {
+            exec_in(
+                &c.host,
+                DPKG,
+                "sh",
+                &["-c", "echo installed >> /etc/e2e-rules/pkg.conf"],
+            )
+        },
+    ),
+    case(
+        "host-only-detections/setuid-bits",
+        "the host makes a file setuid (chmod 4755); benign: a package manager (busybox at \
+         apt-get's path) does",
+        Expect::Audited,
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o4755),
+        |c| {
+            exec_in(
+                &c.host,
+                APT_GET,
+                "chmod",
+                &["4755", &format!("{DIR}/data/setid-pkg")],
+            )
+        },
+    ),
+    case(
+        "host-only-detections/setuid-bits",
+        "the host makes a file setgid (chmod 2755); benign: it chmods the file 644",
+        Expect::Audited,
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o2755),
+        |c| chmod_in(&c.host, &format!("{DIR}/data/setid-host"), 0o644),
+    ),
+    // container-detections
+    same_on_host(
         "container-detections/package-management",
         "apt-get runs in a container; benign: on the host",
         Expect::Audited,
-        |c| exec_in(&c.container, "/usr/bin/apt-get", "true", &[]),
-        |c| exec_in(&c.host, "/usr/bin/apt-get", "true", &[]),
+        |_, cg| exec_in(cg, "/usr/bin/apt-get", "true", &[]),
     ),
     case(
         "container-detections/mining-pool-port",
@@ -611,12 +716,11 @@ const CASES: &[Case] = &[
         |c| connect_in(&c.container, "127.0.0.1", MINING_PORT),
         |c| connect_in(&c.container, "127.0.0.1", PLAIN_PORT),
     ),
-    case(
+    same_on_host(
         "container-detections/mining-pool-port",
         "a container connects to port 14444; benign: the host does",
         Expect::Audited,
-        |c| connect_in(&c.container, "127.0.0.1", 14444),
-        |c| connect_in(&c.host, "127.0.0.1", 14444),
+        |_, cg| connect_in(cg, "127.0.0.1", 14444),
     ),
     case(
         "container-detections/system-config-changed",
@@ -723,12 +827,11 @@ const CASES: &[Case] = &[
         |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
         |c| named_runs(&c.container, "runc", "/bin/echo hello"),
     ),
-    case(
+    same_on_host(
         "container-alerts/terminal-shell",
         "runc starts a shell in a container; benign: runc starts one on the host",
         Expect::Alerted,
-        |c| named_runs(&c.container, "runc", "/bin/sh -c true"),
-        |c| named_runs(&c.host, "runc", "/bin/sh -c true"),
+        |_, cg| named_runs(cg, "runc", "/bin/sh -c true"),
     ),
 ];
 
@@ -790,6 +893,11 @@ fn finish(child: Child, marker: Option<String>) -> Result<Done> {
         pid: Some(pid),
         marker,
     })
+}
+
+/// `program` (busybox, under whatever path) run as `cat path`.
+fn cat_by(cg: &Cgroup, program: &str, path: &str) -> Result<Done> {
+    exec_in(cg, program, "cat", &[path])
 }
 
 /// Busybox named `name` (in [`DIR`]) running `sh -c '<command>; true'`: the process `name`
@@ -975,33 +1083,42 @@ fn unlink_in(cg: &Cgroup, path: &str) -> Result<Done> {
     })
 }
 
-fn connect_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+/// An IPv4 socket address.
+fn sockaddr4(ip: &str, port: u16) -> Result<libc::sockaddr_in> {
     let addr: std::net::Ipv4Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
-    let sin = libc::sockaddr_in {
+    Ok(libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(addr).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    })
+}
+
+/// A TCP connect to `addr` (a socket address of `family`) from a child in `cg`.
+fn connect_to<T: Copy + Send + Sync + 'static>(cg: &Cgroup, family: i32, addr: T) -> Result<Done> {
     op_in(cg, &[], move || {
-        // SAFETY: a socket and a sockaddr_in on the stack.
+        // SAFETY: a socket and a socket address in the child's copy of the memory.
         unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let fd = libc::socket(family, libc::SOCK_STREAM, 0);
             if fd < 0 {
                 return errno_of(-1);
             }
             errno_of(
                 libc::connect(
                     fd,
-                    std::ptr::from_ref(&sin).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    std::ptr::from_ref(&addr).cast(),
+                    std::mem::size_of::<T>() as libc::socklen_t,
                 )
                 .into(),
             )
         }
     })
+}
+
+fn connect_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
+    connect_to(cg, libc::AF_INET, sockaddr4(ip, port)?)
 }
 
 fn socket_in(cg: &Cgroup, family: i32, kind: i32, protocol: i32) -> Result<Done> {
@@ -1234,36 +1351,12 @@ fn connect6_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
     sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     sin6.sin6_port = port.to_be();
     sin6.sin6_addr.s6_addr = addr.octets();
-    op_in(cg, &[], move || {
-        // SAFETY: a socket and a sockaddr_in6 in the child's copy of the memory.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0);
-            if fd < 0 {
-                return errno_of(-1);
-            }
-            errno_of(
-                libc::connect(
-                    fd,
-                    std::ptr::from_ref(&sin6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                )
-                .into(),
-            )
-        }
-    })
+    connect_to(cg, libc::AF_INET6, sin6)
 }
 
 /// One UDP datagram to `ip:port` with sendto (no connect).
 fn sendto_in(cg: &Cgroup, ip: &str, port: u16) -> Result<Done> {
-    let addr: std::net::Ipv4Addr = ip.parse().with_context(|| format!("`{ip}`"))?;
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sin = sockaddr4(ip, port)?;
     op_in(cg, &[], move || {
         let data = *b"ping";
         // SAFETY: a socket, a buffer and a sockaddr_in on the stack.
@@ -1386,14 +1479,20 @@ fn setup() -> Result<()> {
         "other-new",
         "conf-new",
         "conf2-new",
+        "setid",
+        "setid-host",
+        "setid-pkg",
     ] {
         fs::write(format!("{DIR}/data/{f}"), "data\n")?;
     }
     fs::write(format!("{DIR}/scratch2"), "data\n")?;
+    fs::create_dir_all(format!("{DIR}/data/setgid-dir"))?;
     std::os::unix::fs::symlink("/etc/shadow", format!("{DIR}/shadow-symlink"))?;
     // Programs the library names that the guest lacks or has as applet links.
     copy_busybox("/usr/sbin/debugfs")?;
-    copy_busybox("/usr/bin/apt-get")?;
+    for program in [APT_GET, DPKG, SSHD, UNIX_CHKPWD, SUDO] {
+        copy_busybox(program)?;
+    }
     copy_busybox("/usr/bin/shred")?;
     fs::write(
         format!("{DIR}/notes.txt"),
@@ -1405,6 +1504,7 @@ fn setup() -> Result<()> {
     // Garbage: the LSM hooks run before the kernel looks at the format.
     fs::write(format!("{DIR}/bogus.ko"), [0x5au8; 4096])?;
     write_if_missing("/etc/shadow", "root:*:19000:0:99999:7:::\n")?;
+    write_if_missing("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")?;
     write_if_missing("/etc/sudoers", "root ALL=(ALL:ALL) ALL\n")?;
     write_if_missing("/etc/gshadow", "root:*::\n")?;
     write_if_missing("/etc/sudoers.d/e2e-rules-users", "admin ALL=(ALL) ALL\n")?;
@@ -1414,6 +1514,11 @@ fn setup() -> Result<()> {
     fs::create_dir_all("/etc/e2e-rules/conf.d")?;
     let _ = fs::remove_file("/etc/e2e-rules/conf.d/default.conf");
     fs::write("/etc/e2e-rules/nginx.conf", "listen 80;\n")?;
+    let _ = fs::remove_file("/etc/e2e-rules/pkg.conf");
+    fs::create_dir_all("/usr/lib")?;
+    for f in ["e2e-rules-dropped.so", "e2e-rules-installed.so"] {
+        let _ = fs::remove_file(format!("/usr/lib/{f}"));
+    }
     fs::create_dir_all("/usr/local/bin")?;
     for f in ["e2e-rules-dropped", "e2e-rules-installed"] {
         let _ = fs::remove_file(format!("/usr/local/bin/{f}"));
@@ -1592,8 +1697,7 @@ fn run_cases() -> Result<()> {
     let mut done = Vec::new();
     let mut problems = Vec::new();
     for case in CASES {
-        let benign = (case.benign)(&ctx).with_context(|| format!("{}: benign", case.rule))?;
-        let attack = (case.attack)(&ctx).with_context(|| format!("{}: attack", case.rule))?;
+        let (attack, benign) = case.perform(&ctx)?;
         for p in check_end(case, &attack, &benign) {
             problems.push(format!("{} ({}): {p}", case.rule, case.what));
         }
