@@ -8,6 +8,7 @@
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
+#include "include/ratelimit.h"
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
@@ -57,10 +58,8 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 			d.policy_id, flags);
 	s->ev.path_len = path_len;
 	s->ev._pad = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr,
+		 offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)));
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
 }

@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -118,6 +118,8 @@ pub const STAT_INHERITED: u32 = 3;
 pub const STAT_BINARY_UNKNOWN: u32 = 4;
 /// Execs and forks whose binary sets could not be stored (the task is unknown).
 pub const STAT_BINARY_STORE_FAILED: u32 = 5;
+/// Verdict records the rate limit did not send (the verdicts applied).
+pub const STAT_RATE_SUPPRESSED: u32 = 6;
 pub const STAT_MAX: u32 = 8;
 
 /// `struct enf_event_header`: the head of every ring-buffer record.
@@ -137,7 +139,19 @@ pub struct EventHeader {
     pub flags: u32,
     pub comm: [u8; COMM_LEN],
     pub policy_id: u32,
-    pub _pad: u32,
+    /// Records of the same (cgroup, policy, rule) the rate limit did not
+    /// send since the last one sent.
+    pub suppressed: u32,
+}
+
+/// `struct enf_config`: settings of the whole plan (`enf_config`, key 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Verdict records per second per (cgroup, policy, rule); 0: no limit.
+    pub rate_limit: u32,
+    /// Self-protection: the enforcer's pid (tgid); 0: off.
+    pub daemon_tgid: u32,
 }
 
 /// `struct enf_file_event`. On the ring buffer only the first `path_len`
@@ -424,6 +438,8 @@ unsafe impl aya::Pod for PortRange {}
 unsafe impl aya::Pod for KernelKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for KernelList {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Config {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -470,9 +486,10 @@ mod tests {
                     flags,
                     comm,
                     policy_id,
-                    _pad
+                    suppressed
                 ]
             ),
+            layout!("enf_config", Config, [rate_limit, daemon_tgid]),
             layout!(
                 "enf_file_event",
                 FileEvent,

@@ -146,6 +146,9 @@ pub struct Header {
     pub policy_id: Option<u32>,
     pub flags: u32,
     pub comm: String,
+    /// Records of the same (cgroup, policy, rule) the kernel's rate limit
+    /// did not send since the last one sent (0 for process records).
+    pub suppressed: u32,
 }
 
 impl Header {
@@ -463,6 +466,7 @@ fn decode_header(b: &[u8]) -> Result<(u16, Header), DecodeError> {
         policy_id: (policy_id != abi::POLICY_NONE).then_some(policy_id),
         flags: u32_at(b, offset_of!(EventHeader, flags)),
         comm: String::from_utf8_lossy(&comm_bytes[..comm_end]).into_owned(),
+        suppressed: u32_at(b, offset_of!(EventHeader, suppressed)),
     };
     Ok((u16_at(b, offset_of!(EventHeader, kind)), header))
 }

@@ -138,6 +138,9 @@ pub struct KernelStats {
     pub binary_unknown: u64,
     /// Execs and forks whose binary sets could not be stored.
     pub binary_store_failed: u64,
+    /// Verdict records the rate limit did not send (each verdict applied;
+    /// the next record of its (cgroup, policy, rule) carries the count).
+    pub rate_suppressed: u64,
 }
 
 /// The ring buffer verdicts arrive on.
@@ -388,6 +391,17 @@ impl Loaded {
                 source,
             })?;
 
+        write_array(
+            &mut ebpf,
+            "enf_config",
+            [(
+                0u32,
+                abi::Config {
+                    rate_limit: plan.rate_limit,
+                    daemon_tgid: 0,
+                },
+            )],
+        )?;
         write_array(&mut ebpf, "enf_policies", entries.policies.iter().copied())?;
         write_hash(&mut ebpf, "enf_edges", &entries.edges)?;
         write_hash(&mut ebpf, "enf_states", &entries.states)?;
@@ -762,6 +776,7 @@ fn read_stats<T: std::borrow::Borrow<MapData>>(
         inherited: sum(abi::STAT_INHERITED)?,
         binary_unknown: sum(abi::STAT_BINARY_UNKNOWN)?,
         binary_store_failed: sum(abi::STAT_BINARY_STORE_FAILED)?,
+        rate_suppressed: sum(abi::STAT_RATE_SUPPRESSED)?,
     })
 }
 
@@ -838,6 +853,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         process_events: false,
         kernel: crate::kernel_ops::KernelOpsPlan::default(),
         binaries: plan::BinaryFilters::default(),
+        rate_limit: 0,
     })
 }
 

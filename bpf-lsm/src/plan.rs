@@ -336,6 +336,9 @@ pub struct KernelPlan {
     pub kernel: crate::kernel_ops::KernelOpsPlan,
     /// `from` / `except_from` of file, exec and kernel rules.
     pub binaries: BinaryFilters,
+    /// Verdict records per second per (cgroup, policy, rule) the kernel sends; over it the
+    /// verdicts still apply and the records are counted as suppressed. 0: no limit.
+    pub rate_limit: u32,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,

@@ -28,6 +28,10 @@ pub struct Config<S = SinkConfig> {
     pub export: ExportConfig<S>,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// Verdict records per second per (cgroup, rule) the kernel sends to the daemon. Over it
+    /// every verdict still applies (a deny still denies); the records are not sent and the next
+    /// one sent carries how many were suppressed. Default 100; 0: no limit.
+    pub event_rate_limit: u32,
 }
 
 /// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
@@ -165,6 +169,7 @@ impl<S> Default for Config<S> {
             store: StoreConfig::default(),
             export: ExportConfig::default(),
             metrics: MetricsConfig::default(),
+            event_rate_limit: crate::kernel_settings::DEFAULT_EVENT_RATE_LIMIT,
         }
     }
 }
@@ -227,6 +232,7 @@ impl Config {
                 outbox: raw.export.outbox,
             },
             metrics: raw.metrics,
+            event_rate_limit: raw.event_rate_limit,
         })
     }
 

@@ -414,6 +414,8 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         process_events: plan.rules.iter().any(is_alert),
         kernel: crate::kernel_class::kernel_ops_plan(plan),
         binaries: Default::default(),
+        // From the config (kernel_settings.rs), when the daemon loads the plan.
+        rate_limit: 0,
     };
     k.binaries = crate::binary_filters::binary_filters(plan, &k);
     Ok(k)

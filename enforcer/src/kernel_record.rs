@@ -89,6 +89,7 @@ mod tests {
                 policy_id: Some(0),
                 flags: 0,
                 comm: "x".into(),
+                suppressed: 0,
             },
             subject,
             arg,

@@ -11,6 +11,7 @@ mod export_cmd;
 mod kernel_apply;
 mod kernel_class;
 mod kernel_record;
+mod kernel_settings;
 mod learn_cmd;
 mod metrics;
 mod policy_cmd;

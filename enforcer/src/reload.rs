@@ -11,6 +11,7 @@ use crate::alerts::AlertRules;
 use crate::cgroup;
 use crate::exit_code::{self, Failure};
 use crate::kernel_apply;
+use crate::kernel_settings::KernelSettings;
 use crate::policy_cmd;
 use crate::run::{Load, ModeArg, Rules};
 use crate::status::{PlanInfo, PolicyInfo};
@@ -331,14 +332,14 @@ fn mechanism(m: NetMechanism) -> &'static str {
 /// (the old plan keeps running until the caller drops it). Then resolves the plan's cgroup
 /// selectors once more: the cgroup inheritance program is attached by now, so a cgroup created
 /// at any time is covered either by it or by this second look.
-pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
+pub fn activate(prepared: Prepared, settings: &KernelSettings) -> Result<Active, Rejected> {
     let Prepared {
-        rules,
+        mut rules,
         plan,
         policies,
         ..
     } = prepared;
-    let (loaded, rule_count, cgroups) = match &rules.load {
+    let (loaded, rule_count, cgroups) = match &mut rules.load {
         Load::Adhoc(p) => match Loaded::file_open(p) {
             Ok(l) => (Some(l), p.rules.len(), p.cgroups.len()),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -352,6 +353,7 @@ pub fn activate(prepared: Prepared) -> Result<Active, Rejected> {
             Err(e) => return Err(Rejected::new(exit_code::KERNEL_LOAD, e)),
         },
         Load::Plan(k) => {
+            settings.apply(k);
             let mut loaded =
                 Loaded::apply(k).map_err(|e| Rejected::new(exit_code::KERNEL_LOAD, e))?;
             if let Some(plan) = &plan {

@@ -6,6 +6,7 @@ use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
 use crate::export_cmd;
+use crate::kernel_settings::KernelSettings;
 use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
 use crate::process_feed::{self, Feed, SlotCache};
 use crate::reload::{self, Compiler, Rejected, Source};
@@ -289,6 +290,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         compiler,
         watches,
         state_dir,
+        settings: Arc::new(KernelSettings {
+            rate_limit: config.event_rate_limit,
+        }),
     };
     let result = runtime.block_on(serve(
         prepared,
@@ -585,6 +589,8 @@ struct Reloading {
     compiler: Option<Arc<Compiler>>,
     watches: Option<reload::Watches>,
     state_dir: PathBuf,
+    /// From the config, for every plan loaded.
+    settings: Arc<KernelSettings>,
 }
 
 /// How long the ring buffer of a replaced plan is still read after its programs were
@@ -750,12 +756,13 @@ fn start_reload(
     }
     tracing::info!(trigger, "reloading the policies");
     let compiler = Arc::clone(compiler);
+    let settings = Arc::clone(&reloading.settings);
     *loading = Some(tokio::task::spawn_blocking(move || {
         let result = compiler.compile().and_then(|p| {
             if !p.warnings.is_empty() {
                 tracing::warn!("the policy set has warnings:\n{}", p.warnings.trim_end());
             }
-            reload::activate(p)
+            reload::activate(p, &settings)
         });
         Reloaded { trigger, result }
     }));
@@ -808,7 +815,7 @@ async fn watch(
     // For every source: without a handler SIGHUP would end the daemon.
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
 
-    let active = reload::activate(first).map_err(Rejected::into_failure)?;
+    let active = reload::activate(first, &reloading.settings).map_err(Rejected::into_failure)?;
     let (rule_count, cgroup_count) = (active.rules, active.info.cgroups);
     let (mut cur, info) = current(active)?;
     metrics.set_rules_loaded(info.rules_loaded);

@@ -194,6 +194,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         rule.map_or(Severity::High, |r| r.severity),
     );
     ev.kernel_ns = Some(h.ktime_ns);
+    ev.suppressed = u64::from(h.suppressed);
     ev.policy = names
         .policy(h)
         .map(String::from)
@@ -213,6 +214,12 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             " (the acting binary is unknown, so `from`/`except_from` could not be checked: \
              failed closed)",
         );
+    }
+    if h.suppressed > 0 {
+        ev.message.push_str(&format!(
+            " ({} more like it since the last one were not reported: rate limit)",
+            h.suppressed
+        ));
     }
     ev.process = Some(process(h));
     ev.cgroup = Some(Cgroup {
@@ -411,6 +418,7 @@ mod tests {
             policy_id: Some(0),
             flags,
             comm: "cat".into(),
+            suppressed: 0,
         }
     }
 

@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 5
+#define ENF_ABI_VERSION 6
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -161,6 +161,8 @@
 /* A fork or exec could not store the task's binary sets (storage busy or
  * out of memory): the task is unknown, rules fail closed for it. */
 #define ENF_STAT_BINARY_STORE_FAILED 5
+/* Verdict records the rate limit did not send (the verdict itself applied). */
+#define ENF_STAT_RATE_SUPPRESSED 6
 #define ENF_STAT_MAX 8
 
 /* Common head of every ring-buffer record. */
@@ -178,7 +180,8 @@ struct enf_event_header {
 	__u32 flags;      /* ENF_FLAG_* */
 	char comm[ENF_COMM_LEN];
 	__u32 policy_id;  /* the deciding policy's id, or ENF_POLICY_NONE */
-	__u32 _pad;
+	__u32 suppressed; /* records of the same (cgroup, policy, rule) the rate
+			   * limit did not send since the last one sent */
 };
 
 /* A file_open verdict. Only the first path_len bytes of path are sent: the
@@ -426,6 +429,13 @@ struct enf_kernel_key {
 struct enf_kernel_list {
 	__u32 list_off;
 	__u32 list_len;
+};
+
+/* Value of `enf_config` (array, key 0): settings of the whole plan. */
+struct enf_config {
+	__u32 rate_limit;              /* verdict records per second per (cgroup,
+					* policy, rule); 0: no limit */
+	__u32 daemon_tgid;             /* self-protection: the enforcer's pid; 0: off */
 };
 
 #endif /* ENFORCER_ABI_H */

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "ratelimit.h"
 #include "decide.h"
 #include "dentry_path.h"
 
@@ -119,11 +120,8 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 	if (len2 && bpf_probe_read_kernel(s->ev.paths + (len & (ENF_PATH_MAX - 1)),
 					  len2 & (ENF_PATH_MAX - 1), s->second))
 		s->ev.path2_len = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_path_event, paths) + (len & (ENF_PATH_MAX - 1)) +
-				       (s->ev.path2_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr, offsetof(struct enf_path_event, paths) + (len & (ENF_PATH_MAX - 1)) +
+				     (s->ev.path2_len & (ENF_PATH_MAX - 1)));
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
 }

@@ -30,6 +30,7 @@ pub mod network;
 pub mod path_hooks;
 pub mod policy_run;
 pub mod process_events;
+pub mod rate_limit;
 pub mod reload;
 pub mod rules_library;
 
@@ -88,6 +89,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("reload", reload::TESTS),
     ("kernel_ops", kernel_ops::TESTS),
     ("binary_filters", binary_filters::TESTS),
+    ("rate_limit", rate_limit::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
 ];
