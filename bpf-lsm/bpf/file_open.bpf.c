@@ -7,6 +7,7 @@
 #include "include/maps.h"
 #include "include/decide.h"
 #include "include/ratelimit.h"
+#include "include/guard.h"
 
 #define O_APPEND 02000
 /* Set in f_flags by the kernel's own opens for exec (binary, interpreter). */
@@ -68,7 +69,10 @@ int BPF_PROG(enf_file_open, struct file *file, int ret)
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_FILE, access, scope->slots, &d))
+	if (resolved && enf_guarded_path(s->ev.path, path_len))
+		enf_guard_decision(&d);
+	else if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_FILE, access, scope->slots,
+			    &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;

@@ -39,6 +39,9 @@ pub const FLAG_CGROUP_HOOK: u32 = 1 << 4;
 pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
 
 pub const RULE_NONE: u32 = u32::MAX;
+/// `rule_id` and `policy_id` of a self-protection refusal (no policy's).
+pub const RULE_SELF: u32 = 0xffff_fffe;
+pub const POLICY_SELF: u32 = 0xffff_fffe;
 pub const POLICY_NONE: u32 = u32::MAX;
 
 pub const ACTION_ALLOW: u32 = 0;
@@ -100,6 +103,16 @@ pub const KOP_ALL: u32 = (1 << 13) - 1;
 pub const KERNEL_OP: u32 = 0;
 pub const KERNEL_CAPABILITY: u32 = 1;
 pub const KERNEL_SYSCALL: u32 = 2;
+/// Self-protection: `id` is a `GUARD_*`.
+pub const KERNEL_GUARD: u32 = 3;
+/// A signal to the enforcer (arg: its pid, arg2: the signal).
+pub const GUARD_SIGNAL: u32 = 1;
+/// A ptrace attach to the enforcer (arg: its pid, arg2: the PTRACE_MODE_* bits).
+pub const GUARD_PTRACE: u32 = 2;
+/// A bpf() command reaching objects by pin or id (arg: the command).
+pub const GUARD_BPF: u32 = 3;
+/// Protected directories at most (`enf_guard_dirs`).
+pub const GUARD_DIRS: u32 = 4;
 
 /// Address families of [`NetEvent::family`] (Linux values).
 pub const AF_INET: u16 = 2;
@@ -152,6 +165,26 @@ pub struct Config {
     pub rate_limit: u32,
     /// Self-protection: the enforcer's pid (tgid); 0: off.
     pub daemon_tgid: u32,
+}
+
+/// `struct enf_guard_dir`: a directory self-protection guards.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardDir {
+    /// Bytes of `path`, no trailing `/`.
+    pub len: u32,
+    pub _pad: u32,
+    pub path: [u8; NAME_BYTES],
+}
+
+impl Default for GuardDir {
+    fn default() -> Self {
+        GuardDir {
+            len: 0,
+            _pad: 0,
+            path: [0; NAME_BYTES],
+        }
+    }
 }
 
 /// `struct enf_file_event`. On the ring buffer only the first `path_len`
@@ -440,6 +473,8 @@ unsafe impl aya::Pod for KernelKey {}
 unsafe impl aya::Pod for KernelList {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for GuardDir {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -490,6 +525,7 @@ mod tests {
                 ]
             ),
             layout!("enf_config", Config, [rate_limit, daemon_tgid]),
+            layout!("enf_guard_dir", GuardDir, [len, _pad, path]),
             layout!(
                 "enf_file_event",
                 FileEvent,

@@ -409,6 +409,38 @@ pub enum KernelSubject {
     Capability(u32),
     /// A system call at entry, by x86_64 number.
     Syscall(u32),
+    /// Self-protection refused an operation on the enforcer itself.
+    SelfProtection(GuardOp),
+}
+
+/// What self-protection refused (`ENF_GUARD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardOp {
+    /// A signal to the enforcer (`arg`: its pid, `arg2`: the signal).
+    Signal,
+    /// A ptrace attach to the enforcer (`arg`: its pid, `arg2`: the mode bits).
+    Ptrace,
+    /// A bpf() command reaching objects by pin or id (`arg`: the command).
+    Bpf,
+}
+
+impl GuardOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuardOp::Signal => "kill",
+            GuardOp::Ptrace => "ptrace",
+            GuardOp::Bpf => "bpf",
+        }
+    }
+
+    fn from_id(id: u32) -> Option<GuardOp> {
+        match id {
+            abi::GUARD_SIGNAL => Some(GuardOp::Signal),
+            abi::GUARD_PTRACE => Some(GuardOp::Ptrace),
+            abi::GUARD_BPF => Some(GuardOp::Bpf),
+            _ => None,
+        }
+    }
 }
 
 /// A kernel-class decision. What `arg` and `arg2` hold depends on the
@@ -592,6 +624,7 @@ fn decode_kernel(record: &[u8], header: Header) -> Result<KernelRecord, DecodeEr
         abi::KERNEL_OP => KernelOp::from_bit(id).map(KernelSubject::Op),
         abi::KERNEL_CAPABILITY => Some(KernelSubject::Capability(id)),
         abi::KERNEL_SYSCALL => Some(KernelSubject::Syscall(id)),
+        abi::KERNEL_GUARD => GuardOp::from_id(id).map(KernelSubject::SelfProtection),
         _ => None,
     }
     .ok_or(DecodeError::KernelSubject { what, id })?;

@@ -79,6 +79,8 @@ pub enum LoadError {
     },
     #[error("invalid kernel plan: {0}")]
     Plan(#[from] PlanError),
+    #[error("invalid kernel plan: {0}")]
+    Guard(#[from] crate::guard::GuardError),
     #[error("cannot write map `{map}`: {detail}")]
     MapWrite { map: &'static str, detail: String },
     #[error("cannot attach `{program}` to cgroup `{}`: {detail}", cgroup.display())]
@@ -391,6 +393,11 @@ impl Loaded {
                 source,
             })?;
 
+        // Self-protection goes with any hook: it guards the tasks under enforcement.
+        let guard = match &plan.self_guard {
+            Some(g) if entries.hooks.any() => Some((g.daemon_tgid, g.entries()?)),
+            _ => None,
+        };
         write_array(
             &mut ebpf,
             "enf_config",
@@ -398,10 +405,17 @@ impl Loaded {
                 0u32,
                 abi::Config {
                     rate_limit: plan.rate_limit,
-                    daemon_tgid: 0,
+                    daemon_tgid: guard.as_ref().map_or(0, |g| g.0),
                 },
             )],
         )?;
+        if let Some((_, dirs)) = &guard {
+            write_array(
+                &mut ebpf,
+                "enf_guard_dirs",
+                dirs.iter().copied().zip(0u32..).map(|(d, i)| (i, d)),
+            )?;
+        }
         write_array(&mut ebpf, "enf_policies", entries.policies.iter().copied())?;
         write_hash(&mut ebpf, "enf_edges", &entries.edges)?;
         write_hash(&mut ebpf, "enf_states", &entries.states)?;
@@ -453,7 +467,12 @@ impl Loaded {
                 .map(|(r, i)| (i, r)),
         )?;
 
-        let h = entries.hooks;
+        let mut h = entries.hooks;
+        if guard.is_some() {
+            h.file_open = true;
+            h.path_ops |= crate::guard::PATH_OPS;
+            h.kernel.ops |= crate::guard::KERNEL_OPS;
+        }
         let lsm_needed = h.file_open
             || h.bprm_check_security
             || h.path_ops != 0
@@ -531,6 +550,9 @@ impl Loaded {
         }
         if h.kernel.capable {
             hooks.push((CAPABLE, "capable"));
+        }
+        if guard.is_some() {
+            hooks.push((crate::guard::TASK_KILL, "task_kill"));
         }
         if h.kernel.sys_enter {
             hooks.push((SYS_ENTER, "sys_enter"));
@@ -854,6 +876,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         kernel: crate::kernel_ops::KernelOpsPlan::default(),
         binaries: plan::BinaryFilters::default(),
         rate_limit: 0,
+        self_guard: None,
     })
 }
 

@@ -339,6 +339,9 @@ pub struct KernelPlan {
     /// Verdict records per second per (cgroup, policy, rule) the kernel sends; over it the
     /// verdicts still apply and the records are counted as suppressed. 0: no limit.
     pub rate_limit: u32,
+    /// Self-protection of the enforcer from the tasks under enforcement (guard.rs); applied
+    /// when the plan covers any cgroup.
+    pub self_guard: Option<crate::guard::SelfGuard>,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,

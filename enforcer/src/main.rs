@@ -18,6 +18,7 @@ mod policy_cmd;
 mod process_feed;
 mod reload;
 mod run;
+mod self_guard;
 mod status;
 mod verdict_log;
 

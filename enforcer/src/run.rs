@@ -285,14 +285,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let settings = Arc::new(KernelSettings {
+        rate_limit: config.event_rate_limit,
+        guard: crate::self_guard::of_daemon(&state_dir),
+    });
     let reloading = Reloading {
         source,
         compiler,
         watches,
         state_dir,
-        settings: Arc::new(KernelSettings {
-            rate_limit: config.event_rate_limit,
-        }),
+        settings,
     };
     let result = runtime.block_on(serve(
         prepared,

@@ -111,13 +111,17 @@ impl Names {
     }
 
     fn rule(&self, h: &Header) -> Option<&RuleInfo> {
-        h.rule_id.and_then(|id| self.rules.get(&id))
+        match h.rule_id {
+            Some(bpf_lsm::abi::RULE_SELF) => Some(crate::self_guard::rule_info()),
+            id => id.and_then(|id| self.rules.get(&id)),
+        }
     }
 
     fn policy(&self, h: &Header) -> Option<&str> {
-        h.policy_id
-            .and_then(|id| self.policies.get(&id))
-            .map(String::as_str)
+        match h.policy_id {
+            Some(bpf_lsm::abi::POLICY_SELF) => Some(crate::self_guard::POLICY),
+            id => id.and_then(|id| self.policies.get(&id)).map(String::as_str),
+        }
     }
 
     /// `policy/rule`, `policy/default`, or `?` for what the plan does not name.

@@ -67,6 +67,9 @@
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu
 #define ENF_POLICY_NONE 0xffffffffu
+/* rule_id / policy_id of a self-protection refusal (guard.h): no policy's. */
+#define ENF_RULE_SELF 0xfffffffeu
+#define ENF_POLICY_SELF 0xfffffffeu
 
 /* Rule actions, least to most restrictive: the order is the precedence. */
 #define ENF_ACTION_ALLOW 0
@@ -141,6 +144,12 @@
 #define ENF_KERNEL_OP 0          /* id: one ENF_KOP_* bit */
 #define ENF_KERNEL_CAPABILITY 1  /* id: the capability number (CAP_*) */
 #define ENF_KERNEL_SYSCALL 2     /* id: the x86_64 system call number */
+#define ENF_KERNEL_GUARD 3       /* id: ENF_GUARD_* (self-protection) */
+
+/* What self-protection refused (enf_kernel_event.id with ENF_KERNEL_GUARD). */
+#define ENF_GUARD_SIGNAL 1       /* arg: the enforcer's pid, arg2: the signal */
+#define ENF_GUARD_PTRACE 2       /* arg: the enforcer's pid, arg2: PTRACE_MODE_* */
+#define ENF_GUARD_BPF 3          /* arg: the bpf() command */
 
 /* A cgroup's policies are a u64 set of slots. */
 #define ENF_MAX_POLICIES 64
@@ -436,6 +445,15 @@ struct enf_config {
 	__u32 rate_limit;              /* verdict records per second per (cgroup,
 					* policy, rule); 0: no limit */
 	__u32 daemon_tgid;             /* self-protection: the enforcer's pid; 0: off */
+};
+
+/* Protected directories (self-protection; `enf_guard_dirs`, array): a path
+ * at or below one is refused to tasks under enforcement. */
+#define ENF_GUARD_DIRS 4
+struct enf_guard_dir {
+	__u32 len;                     /* bytes of path, no trailing '/'; 0: unused */
+	__u32 _pad;
+	char path[ENF_NAME_BYTES];     /* at most ENF_NAME_MAX bytes, zero-padded */
 };
 
 #endif /* ENFORCER_ABI_H */

@@ -19,6 +19,7 @@
 #include "ratelimit.h"
 #include "decide.h"
 #include "dentry_path.h"
+#include "guard.h"
 
 /* The record is assembled here; `second` holds the second path while it is
  * decided (the matcher reads a path from byte 0 of its buffer). */
@@ -102,6 +103,10 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 		enf_decide_ops(s->second, len2, resolved2, ops, slots, &d2);
 		enf_decision_merge(&d, &d2);
 	}
+	/* Self-protection wins over any policy: the enforcer's directories. */
+	if ((resolved && enf_guarded_path(s->ev.paths, len)) ||
+	    (dentry2 && resolved2 && enf_guarded_path(s->second, len2)))
+		enf_guard_decision(&d);
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
 

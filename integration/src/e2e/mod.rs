@@ -33,6 +33,7 @@ pub mod process_events;
 pub mod rate_limit;
 pub mod reload;
 pub mod rules_library;
+pub mod self_protection;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -90,6 +91,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("kernel_ops", kernel_ops::TESTS),
     ("binary_filters", binary_filters::TESTS),
     ("rate_limit", rate_limit::TESTS),
+    ("self_protection", self_protection::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
 ];
