@@ -48,12 +48,33 @@ pub struct FileOpenEvent {
     pub path: Vec<u8>,
 }
 
+/// `pub fn name(&self) -> bool` for each bit of a flags field, so that
+/// every record type reads its flags the same way.
+macro_rules! flag_accessors {
+    ($outer:ident . $field:ident : $($(#[$doc:meta])* $name:ident => $bit:path;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> bool {
+                self.$outer.$field & $bit != 0
+            }
+        )+
+    };
+    ($field:ident : $($(#[$doc:meta])* $name:ident => $bit:path;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> bool {
+                self.$field & $bit != 0
+            }
+        )+
+    };
+}
+
 impl FileOpenEvent {
-    /// The path could not be resolved completely, and the open was decided
-    /// without it (fail closed).
-    pub fn path_unresolved(&self) -> bool {
-        self.common.flags & abi::FLAG_PATH_UNRESOLVED != 0
-    }
+    flag_accessors!(common.flags:
+        /// The path could not be resolved completely, and the open was decided
+        /// without it (fail closed).
+        path_unresolved => abi::FLAG_PATH_UNRESOLVED;
+    );
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,28 +173,19 @@ pub struct Header {
 }
 
 impl Header {
-    /// The path could not be resolved, and the operation was decided without
-    /// it (fail closed).
-    pub fn path_unresolved(&self) -> bool {
-        self.flags & abi::FLAG_PATH_UNRESOLVED != 0
-    }
-
-    /// A rule with `from`/`except_from` applied to a task whose executable
-    /// was unknown (it ran before the plan loaded and was not backfilled, or
-    /// its path did not resolve at exec): the rule failed closed.
-    pub fn binary_unknown(&self) -> bool {
-        self.flags & abi::FLAG_BINARY_UNKNOWN != 0
-    }
-
-    /// The policy's default posture decided.
-    pub fn by_default(&self) -> bool {
-        self.flags & abi::FLAG_DEFAULT != 0
-    }
-
-    /// SIGKILL was sent to the process.
-    pub fn killed(&self) -> bool {
-        self.flags & abi::FLAG_KILLED != 0
-    }
+    flag_accessors!(flags:
+        /// The path could not be resolved, and the operation was decided without
+        /// it (fail closed).
+        path_unresolved => abi::FLAG_PATH_UNRESOLVED;
+        /// A rule with `from`/`except_from` applied to a task whose executable
+        /// was unknown (it ran before the plan loaded and was not backfilled, or
+        /// its path did not resolve at exec): the rule failed closed.
+        binary_unknown => abi::FLAG_BINARY_UNKNOWN;
+        /// The policy's default posture decided.
+        by_default => abi::FLAG_DEFAULT;
+        /// SIGKILL was sent to the process.
+        killed => abi::FLAG_KILLED;
+    );
 }
 
 /// A `file_open` decision.
@@ -234,15 +246,12 @@ pub struct NetRecord {
 }
 
 impl NetRecord {
-    /// The operation gave an IPv4-mapped IPv6 address.
-    pub fn v4_mapped(&self) -> bool {
-        self.header.flags & abi::FLAG_V4_MAPPED != 0
-    }
-
-    /// A cgroup socket program (no BPF LSM) decided, not an LSM hook.
-    pub fn by_cgroup_hook(&self) -> bool {
-        self.header.flags & abi::FLAG_CGROUP_HOOK != 0
-    }
+    flag_accessors!(header.flags:
+        /// The operation gave an IPv4-mapped IPv6 address.
+        v4_mapped => abi::FLAG_V4_MAPPED;
+        /// A cgroup socket program (no BPF LSM) decided, not an LSM hook.
+        by_cgroup_hook => abi::FLAG_CGROUP_HOOK;
+    );
 }
 
 /// A process exec'd (`tp_btf/sched_process_exec`): not a verdict.
@@ -266,15 +275,12 @@ pub struct ProcExecRecord {
 }
 
 impl ProcExecRecord {
-    /// argv was longer than the record carries and is cut.
-    pub fn argv_truncated(&self) -> bool {
-        self.proc_flags & abi::PROC_ARGS_TRUNCATED != 0
-    }
-
-    /// argv could not be read (the record has none).
-    pub fn argv_unread(&self) -> bool {
-        self.proc_flags & abi::PROC_ARGS_UNREAD != 0
-    }
+    flag_accessors!(proc_flags:
+        /// argv was longer than the record carries and is cut.
+        argv_truncated => abi::PROC_ARGS_TRUNCATED;
+        /// argv could not be read (the record has none).
+        argv_unread => abi::PROC_ARGS_UNREAD;
+    );
 }
 
 /// A new process (`tp_btf/sched_process_fork`); threads are not reported.

@@ -1064,6 +1064,8 @@ mod tests {
             process_events: false,
             kernel: crate::kernel_ops::KernelOpsPlan::default(),
             binaries: BinaryFilters::default(),
+            rate_limit: 0,
+            self_guard: None,
         }
     }
 

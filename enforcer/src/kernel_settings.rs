@@ -11,14 +11,15 @@ pub const DEFAULT_EVENT_RATE_LIMIT: u32 = 100;
 pub struct KernelSettings {
     /// Verdict records per second per (cgroup, policy, rule) the kernel sends; 0: no limit.
     pub rate_limit: u32,
-    /// What self-protection guards.
-    pub guard: bpf_lsm::guard::SelfGuard,
+    /// What self-protection guards; `None` where BPF LSM programs cannot attach (the guard
+    /// is made of them).
+    pub guard: Option<bpf_lsm::guard::SelfGuard>,
 }
 
 impl KernelSettings {
     /// Writes the settings into a plan before it is loaded.
     pub fn apply(&self, plan: &mut KernelPlan) {
         plan.rate_limit = self.rate_limit;
-        plan.self_guard = Some(self.guard.clone());
+        plan.self_guard.clone_from(&self.guard);
     }
 }

@@ -169,6 +169,11 @@ impl Compiler {
         })
     }
 
+    /// BPF LSM programs attach on this kernel (self-protection needs them).
+    pub fn bpf_lsm(&self) -> bool {
+        self.kernel.bpf_lsm
+    }
+
     /// Loads, checks and compiles the policy set for this kernel and translates it for the
     /// kernel programs. A set with errors, or with a rule the kernel programs cannot enforce
     /// as written, is rejected before anything is loaded.

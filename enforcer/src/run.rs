@@ -285,9 +285,20 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let guard = match &compiler {
+        Some(c) if c.bpf_lsm() => Some(crate::self_guard::of_daemon(&state_dir)),
+        Some(_) => {
+            tracing::warn!(
+                "self-protection is off: this kernel refuses BPF LSM programs, which it is made of"
+            );
+            None
+        }
+        // --deny-open: an ad-hoc plan, loaded as it is.
+        None => None,
+    };
     let settings = Arc::new(KernelSettings {
         rate_limit: config.event_rate_limit,
-        guard: crate::self_guard::of_daemon(&state_dir),
+        guard,
     });
     let reloading = Reloading {
         source,

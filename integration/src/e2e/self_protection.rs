@@ -6,14 +6,13 @@
 use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::cgroup::{write_own_pid, Cgroup};
+use super::cgroup::{spawn_fn, Cgroup};
 use super::command::capture;
 use super::enforcer_process::Enforcer;
 use super::Test;
@@ -116,36 +115,15 @@ fn pin_a_map() -> Result<u32> {
     Ok(info[1])
 }
 
-/// Runs `f` in a child forked into `cg` (it moves itself in before `f` runs) and returns what
-/// `f` returned: an errno, 0 for success.
+/// Runs `f` in a child forked into `cg` and returns what `f` returned: an errno, 0 for
+/// success.
 fn errno_in<F>(cg: &Cgroup, f: F) -> Result<i32>
 where
     F: Fn() -> i32 + Send + Sync + 'static,
 {
-    let procs_path = cg.path().join("cgroup.procs");
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(&procs_path)
-        .with_context(|| format!("opening {}", procs_path.display()))?;
-    let fd = procs.as_raw_fd();
-    let mut cmd = Command::new("/bin/true");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure writes its pid (no allocation), makes raw system calls and `_exit`s:
-    // async-signal-safe, as required between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            write_own_pid(fd)?;
-            libc::_exit(f());
-        });
-    }
-    let status = cmd
-        .spawn()
-        .context("starting the child")?
+    let status = spawn_fn(Some(cg), f)?
         .wait()
         .context("waiting for the child")?;
-    drop(procs);
     match status.code() {
         Some(code) => Ok(code),
         None => bail!("the child ended with signal {:?}", status.signal()),
