@@ -151,7 +151,10 @@ fn a_covered_process_cannot_tamper_with_the_enforcer() -> Result<()> {
     fs::write(&policy_path, policy())?;
     let map_id = pin_a_map()?;
     let cg = Cgroup::create(CGROUP)?;
-    let mut enforcer = Enforcer::start(&["--policy", &policy_path])?;
+    let mut enforcer = Enforcer::start_with_timeout(
+        &["--policy", &policy_path],
+        super::enforcer_process::DEFAULT_READY_TIMEOUT * 4,
+    )?;
     let pid = enforcer.pid().context("the enforcer's pid")? as i32;
     let state = enforcer.state_dir().to_path_buf();
     let status_json = c(&state.join("status.json"))?;
