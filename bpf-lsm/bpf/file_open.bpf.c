@@ -6,6 +6,8 @@
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
+#include "include/ratelimit.h"
+#include "include/guard.h"
 
 #define O_APPEND 02000
 /* Set in f_flags by the kernel's own opens for exec (binary, interpreter). */
@@ -67,7 +69,10 @@ int BPF_PROG(enf_file_open, struct file *file, int ret)
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_FILE, access, scope->slots, &d))
+	if (resolved && enf_guarded_path(s->ev.path, path_len))
+		enf_guard_decision(&d);
+	else if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_FILE, access, scope->slots,
+			    &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
@@ -79,10 +84,8 @@ int BPF_PROG(enf_file_open, struct file *file, int ret)
 			d.rule_id, d.policy_id, flags);
 	s->ev.path_len = path_len;
 	s->ev.access = access;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_file_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr,
+		 offsetof(struct enf_file_event, path) + (path_len & (ENF_PATH_MAX - 1)));
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
 }

@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -42,6 +42,9 @@ pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
 pub const FLAG_EXEC_FALLBACK: u32 = 1 << 6;
 
 pub const RULE_NONE: u32 = u32::MAX;
+/// `rule_id` and `policy_id` of a self-protection refusal (no policy's).
+pub const RULE_SELF: u32 = 0xffff_fffe;
+pub const POLICY_SELF: u32 = 0xffff_fffe;
 pub const POLICY_NONE: u32 = u32::MAX;
 
 pub const ACTION_ALLOW: u32 = 0;
@@ -106,6 +109,16 @@ pub const KOP_ALL: u32 = (1 << 13) - 1;
 pub const KERNEL_OP: u32 = 0;
 pub const KERNEL_CAPABILITY: u32 = 1;
 pub const KERNEL_SYSCALL: u32 = 2;
+/// Self-protection: `id` is a `GUARD_*`.
+pub const KERNEL_GUARD: u32 = 3;
+/// A signal to the enforcer (arg: its pid, arg2: the signal).
+pub const GUARD_SIGNAL: u32 = 1;
+/// A ptrace attach to the enforcer (arg: its pid, arg2: the PTRACE_MODE_* bits).
+pub const GUARD_PTRACE: u32 = 2;
+/// A bpf() command reaching objects by pin or id (arg: the command).
+pub const GUARD_BPF: u32 = 3;
+/// Protected directories at most (`enf_guard_dirs`).
+pub const GUARD_DIRS: u32 = 4;
 
 /// Address families of [`NetEvent::family`] (Linux values).
 pub const AF_INET: u16 = 2;
@@ -124,6 +137,8 @@ pub const STAT_INHERITED: u32 = 3;
 pub const STAT_BINARY_UNKNOWN: u32 = 4;
 /// Execs and forks whose binary sets could not be stored (the task is unknown).
 pub const STAT_BINARY_STORE_FAILED: u32 = 5;
+/// Verdict records the rate limit did not send (the verdicts applied).
+pub const STAT_RATE_SUPPRESSED: u32 = 6;
 pub const STAT_MAX: u32 = 8;
 
 /// `struct enf_event_header`: the head of every ring-buffer record.
@@ -143,7 +158,39 @@ pub struct EventHeader {
     pub flags: u32,
     pub comm: [u8; COMM_LEN],
     pub policy_id: u32,
+    /// Records of the same (cgroup, policy, rule) the rate limit did not
+    /// send since the last one sent.
+    pub suppressed: u32,
+}
+
+/// `struct enf_config`: settings of the whole plan (`enf_config`, key 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Verdict records per second per (cgroup, policy, rule); 0: no limit.
+    pub rate_limit: u32,
+    /// Self-protection: the enforcer's pid (tgid); 0: off.
+    pub daemon_tgid: u32,
+}
+
+/// `struct enf_guard_dir`: a directory self-protection guards.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardDir {
+    /// Bytes of `path`, no trailing `/`.
+    pub len: u32,
     pub _pad: u32,
+    pub path: [u8; NAME_BYTES],
+}
+
+impl Default for GuardDir {
+    fn default() -> Self {
+        GuardDir {
+            len: 0,
+            _pad: 0,
+            path: [0; NAME_BYTES],
+        }
+    }
 }
 
 /// `struct enf_file_event`. On the ring buffer only the first `path_len`
@@ -433,6 +480,10 @@ unsafe impl aya::Pod for PortRange {}
 unsafe impl aya::Pod for KernelKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for KernelList {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for GuardDir {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -479,9 +530,11 @@ mod tests {
                     flags,
                     comm,
                     policy_id,
-                    _pad
+                    suppressed
                 ]
             ),
+            layout!("enf_config", Config, [rate_limit, daemon_tgid]),
+            layout!("enf_guard_dir", GuardDir, [len, _pad, path]),
             layout!(
                 "enf_file_event",
                 FileEvent,

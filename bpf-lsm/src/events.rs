@@ -48,12 +48,33 @@ pub struct FileOpenEvent {
     pub path: Vec<u8>,
 }
 
+/// `pub fn name(&self) -> bool` for each bit of a flags field, so that
+/// every record type reads its flags the same way.
+macro_rules! flag_accessors {
+    ($outer:ident . $field:ident : $($(#[$doc:meta])* $name:ident => $bit:path;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> bool {
+                self.$outer.$field & $bit != 0
+            }
+        )+
+    };
+    ($field:ident : $($(#[$doc:meta])* $name:ident => $bit:path;)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> bool {
+                self.$field & $bit != 0
+            }
+        )+
+    };
+}
+
 impl FileOpenEvent {
-    /// The path could not be resolved completely, and the open was decided
-    /// without it (fail closed).
-    pub fn path_unresolved(&self) -> bool {
-        self.common.flags & abi::FLAG_PATH_UNRESOLVED != 0
-    }
+    flag_accessors!(common.flags:
+        /// The path could not be resolved completely, and the open was decided
+        /// without it (fail closed).
+        path_unresolved => abi::FLAG_PATH_UNRESOLVED;
+    );
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,38 +167,29 @@ pub struct Header {
     pub policy_id: Option<u32>,
     pub flags: u32,
     pub comm: String,
+    /// Records of the same (cgroup, policy, rule) the kernel's rate limit
+    /// did not send since the last one sent (0 for process records).
+    pub suppressed: u32,
 }
 
 impl Header {
-    /// The path could not be resolved, and the operation was decided without
-    /// it (fail closed).
-    pub fn path_unresolved(&self) -> bool {
-        self.flags & abi::FLAG_PATH_UNRESOLVED != 0
-    }
-
-    /// A rule with `from`/`except_from` applied to a task whose executable
-    /// was unknown (it ran before the plan loaded and was not backfilled, or
-    /// its path did not resolve at exec): the rule failed closed.
-    pub fn binary_unknown(&self) -> bool {
-        self.flags & abi::FLAG_BINARY_UNKNOWN != 0
-    }
-
-    /// The policy's default posture decided.
-    pub fn by_default(&self) -> bool {
-        self.flags & abi::FLAG_DEFAULT != 0
-    }
-
-    /// SIGKILL was sent to the process.
-    pub fn killed(&self) -> bool {
-        self.flags & abi::FLAG_KILLED != 0
-    }
-
-    /// Decided by the exec fallback of a kernel without BPF LSM: the exec
-    /// succeeded at the system call, and the process was killed before its
-    /// first instruction (when [`Header::killed`]).
-    pub fn exec_fallback(&self) -> bool {
-        self.flags & abi::FLAG_EXEC_FALLBACK != 0
-    }
+    flag_accessors!(flags:
+        /// The path could not be resolved, and the operation was decided without
+        /// it (fail closed).
+        path_unresolved => abi::FLAG_PATH_UNRESOLVED;
+        /// A rule with `from`/`except_from` applied to a task whose executable
+        /// was unknown (it ran before the plan loaded and was not backfilled, or
+        /// its path did not resolve at exec): the rule failed closed.
+        binary_unknown => abi::FLAG_BINARY_UNKNOWN;
+        /// The policy's default posture decided.
+        by_default => abi::FLAG_DEFAULT;
+        /// SIGKILL was sent to the process.
+        killed => abi::FLAG_KILLED;
+        /// Decided by the exec fallback of a kernel without BPF LSM: the exec
+        /// succeeded at the system call, and the process was killed before its
+        /// first instruction (when [`Header::killed`]).
+        exec_fallback => abi::FLAG_EXEC_FALLBACK;
+    );
 }
 
 /// A `file_open` decision.
@@ -238,15 +250,12 @@ pub struct NetRecord {
 }
 
 impl NetRecord {
-    /// The operation gave an IPv4-mapped IPv6 address.
-    pub fn v4_mapped(&self) -> bool {
-        self.header.flags & abi::FLAG_V4_MAPPED != 0
-    }
-
-    /// A cgroup socket program (no BPF LSM) decided, not an LSM hook.
-    pub fn by_cgroup_hook(&self) -> bool {
-        self.header.flags & abi::FLAG_CGROUP_HOOK != 0
-    }
+    flag_accessors!(header.flags:
+        /// The operation gave an IPv4-mapped IPv6 address.
+        v4_mapped => abi::FLAG_V4_MAPPED;
+        /// A cgroup socket program (no BPF LSM) decided, not an LSM hook.
+        by_cgroup_hook => abi::FLAG_CGROUP_HOOK;
+    );
 }
 
 /// A process exec'd (`tp_btf/sched_process_exec`): not a verdict.
@@ -270,15 +279,12 @@ pub struct ProcExecRecord {
 }
 
 impl ProcExecRecord {
-    /// argv was longer than the record carries and is cut.
-    pub fn argv_truncated(&self) -> bool {
-        self.proc_flags & abi::PROC_ARGS_TRUNCATED != 0
-    }
-
-    /// argv could not be read (the record has none).
-    pub fn argv_unread(&self) -> bool {
-        self.proc_flags & abi::PROC_ARGS_UNREAD != 0
-    }
+    flag_accessors!(proc_flags:
+        /// argv was longer than the record carries and is cut.
+        argv_truncated => abi::PROC_ARGS_TRUNCATED;
+        /// argv could not be read (the record has none).
+        argv_unread => abi::PROC_ARGS_UNREAD;
+    );
 }
 
 /// A new process (`tp_btf/sched_process_fork`); threads are not reported.
@@ -413,6 +419,38 @@ pub enum KernelSubject {
     Capability(u32),
     /// A system call at entry, by x86_64 number.
     Syscall(u32),
+    /// Self-protection refused an operation on the enforcer itself.
+    SelfProtection(GuardOp),
+}
+
+/// What self-protection refused (`ENF_GUARD_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardOp {
+    /// A signal to the enforcer (`arg`: its pid, `arg2`: the signal).
+    Signal,
+    /// A ptrace attach to the enforcer (`arg`: its pid, `arg2`: the mode bits).
+    Ptrace,
+    /// A bpf() command reaching objects by pin or id (`arg`: the command).
+    Bpf,
+}
+
+impl GuardOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuardOp::Signal => "kill",
+            GuardOp::Ptrace => "ptrace",
+            GuardOp::Bpf => "bpf",
+        }
+    }
+
+    fn from_id(id: u32) -> Option<GuardOp> {
+        match id {
+            abi::GUARD_SIGNAL => Some(GuardOp::Signal),
+            abi::GUARD_PTRACE => Some(GuardOp::Ptrace),
+            abi::GUARD_BPF => Some(GuardOp::Bpf),
+            _ => None,
+        }
+    }
 }
 
 /// A kernel-class decision. What `arg` and `arg2` hold depends on the
@@ -470,6 +508,7 @@ fn decode_header(b: &[u8]) -> Result<(u16, Header), DecodeError> {
         policy_id: (policy_id != abi::POLICY_NONE).then_some(policy_id),
         flags: u32_at(b, offset_of!(EventHeader, flags)),
         comm: String::from_utf8_lossy(&comm_bytes[..comm_end]).into_owned(),
+        suppressed: u32_at(b, offset_of!(EventHeader, suppressed)),
     };
     Ok((u16_at(b, offset_of!(EventHeader, kind)), header))
 }
@@ -595,6 +634,7 @@ fn decode_kernel(record: &[u8], header: Header) -> Result<KernelRecord, DecodeEr
         abi::KERNEL_OP => KernelOp::from_bit(id).map(KernelSubject::Op),
         abi::KERNEL_CAPABILITY => Some(KernelSubject::Capability(id)),
         abi::KERNEL_SYSCALL => Some(KernelSubject::Syscall(id)),
+        abi::KERNEL_GUARD => GuardOp::from_id(id).map(KernelSubject::SelfProtection),
         _ => None,
     }
     .ok_or(DecodeError::KernelSubject { what, id })?;

@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod bench;
 pub mod events;
+pub mod guard;
 pub mod kernel_ops;
 pub mod loader;
 pub mod objects;
@@ -21,9 +22,9 @@ pub mod probe;
 mod task_binaries;
 
 pub use events::{
-    decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, Header, KernelEvent,
-    KernelOp, KernelRecord, KernelSubject, NetOp, NetRecord, PathRecord, ProcExecRecord,
-    ProcExitRecord, ProcForkRecord, Record, Verdict,
+    decode, decode_record, DecodeError, ExecRecord, FileOpenEvent, FileRecord, GuardOp, Header,
+    KernelEvent, KernelOp, KernelRecord, KernelSubject, NetOp, NetRecord, PathRecord,
+    ProcExecRecord, ProcExitRecord, ProcForkRecord, Record, Verdict,
 };
 pub use kernel_ops::{
     kops, KernelDefault, KernelHooks, KernelKey, KernelKeyRules, KernelOpRule, KernelOpsPlan,

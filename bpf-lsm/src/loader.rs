@@ -81,6 +81,8 @@ pub enum LoadError {
     },
     #[error("invalid kernel plan: {0}")]
     Plan(#[from] PlanError),
+    #[error("invalid kernel plan: {0}")]
+    Guard(#[from] crate::guard::GuardError),
     #[error("cannot write map `{map}`: {detail}")]
     MapWrite { map: &'static str, detail: String },
     #[error("cannot attach `{program}` to cgroup `{}`: {detail}", cgroup.display())]
@@ -147,6 +149,9 @@ pub struct KernelStats {
     pub binary_unknown: u64,
     /// Execs and forks whose binary sets could not be stored.
     pub binary_store_failed: u64,
+    /// Verdict records the rate limit did not send (each verdict applied;
+    /// the next record of its (cgroup, policy, rule) carries the count).
+    pub rate_suppressed: u64,
 }
 
 /// The ring buffer verdicts arrive on.
@@ -404,6 +409,29 @@ impl Loaded {
                 source,
             })?;
 
+        // Self-protection goes with any hook: it guards the tasks under enforcement.
+        let guard = match &plan.self_guard {
+            Some(g) if entries.hooks.any() => Some((g.daemon_tgid, g.entries()?)),
+            _ => None,
+        };
+        write_array(
+            &mut ebpf,
+            "enf_config",
+            [(
+                0u32,
+                abi::Config {
+                    rate_limit: plan.rate_limit,
+                    daemon_tgid: guard.as_ref().map_or(0, |g| g.0),
+                },
+            )],
+        )?;
+        if let Some((_, dirs)) = &guard {
+            write_array(
+                &mut ebpf,
+                "enf_guard_dirs",
+                dirs.iter().copied().zip(0u32..).map(|(d, i)| (i, d)),
+            )?;
+        }
         write_array(&mut ebpf, "enf_policies", entries.policies.iter().copied())?;
         write_hash(&mut ebpf, "enf_edges", &entries.edges)?;
         write_hash(&mut ebpf, "enf_states", &entries.states)?;
@@ -455,8 +483,13 @@ impl Loaded {
                 .map(|(r, i)| (i, r)),
         )?;
 
-        let h = entries.hooks;
+        let mut h = entries.hooks;
         let exec_fallback = plan.exec_mechanism == ExecMechanism::KillAtExec;
+        if guard.is_some() {
+            h.file_open = true;
+            h.path_ops |= crate::guard::PATH_OPS;
+            h.kernel.ops |= crate::guard::KERNEL_OPS;
+        }
         let lsm_needed = h.file_open
             || (h.bprm_check_security && !exec_fallback)
             || h.path_ops != 0
@@ -549,6 +582,9 @@ impl Loaded {
         }
         if h.kernel.capable {
             hooks.push((CAPABLE, "capable"));
+        }
+        if guard.is_some() {
+            hooks.push((crate::guard::TASK_KILL, "task_kill"));
         }
         if h.kernel.sys_enter {
             hooks.push((SYS_ENTER, "sys_enter"));
@@ -872,6 +908,7 @@ pub(crate) fn read_stats<T: std::borrow::Borrow<MapData>>(
         inherited: sum(abi::STAT_INHERITED)?,
         binary_unknown: sum(abi::STAT_BINARY_UNKNOWN)?,
         binary_store_failed: sum(abi::STAT_BINARY_STORE_FAILED)?,
+        rate_suppressed: sum(abi::STAT_RATE_SUPPRESSED)?,
     })
 }
 
@@ -949,6 +986,8 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         kernel: crate::kernel_ops::KernelOpsPlan::default(),
         binaries: plan::BinaryFilters::default(),
         exec_mechanism: ExecMechanism::Lsm,
+        rate_limit: 0,
+        self_guard: None,
     })
 }
 

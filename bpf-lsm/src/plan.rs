@@ -353,6 +353,12 @@ pub struct KernelPlan {
     pub binaries: BinaryFilters,
     /// How exec rules and exec defaults are enforced.
     pub exec_mechanism: ExecMechanism,
+    /// Verdict records per second per (cgroup, policy, rule) the kernel sends; over it the
+    /// verdicts still apply and the records are counted as suppressed. 0: no limit.
+    pub rate_limit: u32,
+    /// Self-protection of the enforcer from the tasks under enforcement (guard.rs); applied
+    /// when the plan covers any cgroup.
+    pub self_guard: Option<crate::guard::SelfGuard>,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,
@@ -1088,6 +1094,8 @@ mod tests {
             kernel: crate::kernel_ops::KernelOpsPlan::default(),
             binaries: BinaryFilters::default(),
             exec_mechanism: ExecMechanism::Lsm,
+            rate_limit: 0,
+            self_guard: None,
         }
     }
 

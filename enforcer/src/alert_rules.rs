@@ -225,6 +225,8 @@ pub fn operations(record: &Record) -> Vec<Operation> {
                 }
                 bpf_lsm::KernelSubject::Capability(c) => KernelEvent::Capability(c),
                 bpf_lsm::KernelSubject::Syscall(s) => KernelEvent::Syscall(s),
+                // Not an operation policies name: no alert condition sees it.
+                bpf_lsm::KernelSubject::SelfProtection(_) => return Vec::new(),
             };
             vec![Operation::Kernel(event)]
         }

@@ -169,6 +169,7 @@ policies:
                 policy_id: None,
                 flags: 0,
                 comm: "sh".into(),
+                suppressed: 0,
             },
             f_flags: 2,
             f_mode: 3,

@@ -31,6 +31,10 @@ pub struct Config<S = SinkConfig> {
     /// The bpffs directory each loaded plan is pinned in (`gen-<n>/`), so that enforcement
     /// outlives the daemon. Default `/sys/fs/bpf/enforcer`; `""` turns pinning off.
     pub pin_root: PathBuf,
+    /// Verdict records per second per (cgroup, rule) the kernel sends to the daemon. Over it
+    /// every verdict still applies (a deny still denies); the records are not sent and the next
+    /// one sent carries how many were suppressed. Default 100; 0: no limit.
+    pub event_rate_limit: u32,
 }
 
 /// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
@@ -169,6 +173,7 @@ impl<S> Default for Config<S> {
             export: ExportConfig::default(),
             metrics: MetricsConfig::default(),
             pin_root: PathBuf::from(crate::pinning::DEFAULT_PIN_ROOT),
+            event_rate_limit: crate::kernel_settings::DEFAULT_EVENT_RATE_LIMIT,
         }
     }
 }
@@ -232,6 +237,7 @@ impl Config {
             },
             metrics: raw.metrics,
             pin_root: raw.pin_root,
+            event_rate_limit: raw.event_rate_limit,
         })
     }
 

@@ -428,6 +428,9 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         } else {
             ExecMechanism::KillAtExec
         },
+        // From the config (kernel_settings.rs), when the daemon loads the plan.
+        rate_limit: 0,
+        self_guard: None,
     };
     k.binaries = crate::binary_filters::binary_filters(plan, &k);
     Ok(k)

@@ -1,7 +1,7 @@
 //! Kernel-class records (privileged operations, capability checks, system calls) as events:
 //! the operation's name as policies write it and a detail line with its argument.
 
-use bpf_lsm::{KernelOp, KernelRecord, KernelSubject};
+use bpf_lsm::{GuardOp, KernelOp, KernelRecord, KernelSubject};
 use siem_export::event::{KernelTarget, Target};
 
 /// The operation as policies name it: `mount`, `CAP_SYS_ADMIN`, `unshare`; a number the
@@ -15,6 +15,7 @@ pub fn operation(k: &KernelRecord) -> String {
         KernelSubject::Syscall(s) => {
             policy_lang::syscalls::name(s).map_or_else(|| format!("syscall_{s}"), str::to_string)
         }
+        KernelSubject::SelfProtection(g) => g.name().to_string(),
     }
 }
 
@@ -57,6 +58,11 @@ pub fn detail(k: &KernelRecord) -> String {
         },
         KernelSubject::Capability(c) => format!("cap={c} opts={arg:#x}"),
         KernelSubject::Syscall(s) => format!("nr={s}"),
+        KernelSubject::SelfProtection(g) => match g {
+            GuardOp::Signal => format!("target_pid={arg} signal={arg2}"),
+            GuardOp::Ptrace => format!("target_pid={arg} mode={arg2:#x}"),
+            GuardOp::Bpf => format!("cmd={arg}"),
+        },
     }
 }
 
@@ -89,6 +95,7 @@ mod tests {
                 policy_id: Some(0),
                 flags: 0,
                 comm: "x".into(),
+                suppressed: 0,
             },
             subject,
             arg,

@@ -12,6 +12,7 @@ mod export_cmd;
 mod kernel_apply;
 mod kernel_class;
 mod kernel_record;
+mod kernel_settings;
 mod learn_cmd;
 mod metrics;
 mod pinning;
@@ -19,6 +20,7 @@ mod policy_cmd;
 mod process_feed;
 mod reload;
 mod run;
+mod self_guard;
 mod status;
 mod verdict_log;
 

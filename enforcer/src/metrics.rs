@@ -492,6 +492,13 @@ impl DaemonMetrics {
             &[],
             s.kernel.binary_store_failed,
         );
+        x.counter(
+            "enforcer_rate_limited_events_total",
+            "Verdict records the kernel's rate limit (`rate_limit` per second per cgroup and \
+             rule) did not send; each verdict still applied.",
+            &[],
+            s.kernel.rate_suppressed,
+        );
 
         let st = &s.store;
         x.counter(

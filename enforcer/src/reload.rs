@@ -11,6 +11,7 @@ use crate::alerts::AlertRules;
 use crate::cgroup;
 use crate::exit_code::{self, Failure};
 use crate::kernel_apply;
+use crate::kernel_settings::KernelSettings;
 use crate::policy_cmd;
 use crate::run::{Load, ModeArg, Rules};
 use crate::status::{PlanInfo, PolicyInfo};
@@ -166,6 +167,11 @@ impl Compiler {
             mode,
             kernel: policy_cmd::kernel_features(None)?,
         })
+    }
+
+    /// BPF LSM programs attach on this kernel (self-protection needs them).
+    pub fn bpf_lsm(&self) -> bool {
+        self.kernel.bpf_lsm
     }
 
     /// Loads, checks and compiles the policy set for this kernel and translates it for the
@@ -341,15 +347,16 @@ fn mechanism(m: NetMechanism) -> &'static str {
 /// kernel refused.
 pub fn activate(
     prepared: Prepared,
+    settings: &KernelSettings,
     pins: Option<&crate::pinning::Pins>,
 ) -> Result<Active, Rejected> {
     let Prepared {
-        rules,
+        mut rules,
         plan,
         policies,
         ..
     } = prepared;
-    let (loaded, rule_count, cgroups) = match &rules.load {
+    let (loaded, rule_count, cgroups) = match &mut rules.load {
         Load::Adhoc(p) => match Loaded::file_open(p) {
             Ok(l) => (Some(l), p.rules.len(), p.cgroups.len()),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -363,6 +370,7 @@ pub fn activate(
             Err(e) => return Err(Rejected::new(exit_code::KERNEL_LOAD, e)),
         },
         Load::Plan(k) => {
+            settings.apply(k);
             let mut loaded =
                 Loaded::apply(k).map_err(|e| Rejected::new(exit_code::KERNEL_LOAD, e))?;
             if let Some(plan) = &plan {

@@ -6,6 +6,7 @@ use crate::cgroup;
 use crate::config::{Config, ModeSetting};
 use crate::exit_code::{self, Failure};
 use crate::export_cmd;
+use crate::kernel_settings::KernelSettings;
 use crate::metrics::{self, DaemonMetrics, MetricsAddress, TableSample};
 use crate::pinning::{self, Pins};
 use crate::process_feed::{self, Feed, SlotCache};
@@ -295,12 +296,31 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             root,
             state_dir: state_dir.clone(),
         });
+    let guard = match &compiler {
+        Some(c) if c.bpf_lsm() => Some(crate::self_guard::of_daemon(
+            &state_dir,
+            pins.as_ref().map(|p| p.root.as_path()),
+        )),
+        Some(_) => {
+            tracing::warn!(
+                "self-protection is off: this kernel refuses BPF LSM programs, which it is made of"
+            );
+            None
+        }
+        // --deny-open: an ad-hoc plan, loaded as it is.
+        None => None,
+    };
+    let settings = Arc::new(KernelSettings {
+        rate_limit: config.event_rate_limit,
+        guard,
+    });
     let reloading = Reloading {
         source,
         compiler,
         watches,
         state_dir,
         pins,
+        settings,
     };
     let result = runtime.block_on(serve(
         prepared,
@@ -599,6 +619,8 @@ struct Reloading {
     state_dir: PathBuf,
     /// Where each plan is pinned; `None`: pinning is off.
     pins: Option<Pins>,
+    /// From the config, for every plan loaded.
+    settings: Arc<KernelSettings>,
 }
 
 /// How long the ring buffer of a replaced plan is still read after its programs were
@@ -765,12 +787,13 @@ fn start_reload(
     tracing::info!(trigger, "reloading the policies");
     let compiler = Arc::clone(compiler);
     let pins = reloading.pins.clone();
+    let settings = Arc::clone(&reloading.settings);
     *loading = Some(tokio::task::spawn_blocking(move || {
         let result = compiler.compile().and_then(|p| {
             if !p.warnings.is_empty() {
                 tracing::warn!("the policy set has warnings:\n{}", p.warnings.trim_end());
             }
-            reload::activate(p, pins.as_ref())
+            reload::activate(p, &settings, pins.as_ref())
         });
         Reloaded { trigger, result }
     }));
@@ -892,8 +915,8 @@ async fn watch(
         .as_ref()
         .map(|p| pinning::generations(&p.root))
         .unwrap_or_default();
-    let active =
-        reload::activate(first, reloading.pins.as_ref()).map_err(Rejected::into_failure)?;
+    let active = reload::activate(first, &reloading.settings, reloading.pins.as_ref())
+        .map_err(Rejected::into_failure)?;
     let mut pinned = active.pinned;
     let (rule_count, cgroup_count) = (active.rules, active.info.cgroups);
     let (mut cur, info) = current(active)?;

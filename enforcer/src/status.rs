@@ -67,6 +67,9 @@ pub struct KernelCounters {
     /// Execs and forks whose binary sets could not be stored.
     #[serde(default)]
     pub binary_store_failed: u64,
+    /// Verdict records the kernel's rate limit did not send (the verdicts applied).
+    #[serde(default)]
+    pub rate_suppressed: u64,
 }
 
 impl KernelCounters {
@@ -80,6 +83,7 @@ impl KernelCounters {
             binary_store_failed: self
                 .binary_store_failed
                 .saturating_add(s.binary_store_failed),
+            rate_suppressed: self.rate_suppressed.saturating_add(s.rate_suppressed),
         }
     }
 
@@ -91,6 +95,7 @@ impl KernelCounters {
             inherited: self.inherited,
             binary_unknown: self.binary_unknown,
             binary_store_failed: self.binary_store_failed,
+            rate_suppressed: self.rate_suppressed,
         }
     }
 }
@@ -384,8 +389,13 @@ fn render(r: &Report, state_dir: &Path) -> String {
             let _ = writeln!(
                 o,
                 "counters: {} events, {} ring-buffer drops, {} unresolved paths, {} inherited \
-                 cgroups, {} failed inheritances",
-                d.events, k.ringbuf_drops, k.path_unresolved, k.inherited, k.inherit_failed
+                 cgroups, {} failed inheritances, {} records suppressed by the rate limit",
+                d.events,
+                k.ringbuf_drops,
+                k.path_unresolved,
+                k.inherited,
+                k.inherit_failed,
+                k.rate_suppressed
             );
         }
     }

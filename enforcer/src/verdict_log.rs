@@ -112,13 +112,17 @@ impl Names {
     }
 
     fn rule(&self, h: &Header) -> Option<&RuleInfo> {
-        h.rule_id.and_then(|id| self.rules.get(&id))
+        match h.rule_id {
+            Some(bpf_lsm::abi::RULE_SELF) => Some(crate::self_guard::rule_info()),
+            id => id.and_then(|id| self.rules.get(&id)),
+        }
     }
 
     fn policy(&self, h: &Header) -> Option<&str> {
-        h.policy_id
-            .and_then(|id| self.policies.get(&id))
-            .map(String::as_str)
+        match h.policy_id {
+            Some(bpf_lsm::abi::POLICY_SELF) => Some(crate::self_guard::POLICY),
+            id => id.and_then(|id| self.policies.get(&id)).map(String::as_str),
+        }
     }
 
     /// `policy/rule`, `policy/default`, or `?` for what the plan does not name.
@@ -198,6 +202,7 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
         rule.map_or(Severity::High, |r| r.severity),
     );
     ev.kernel_ns = Some(h.ktime_ns);
+    ev.suppressed = u64::from(h.suppressed);
     ev.policy = names
         .policy(h)
         .map(String::from)
@@ -230,6 +235,12 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
             ev.message
                 .push_str(" (exec fallback, no BPF LSM: recorded after the exec)");
         }
+    }
+    if h.suppressed > 0 {
+        ev.message.push_str(&format!(
+            " ({} more like it since the last one were not reported: rate limit)",
+            h.suppressed
+        ));
     }
     ev.process = Some(process(h));
     ev.cgroup = Some(Cgroup {
@@ -431,6 +442,7 @@ mod tests {
             policy_id: Some(0),
             flags,
             comm: "cat".into(),
+            suppressed: 0,
         }
     }
 

@@ -266,7 +266,8 @@ fn prepare(tag: &str) -> Option<Env> {
     std::fs::write(
         &config,
         format!(
-            "[metrics]\naddress = \"\"\n\n[[export.sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
+            // Bursts of one rule: every deny must be a record (no kernel rate limit).
+            "event_rate_limit = 0\n[metrics]\naddress = \"\"\n\n[[export.sinks]]\nname = \"hook\"\ntype = \"webhook\"\n\
              url = {url:?}\nformat = \"native\"\n\
              batch = {{ max_events = 5, max_delay_ms = 50 }}\n\
              retry = {{ base_ms = 50, cap_ms = 500 }}\n",

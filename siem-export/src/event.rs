@@ -60,6 +60,14 @@ pub struct SecurityEvent {
     pub kubernetes: Option<Kubernetes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// Events like this one (same cgroup, policy and rule) the kernel's rate limit did not send
+    /// since the last one sent: this event stands for itself and them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -463,6 +471,7 @@ impl SecurityEvent {
             container: None,
             kubernetes: None,
             target: None,
+            suppressed: 0,
         }
     }
 
@@ -673,6 +682,7 @@ pub(crate) mod tests {
                 path_truncated: true,
                 second_path: None,
             })),
+            suppressed: 0,
         }
     }
 

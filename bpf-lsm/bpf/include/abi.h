@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 5
+#define ENF_ABI_VERSION 6
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -71,6 +71,9 @@
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu
 #define ENF_POLICY_NONE 0xffffffffu
+/* rule_id / policy_id of a self-protection refusal (guard.h): no policy's. */
+#define ENF_RULE_SELF 0xfffffffeu
+#define ENF_POLICY_SELF 0xfffffffeu
 
 /* Rule actions, least to most restrictive: the order is the precedence. */
 #define ENF_ACTION_ALLOW 0
@@ -149,6 +152,12 @@
 #define ENF_KERNEL_OP 0          /* id: one ENF_KOP_* bit */
 #define ENF_KERNEL_CAPABILITY 1  /* id: the capability number (CAP_*) */
 #define ENF_KERNEL_SYSCALL 2     /* id: the x86_64 system call number */
+#define ENF_KERNEL_GUARD 3       /* id: ENF_GUARD_* (self-protection) */
+
+/* What self-protection refused (enf_kernel_event.id with ENF_KERNEL_GUARD). */
+#define ENF_GUARD_SIGNAL 1       /* arg: the enforcer's pid, arg2: the signal */
+#define ENF_GUARD_PTRACE 2       /* arg: the enforcer's pid, arg2: PTRACE_MODE_* */
+#define ENF_GUARD_BPF 3          /* arg: the bpf() command */
 
 /* A cgroup's policies are a u64 set of slots. */
 #define ENF_MAX_POLICIES 64
@@ -169,6 +178,8 @@
 /* A fork or exec could not store the task's binary sets (storage busy or
  * out of memory): the task is unknown, rules fail closed for it. */
 #define ENF_STAT_BINARY_STORE_FAILED 5
+/* Verdict records the rate limit did not send (the verdict itself applied). */
+#define ENF_STAT_RATE_SUPPRESSED 6
 #define ENF_STAT_MAX 8
 
 /* Common head of every ring-buffer record. */
@@ -186,7 +197,8 @@ struct enf_event_header {
 	__u32 flags;      /* ENF_FLAG_* */
 	char comm[ENF_COMM_LEN];
 	__u32 policy_id;  /* the deciding policy's id, or ENF_POLICY_NONE */
-	__u32 _pad;
+	__u32 suppressed; /* records of the same (cgroup, policy, rule) the rate
+			   * limit did not send since the last one sent */
 };
 
 /* A file_open verdict. Only the first path_len bytes of path are sent: the
@@ -436,6 +448,22 @@ struct enf_kernel_key {
 struct enf_kernel_list {
 	__u32 list_off;
 	__u32 list_len;
+};
+
+/* Value of `enf_config` (array, key 0): settings of the whole plan. */
+struct enf_config {
+	__u32 rate_limit;              /* verdict records per second per (cgroup,
+					* policy, rule); 0: no limit */
+	__u32 daemon_tgid;             /* self-protection: the enforcer's pid; 0: off */
+};
+
+/* Protected directories (self-protection; `enf_guard_dirs`, array): a path
+ * at or below one is refused to tasks under enforcement. */
+#define ENF_GUARD_DIRS 4
+struct enf_guard_dir {
+	__u32 len;                     /* bytes of path, no trailing '/'; 0: unused */
+	__u32 _pad;
+	char path[ENF_NAME_BYTES];     /* at most ENF_NAME_MAX bytes, zero-padded */
 };
 
 #endif /* ENFORCER_ABI_H */

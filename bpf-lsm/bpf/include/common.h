@@ -50,7 +50,7 @@ static __always_inline void enf_fill_header(struct enf_event_header *h, __u16 ki
 	h->rule_id = rule_id;
 	h->flags = flags;
 	h->policy_id = policy_id;
-	h->_pad = 0;
+	h->suppressed = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "maps.h"
 #include "decide.h"
+#include "ratelimit.h"
 
 /* The scratch for the current task's exec record, with its cgroup and policy
  * slots; NULL when no policy applies to the task. */
@@ -35,10 +36,8 @@ static __always_inline void enf_exec_report(struct enf_exec_scratch *s, __u16 ve
 			flags);
 	s->ev.path_len = path_len;
 	s->ev._pad = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr,
+		 offsetof(struct enf_exec_event, path) + (path_len & (ENF_PATH_MAX - 1)));
 }
 
 #endif /* ENFORCER_EXEC_H */

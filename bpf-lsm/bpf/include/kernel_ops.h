@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "ratelimit.h"
 #include "binary_sets.h"
 #include "decide.h"
 
@@ -126,10 +127,8 @@ static __always_inline void enf_kernel_report(__u32 what, __u32 id, __u64 arg, _
 	s->ev.arg2 = arg2;
 	s->ev.path_len = path_len;
 	s->ev._pad = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_kernel_event, path) + (path_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr,
+		 offsetof(struct enf_kernel_event, path) + (path_len & (ENF_PATH_MAX - 1)));
 }
 
 /* Decides, reports and kills for one operation; returns what the hook

@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "maps.h"
+#include "ratelimit.h"
 #include "decide.h"
 #include "binary_sets.h"
 #include <bpf/bpf_endian.h>
@@ -211,8 +212,7 @@ static __always_inline void enf_net_report(const struct enf_net_op *o, const str
 	ev->_pad = 0;
 	ev->_pad2 = 0;
 	__builtin_memcpy(ev->addr, o->addr, 16);
-	if (bpf_ringbuf_output(&enf_events, ev, sizeof(*ev), 0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&ev->hdr, sizeof(*ev));
 }
 
 /* The policies of the current task's cgroup; 0 when none apply. */

@@ -16,8 +16,10 @@
 
 #include "common.h"
 #include "maps.h"
+#include "ratelimit.h"
 #include "decide.h"
 #include "dentry_path.h"
+#include "guard.h"
 
 /* The record is assembled here; `second` holds the second path while it is
  * decided (the matcher reads a path from byte 0 of its buffer). */
@@ -101,6 +103,10 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 		enf_decide_ops(s->second, len2, resolved2, ops, slots, &d2);
 		enf_decision_merge(&d, &d2);
 	}
+	/* Self-protection wins over any policy: the enforcer's directories. */
+	if ((resolved && enf_guarded_path(s->ev.paths, len)) ||
+	    (dentry2 && resolved2 && enf_guarded_path(s->second, len2)))
+		enf_guard_decision(&d);
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
 
@@ -119,11 +125,8 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 	if (len2 && bpf_probe_read_kernel(s->ev.paths + (len & (ENF_PATH_MAX - 1)),
 					  len2 & (ENF_PATH_MAX - 1), s->second))
 		s->ev.path2_len = 0;
-	if (bpf_ringbuf_output(&enf_events, &s->ev,
-			       offsetof(struct enf_path_event, paths) + (len & (ENF_PATH_MAX - 1)) +
-				       (s->ev.path2_len & (ENF_PATH_MAX - 1)),
-			       0))
-		enf_count(ENF_STAT_RINGBUF_DROPS);
+	enf_emit(&s->ev.hdr, offsetof(struct enf_path_event, paths) + (len & (ENF_PATH_MAX - 1)) +
+				     (s->ev.path2_len & (ENF_PATH_MAX - 1)));
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
 }

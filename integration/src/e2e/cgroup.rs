@@ -89,6 +89,42 @@ impl Cgroup {
     }
 }
 
+/// Forks a child that joins `cg` (when given), runs `f` and `_exit`s with what `f` returns
+/// (by convention an errno, 0 for success). `f` runs between fork and exec in a copy of a
+/// multi-threaded process: raw system calls only, no allocation. Returns the child unwaited.
+pub fn spawn_fn<F>(cg: Option<&Cgroup>, f: F) -> Result<Child>
+where
+    F: Fn() -> i32 + Send + Sync + 'static,
+{
+    let procs = cg
+        .map(|c| {
+            let p = c.path().join("cgroup.procs");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("opening {}", p.display()))
+        })
+        .transpose()?;
+    let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
+    let mut cmd = Command::new("/bin/true");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: the closure only writes its pid (no allocation), runs `f` (raw system calls, as
+    // documented) and `_exit`s: async-signal-safe, as required between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = procs_fd {
+                write_own_pid(fd)?;
+            }
+            libc::_exit(f());
+        });
+    }
+    let child = cmd.spawn().context("starting the child")?;
+    drop(procs);
+    Ok(child)
+}
+
 /// Writes the calling process's pid to `fd`, using only getpid and write on a stack buffer (no
 /// allocation: this runs in a forked child of a multi-threaded process).
 pub(super) fn write_own_pid(fd: RawFd) -> io::Result<()> {

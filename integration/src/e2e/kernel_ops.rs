@@ -10,8 +10,8 @@
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command};
 
 use anyhow::{bail, ensure, Context, Result};
 use bpf_lsm::{
@@ -20,7 +20,7 @@ use bpf_lsm::{
     Mode, Record,
 };
 
-use super::cgroup::{write_own_pid, Cgroup};
+use super::cgroup::{spawn_fn, Cgroup};
 use super::hand_plan::{load, records};
 use super::Test;
 
@@ -296,34 +296,8 @@ fn perform(op: &Op) -> i32 {
 
 /// Starts a child that does `op` (in `cg` when given) and exits; returns it unwaited.
 fn spawn_op(cg: Option<&Cgroup>, op: &Op) -> Result<Child> {
-    let procs = cg
-        .map(|c| {
-            let p = c.path().join("cgroup.procs");
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .with_context(|| format!("opening {}", p.display()))
-        })
-        .transpose()?;
-    let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
     let op = op.clone();
-    let mut cmd = Command::new("/bin/true");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure only writes its pid (no allocation), makes raw system calls and
-    // `_exit`s: async-signal-safe, as required between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(fd) = procs_fd {
-                write_own_pid(fd)?;
-            }
-            libc::_exit(perform(&op));
-        });
-    }
-    let child = cmd.spawn().context("starting the operation's child")?;
-    drop(procs);
-    Ok(child)
+    spawn_fn(cg, move || perform(&op))
 }
 
 /// Runs `op` and returns (how it ended, its pid).

@@ -33,8 +33,10 @@ pub mod path_hooks;
 pub mod pinning;
 pub mod policy_run;
 pub mod process_events;
+pub mod rate_limit;
 pub mod reload;
 pub mod rules_library;
+pub mod self_protection;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -92,6 +94,8 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("kernel_ops", kernel_ops::TESTS),
     ("binary_filters", binary_filters::TESTS),
     ("exec_fallback", exec_fallback::TESTS),
+    ("rate_limit", rate_limit::TESTS),
+    ("self_protection", self_protection::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
     ("pinning", pinning::TESTS),

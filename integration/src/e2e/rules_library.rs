@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::cgroup::{write_own_pid, Cgroup};
+use super::cgroup::{spawn_fn, Cgroup};
 use super::command::capture;
 use super::enforcer_process::Enforcer;
 use super::Test;
@@ -972,26 +972,7 @@ fn op_in<F>(cg: &Cgroup, fine: &[i32], f: F) -> Result<Done>
 where
     F: Fn() -> i32 + Send + Sync + 'static,
 {
-    let procs_path = cg.path().join("cgroup.procs");
-    let procs = fs::OpenOptions::new()
-        .write(true)
-        .open(&procs_path)
-        .with_context(|| format!("opening {}", procs_path.display()))?;
-    let fd = procs.as_raw_fd();
-    let mut cmd = Command::new("/bin/true");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: the closure writes its pid (no allocation), makes raw system calls and `_exit`s:
-    // async-signal-safe, as required between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            write_own_pid(fd)?;
-            libc::_exit(f());
-        });
-    }
-    let mut child = cmd.spawn().context("starting the action's child")?;
-    drop(procs);
+    let mut child = spawn_fn(Some(cg), f).context("starting the action's child")?;
     let pid = child.id();
     let status = child.wait().context("waiting for the action's child")?;
     let end = match (status.code(), status.signal()) {

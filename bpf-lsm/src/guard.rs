@@ -1,0 +1,128 @@
+//! Self-protection (`bpf/include/guard.h`): while a plan covers any cgroup, a task under
+//! enforcement may not signal or ptrace-attach the enforcer, reach BPF objects by pin or id,
+//! or touch the enforcer's directories. This module says what the loader writes and attaches
+//! for it.
+
+use crate::abi;
+use crate::kernel_ops::kops;
+use crate::plan::ops;
+
+/// What self-protection guards; `KernelPlan::self_guard`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SelfGuard {
+    /// The enforcer's pid (tgid): its threads are never refused, and signals and ptrace to it
+    /// are.
+    pub daemon_tgid: u32,
+    /// Absolute directories (at most [`MAX_DIRS`], each at most [`abi::NAME_MAX`] bytes, no
+    /// trailing `/`): a path at or below one is refused to tasks under enforcement, for every
+    /// file operation, reads included.
+    pub dirs: Vec<Vec<u8>>,
+}
+
+/// Directories self-protection takes at most.
+pub const MAX_DIRS: usize = abi::GUARD_DIRS as usize;
+
+/// File operations whose path programs self-protection attaches (all but `mmap_exec`: a
+/// mapping needs an open file, and opens are guarded).
+pub const PATH_OPS: u32 =
+    ops::CREATE | ops::DELETE | ops::RENAME | ops::LINK | ops::CHMOD | ops::CHOWN | ops::TRUNCATE;
+
+/// Kernel operations whose programs self-protection attaches (ptrace attach, bpf commands).
+pub const KERNEL_OPS: u32 = kops::PTRACE | kops::BPF;
+
+/// The program of `lsm/task_kill` (self-protection only).
+pub const TASK_KILL: &str = "enf_task_kill";
+
+/// Why a [`SelfGuard`] cannot be loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GuardError {
+    #[error(
+        "self-protection takes at most {MAX_DIRS} directories, {0} were given: protect a common \
+         parent instead"
+    )]
+    TooManyDirs(usize),
+    #[error(
+        "self-protection directory `{dir}` must be absolute, without a trailing `/`, and at most \
+         {max} bytes long: choose a shorter state directory",
+        max = abi::NAME_MAX
+    )]
+    BadDir { dir: String },
+    #[error("self-protection needs the enforcer's pid; 0 is not one")]
+    NoPid,
+}
+
+impl SelfGuard {
+    /// The `enf_guard_dirs` entries, checked.
+    pub fn entries(&self) -> Result<Vec<abi::GuardDir>, GuardError> {
+        if self.daemon_tgid == 0 {
+            return Err(GuardError::NoPid);
+        }
+        if self.dirs.len() > MAX_DIRS {
+            return Err(GuardError::TooManyDirs(self.dirs.len()));
+        }
+        self.dirs
+            .iter()
+            .map(|d| {
+                let ok = d.first() == Some(&b'/')
+                    && d.len() >= 2
+                    && d.last() != Some(&b'/')
+                    && d.len() <= abi::NAME_MAX;
+                if !ok {
+                    return Err(GuardError::BadDir {
+                        dir: String::from_utf8_lossy(d).into_owned(),
+                    });
+                }
+                let mut e = abi::GuardDir {
+                    len: u32::try_from(d.len()).unwrap_or(0),
+                    ..abi::GuardDir::default()
+                };
+                e.path[..d.len()].copy_from_slice(d);
+                Ok(e)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(dirs: &[&str]) -> SelfGuard {
+        SelfGuard {
+            daemon_tgid: 42,
+            dirs: dirs.iter().map(|d| d.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    #[test]
+    fn directories_become_zero_padded_entries() {
+        let e = guard(&["/var/lib/enforcer", "/sys/fs/bpf/enforcer"])
+            .entries()
+            .unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].len, 17);
+        assert_eq!(&e[0].path[..17], b"/var/lib/enforcer");
+        assert!(e[0].path[17..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn bad_directories_are_refused() {
+        for bad in ["relative", "/trailing/", "", "/"] {
+            assert!(
+                matches!(guard(&[bad]).entries(), Err(GuardError::BadDir { .. })),
+                "{bad}"
+            );
+        }
+        let long = format!("/{}", "x".repeat(abi::NAME_MAX));
+        assert!(guard(&[&long]).entries().is_err());
+        assert_eq!(
+            guard(&["/a", "/b", "/c", "/d", "/e"]).entries(),
+            Err(GuardError::TooManyDirs(5))
+        );
+        let no_pid = SelfGuard {
+            daemon_tgid: 0,
+            ..guard(&["/a"])
+        };
+        assert_eq!(no_pid.entries(), Err(GuardError::NoPid));
+    }
+}

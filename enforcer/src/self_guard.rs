@@ -1,0 +1,75 @@
+//! Self-protection as the daemon sets it up: what it guards (its pid, its state directory,
+//! its bpffs pin directory) and how its refusals are named in events.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use bpf_lsm::guard::SelfGuard;
+use siem_export::Severity;
+
+use crate::verdict_log::RuleInfo;
+
+/// The policy and rule names of a self-protection refusal.
+pub const POLICY: &str = "enforcer";
+pub const RULE: &str = "self-protection";
+
+/// What events say about a self-protection refusal.
+pub fn rule_info() -> &'static RuleInfo {
+    static INFO: OnceLock<RuleInfo> = OnceLock::new();
+    INFO.get_or_init(|| RuleInfo {
+        label: format!("{POLICY}/{RULE}"),
+        policy: Some(POLICY.to_string()),
+        rule: RULE.to_string(),
+        message: "a process under enforcement tried to tamper with the enforcer (its process, \
+                  its state directory or its BPF objects): refused"
+            .to_string(),
+        severity: Severity::Critical,
+        tags: vec!["T1562.001".to_string()],
+    })
+}
+
+/// The guard of this daemon: its own pid, and its state directory (as given and, when it
+/// differs, resolved through symlinks) and the pin directory (the configured one, or the
+/// default when pinning is off: nothing else may write there either).
+pub fn of_daemon(state_dir: &Path, pin_root: Option<&Path>) -> SelfGuard {
+    let mut dirs: Vec<Vec<u8>> = Vec::new();
+    let mut add = |p: &Path| {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = p.as_os_str().as_bytes();
+        let trimmed = match bytes {
+            [rest @ .., b'/'] if !rest.is_empty() => rest,
+            b => b,
+        };
+        if !dirs.iter().any(|d| d == trimmed) {
+            dirs.push(trimmed.to_vec());
+        }
+    };
+    add(state_dir);
+    if let Ok(real) = std::fs::canonicalize(state_dir) {
+        add(&real);
+    }
+    add(pin_root.unwrap_or(Path::new(crate::pinning::DEFAULT_PIN_ROOT)));
+    SelfGuard {
+        daemon_tgid: std::process::id(),
+        dirs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_guards_its_pid_state_and_pins() {
+        let g = of_daemon(Path::new("/nonexistent-state/"), None);
+        assert_eq!(g.daemon_tgid, std::process::id());
+        assert_eq!(
+            g.dirs,
+            vec![
+                b"/nonexistent-state".to_vec(),
+                crate::pinning::DEFAULT_PIN_ROOT.as_bytes().to_vec()
+            ]
+        );
+        assert!(g.entries().is_ok());
+    }
+}
