@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use support::{doctor, egress_policy, enforcer, forbidden_port, is_root, wait_ready, TestCgroup};
 
 const N: usize = 20;
 
@@ -148,9 +148,10 @@ fn serve(stream: TcpStream, state: &Mutex<HookState>) {
 }
 
 /// The daemon (if running) and the test cgroup; both go away on drop, also when the test fails.
+/// Kills the daemon, then (its field dropping) removes the test cgroup.
 struct Guard {
     daemon: Option<Child>,
-    cgroup: String,
+    _cgroup: TestCgroup,
 }
 
 impl Drop for Guard {
@@ -159,13 +160,6 @@ impl Drop for Guard {
             let _ = d.kill();
             let _ = d.wait();
         }
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.cgroup).is_ok() || !Path::new(&self.cgroup).exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("could not remove the test cgroup {}", self.cgroup);
     }
 }
 
@@ -222,8 +216,7 @@ fn prepare(tag: &str) -> Option<Env> {
         eprintln!("skipped: needs root");
         return None;
     }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let report = doctor();
     if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
         eprintln!(
             "skipped: this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs"
@@ -231,37 +224,19 @@ fn prepare(tag: &str) -> Option<Env> {
         return None;
     }
 
-    // The forbidden destination listens, so only the policy can make the connects fail.
-    let target = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = target.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in target.incoming() {});
+    let port = forbidden_port();
     let name = format!("enforcer-export-{tag}-{}", std::process::id());
-    let cgroup = format!("{}/{name}", cgroup2_root());
-    std::fs::create_dir(&cgroup).unwrap();
+    let test_cgroup = TestCgroup::new(&name);
+    let cgroup = test_cgroup.path.clone();
     let guard = Guard {
         daemon: None,
-        cgroup: cgroup.clone(),
+        _cgroup: test_cgroup,
     };
 
     let hook = Hook::start();
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("net.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "policies:
-  - name: egress
-    select: {{cgroups: [/{name}]}}
-    mode: enforce
-    rules:
-      - name: no-port
-        message: connect to the forbidden port
-        action: deny
-        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&policy, egress_policy(&name, "no-port", port)).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,

@@ -7,10 +7,9 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use support::{doctor, egress_policy, enforcer, forbidden_port, is_root, wait_ready, TestCgroup};
 
 /// `bash -c` that joins `cgroup` (if any) and opens a TCP connection to addr:port.
 fn connect(cgroup: Option<&str>, port: u16) -> std::process::Output {
@@ -27,38 +26,20 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         eprintln!("skipped: needs root");
         return;
     }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let report = doctor();
     if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
         eprintln!("skipped: this kernel has BPF LSM (the VM suite's network:: tests cover it) or no cgroup socket programs");
         return;
     }
 
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in listener.incoming() {});
+    let port = forbidden_port();
     let name = format!("enforcer-net-host-{}", std::process::id());
-    let cgroup = format!("{}/{name}", cgroup2_root());
-    std::fs::create_dir(&cgroup).unwrap();
+    let cg = TestCgroup::new(&name);
+    let cgroup = cg.path.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("net.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "policies:
-  - name: egress
-    select: {{cgroups: [/{name}]}}
-    mode: enforce
-    rules:
-      - name: no-port
-        message: connect to the forbidden port
-        action: deny
-        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&policy, egress_policy(&name, "no-port", port)).unwrap();
     let state = dir.path().join("state");
     let mut daemon = enforcer()
         .args(["run", "--metrics-address", ""])
@@ -70,13 +51,7 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let log = match wait_ready(&mut daemon, Duration::from_secs(30)) {
-        Ok(log) => log,
-        Err(e) => {
-            let _ = std::fs::remove_dir(&cgroup);
-            panic!("{e}");
-        }
-    };
+    let log = wait_ready(&mut daemon, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
 
     let inside = connect(Some(&cgroup), port);
     let outside = connect(None, port);
@@ -86,7 +61,7 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         .status()
         .unwrap();
     let status = daemon.wait().unwrap();
-    let _ = std::fs::remove_dir(&cgroup);
+    drop(cg);
 
     assert!(
         status.success(),

@@ -65,3 +65,62 @@ pub fn wait_ready(daemon: &mut Child, limit: Duration) -> Result<Vec<String>, St
     }
     Ok(log)
 }
+
+/// `enforcer doctor --json` on this machine.
+pub fn doctor() -> serde_json::Value {
+    let out = enforcer().args(["doctor", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A destination on 127.0.0.2 that accepts every connection, so that only a policy can make
+/// a connect there fail; returns its port.
+pub fn forbidden_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+/// A policy `egress` for cgroup `/{name}` whose rule `rule` denies TCP connects to
+/// 127.0.0.2:`port`.
+pub fn egress_policy(name: &str, rule: &str, port: u16) -> String {
+    format!(
+        "policies:
+  - name: egress
+    select: {{cgroups: [/{name}]}}
+    mode: enforce
+    rules:
+      - name: {rule}
+        message: connect to a forbidden port
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
+"
+    )
+}
+
+/// A cgroup `name` made under the cgroup2 root, removed on drop (retried for a while: its
+/// processes may still be leaving).
+pub struct TestCgroup {
+    pub path: String,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> Self {
+        let path = format!("{}/{name}", cgroup2_root());
+        std::fs::create_dir(&path).unwrap();
+        TestCgroup { path }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() || !std::path::Path::new(&self.path).exists()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove the test cgroup {}", self.path);
+    }
+}
