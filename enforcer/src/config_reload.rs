@@ -27,42 +27,36 @@ impl Changes {
 
 /// The keys whose values differ between `old` and `new`.
 pub fn compare(old: &Config, new: &Config) -> Changes {
+    // Each key is named after its field path, so a name cannot drift from what is compared.
+    macro_rules! differing {
+        ($($($f:ident).+),* $(,)?) => {
+            [$((stringify!($($f).+), old.$($f).+ != new.$($f).+)),*]
+        };
+    }
+    let keys = differing!(
+        store.max_age_days,
+        store.max_bytes,
+        state_dir,
+        policies,
+        mode,
+        event_log.max_file_bytes,
+        event_log.keep_files,
+        export.sinks,
+        export.shutdown_grace_ms,
+        export.outbox,
+        metrics.address,
+    );
     let mut c = Changes::default();
-    let mut key = |changed: bool, name: &'static str| {
-        if changed {
-            if LIVE_KEYS.contains(&name) {
-                c.live.push(name);
-            } else {
-                c.restart.push(name);
-            }
+    for (name, changed) in keys {
+        if !changed {
+            continue;
         }
-    };
-    key(
-        old.store.max_age_days != new.store.max_age_days,
-        "store.max_age_days",
-    );
-    key(
-        old.store.max_bytes != new.store.max_bytes,
-        "store.max_bytes",
-    );
-    key(old.state_dir != new.state_dir, "state_dir");
-    key(old.policies != new.policies, "policies");
-    key(old.mode != new.mode, "mode");
-    key(
-        old.event_log.max_file_bytes != new.event_log.max_file_bytes,
-        "event_log.max_file_bytes",
-    );
-    key(
-        old.event_log.keep_files != new.event_log.keep_files,
-        "event_log.keep_files",
-    );
-    key(old.export.sinks != new.export.sinks, "export.sinks");
-    key(
-        old.export.shutdown_grace_ms != new.export.shutdown_grace_ms,
-        "export.shutdown_grace_ms",
-    );
-    key(old.export.outbox != new.export.outbox, "export.outbox");
-    key(old.metrics != new.metrics, "metrics.address");
+        if LIVE_KEYS.contains(&name) {
+            c.live.push(name);
+        } else {
+            c.restart.push(name);
+        }
+    }
     c
 }
 

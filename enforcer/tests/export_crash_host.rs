@@ -10,13 +10,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{doctor, egress_policy, enforcer, forbidden_port, is_root, wait_ready, TestCgroup};
+use support::{
+    egress_policy, forbidden_port, query_events, runnable, start_daemon, wait_until, TestCgroup,
+};
 
 const N: usize = 20;
 
@@ -165,36 +167,15 @@ impl Drop for Guard {
 
 /// Starts `enforcer run` and waits for `enforcer ready`; returns the child and its log lines
 /// so far (the rest keeps going to a thread).
-fn start_daemon(
-    config: &Path,
-    policy: &Path,
-    state: &Path,
-) -> Result<(Child, Vec<String>), String> {
-    let mut daemon = enforcer()
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--policy")
-        .arg(policy)
-        .arg("--state-dir")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = wait_ready(&mut daemon, Duration::from_secs(30))?;
-    Ok((daemon, log))
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
+fn start(config: &Path, policy: &Path, state: &Path) -> Result<(Child, Vec<String>), String> {
+    start_daemon(&[
+        &"--config",
+        &config,
+        &"--policy",
+        &policy,
+        &"--state-dir",
+        &state,
+    ])
 }
 
 /// What both tests share: a listening forbidden destination, the test cgroup, a webhook
@@ -212,15 +193,10 @@ struct Env {
 
 /// `None` (and why on stderr) when this machine cannot run the test.
 fn prepare(tag: &str) -> Option<Env> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let report = doctor();
-    if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
-        eprintln!(
-            "skipped: this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs"
-        );
+    if !runnable(
+        "this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs",
+        |k| k["bpf_lsm"] != true && k["cgroup_sock_addr"] == true,
+    ) {
         return None;
     }
 
@@ -303,7 +279,7 @@ fn every_logged_deny_arrives_when_the_daemon_is_killed_before_the_outbox_commit(
     let Some(mut env) = prepare("log") else {
         return;
     };
-    let (daemon, mut log) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    let (daemon, mut log) = start(&env.config, &env.policy, &env.state).unwrap();
     env.guard.daemon = Some(daemon);
     // Hold the outbox's write lock: the daemon logs every verdict (fsynced) but cannot
     // commit any of them to the outbox, the window an in-memory hand-off loses on SIGKILL.
@@ -331,7 +307,7 @@ fn every_logged_deny_arrives_when_the_daemon_is_killed_before_the_outbox_commit(
     let logged = logged_denies(&env.state, env.port);
     assert_eq!(logged.len(), BURST);
 
-    let (daemon, more) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    let (daemon, more) = start(&env.config, &env.policy, &env.state).unwrap();
     log.extend(more);
     env.guard.daemon = Some(daemon);
     let arrived = wait_until(Duration::from_secs(30), || {
@@ -378,7 +354,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
         state,
     } = env;
     let t0 = Instant::now();
-    let (daemon, mut log) = start_daemon(&config, &policy, &state).unwrap();
+    let (daemon, mut log) = start(&config, &policy, &state).unwrap();
     guard.daemon = Some(daemon);
 
     // The receiver holds every answer for 3 s; N denied connects from one child in the cgroup.
@@ -407,7 +383,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
     // Same config and state directory; the receiver answers at once now.
     hook.set_delay(Duration::ZERO);
     let restarted = Instant::now();
-    let (daemon, more) = start_daemon(&config, &policy, &state).unwrap();
+    let (daemon, more) = start(&config, &policy, &state).unwrap();
     log.extend(more);
     guard.daemon = Some(daemon);
     let all_arrived = wait_until(Duration::from_secs(20), || {
@@ -424,21 +400,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
     let status = daemon.wait().unwrap();
     assert!(status.success(), "second run exited with {status}");
 
-    let query = enforcer()
-        .args([
-            "events",
-            "query",
-            "--format",
-            "json",
-            "--verdict",
-            "denied",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let events: Vec<serde_json::Value> = serde_json::from_slice(&query.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&query.stdout)));
+    let events = query_events(&state, "denied");
     let stored: BTreeSet<String> = events
         .iter()
         .filter(|e| e["target"]["network"]["dst_port"] == port)

@@ -11,8 +11,10 @@ mod support;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{doctor, egress_policy, enforcer, forbidden_port, is_root, wait_ready, TestCgroup};
+use std::time::Duration;
+use support::{
+    egress_policy, enforcer, forbidden_port, runnable, start_daemon, wait_until, TestCgroup,
+};
 
 /// `bash -c` that joins `cgroup` and opens a TCP connection to 127.0.0.2:port.
 fn connects(cgroup: &str, port: u16) -> bool {
@@ -28,6 +30,14 @@ fn connects(cgroup: &str, port: u16) -> bool {
         );
     }
     out.status.success()
+}
+
+/// Network rules are enforced here: through BPF LSM or the cgroup socket programs.
+fn can_enforce() -> bool {
+    runnable(
+        "this kernel has neither BPF LSM nor cgroup socket programs",
+        |k| k["bpf_lsm"] == true || k["cgroup_sock_addr"] == true,
+    )
 }
 
 fn policy(name: &str, port: u16) -> String {
@@ -47,17 +57,13 @@ fn status(state: &Path) -> (Option<i32>, serde_json::Value) {
 
 /// Waits until the daemon's status says `pred`.
 fn wait_status(state: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = status(state);
-        if pred(&v["daemon"]) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {what} within 30 s: {v:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = serde_json::Value::Null;
+    let held = wait_until(Duration::from_secs(30), || {
+        last = status(state).1;
+        pred(&last["daemon"])
+    });
+    assert!(held, "no {what} within 30 s: {last:#}");
 }
-
 fn signal(daemon: &Child, sig: &str) {
     assert!(Command::new("kill")
         .arg(format!("-{sig}"))
@@ -87,13 +93,7 @@ fn scrape(port: u16) -> String {
 
 #[test]
 fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let report = doctor();
-    if report["bpf_lsm"] != true && report["cgroup_sock_addr"] != true {
-        eprintln!("skipped: this kernel has neither BPF LSM nor cgroup socket programs");
+    if !can_enforce() {
         return;
     }
     let (first, second) = (forbidden_port(), forbidden_port());
@@ -107,18 +107,15 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
     std::fs::write(&file, policy(&name, first)).unwrap();
     let state = dir.path().join("state");
     let metrics = free_port();
-    let mut daemon = enforcer()
-        .args(["run", "--metrics-address"])
-        .arg(format!("127.0.0.1:{metrics}"))
-        .arg("--policy")
-        .arg(&policies)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = wait_ready(&mut daemon, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let (mut daemon, log) = start_daemon(&[
+        &"--metrics-address",
+        &format!("127.0.0.1:{metrics}"),
+        &"--policy",
+        &policies,
+        &"--state-dir",
+        &state,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let (code, v) = status(&state);
     assert_eq!(code, Some(0), "{v:#}\n{}", log.join("\n"));
@@ -231,29 +228,17 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
 
 /// Waits until the daemon's log file holds `needle`; returns the log.
 fn wait_log(log: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `{needle}` within 30 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut text = String::new();
+    let held = wait_until(Duration::from_secs(30), || {
+        text = std::fs::read_to_string(log).unwrap_or_default();
+        text.contains(needle)
+    });
+    assert!(held, "no `{needle}` within 30 s:\n{text}");
+    text
 }
-
 #[test]
 fn sighup_rereads_the_config_and_a_broken_config_keeps_the_running_one() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let report = doctor();
-    if report["bpf_lsm"] != true && report["cgroup_sock_addr"] != true {
-        eprintln!("skipped: this kernel has neither BPF LSM nor cgroup socket programs");
+    if !can_enforce() {
         return;
     }
     let port = forbidden_port();

@@ -854,8 +854,8 @@ fn str_test(t: &StrTest, s: &str) -> bool {
 }
 
 /// Whether `test` holds on some ancestor's executable.
-fn any_ancestor<S: Subject + ?Sized>(ev: &S, mut test: impl FnMut(&str) -> bool) -> bool {
-    (0..).map_while(|i| ev.ancestor(i)).any(|a| test(a))
+fn any_ancestor<S: Subject + ?Sized>(ev: &S, test: impl FnMut(&str) -> bool) -> bool {
+    (0..).map_while(|i| ev.ancestor(i)).any(test)
 }
 
 fn eval<S: Subject + ?Sized>(n: &Node, ev: &S, op: &Operation) -> bool {

@@ -124,3 +124,56 @@ impl Drop for TestCgroup {
         eprintln!("could not remove the test cgroup {}", self.path);
     }
 }
+
+/// Whether this machine can run a daemon test: root, and a kernel whose `doctor --json`
+/// report satisfies `kernel`; otherwise says `skipped: {why}` on stderr.
+pub fn runnable(why: &str, kernel: impl Fn(&serde_json::Value) -> bool) -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    if !kernel(&doctor()) {
+        eprintln!("skipped: {why}");
+        return false;
+    }
+    true
+}
+
+/// Starts `enforcer run ARGS` with stderr piped and waits for `enforcer ready` (see
+/// [`wait_ready`]).
+pub fn start_daemon(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(Child, Vec<String>), String> {
+    let mut daemon = enforcer()
+        .arg("run")
+        .args(args.iter().map(|a| a.as_ref()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = wait_ready(&mut daemon, Duration::from_secs(30))?;
+    Ok((daemon, log))
+}
+
+/// `enforcer events query --format json --verdict VERDICT` on `state`.
+pub fn query_events(state: &std::path::Path, verdict: &str) -> Vec<serde_json::Value> {
+    let out = enforcer()
+        .args(["events", "query", "--format", "json", "--verdict", verdict])
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `cond` until it holds or `limit` passes; says whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
