@@ -20,7 +20,7 @@
 
 use bpf_lsm::abi::{self, EventHeader, FileEvent};
 use bpf_lsm::Record;
-use enforcer::alert_rules::{operations, owned_event, AlertRules};
+use enforcer::alert_rules::AlertRules;
 use enforcer::enrich::{
     BootInfo, CgroupCache, Enricher, ExecEvent, NewProcess, ProcessTable, TableConfig, UserDb,
 };
@@ -306,11 +306,7 @@ fn pipeline(en: &mut Enricher, n: u64, rules: &AlertRules, slots: u64) -> (f64, 
             t.path = ByteText::new(f.path.clone());
         }
         en.enrich(&mut ev, h.pid, h.cgroup_id);
-        let ops = operations(&record);
-        if let Some(first) = ops.first().cloned() {
-            let mut o = owned_event(&ev, first);
-            fired += rules.fired_any(slots, &mut o, ops).len() as u64;
-        }
+        fired += rules.fired_record(slots, &record, &ev).len() as u64;
         black_box(&ev);
     }
     let secs = t0.elapsed().as_secs_f64();
@@ -351,14 +347,11 @@ fn exec_rules(en: &mut Enricher, n: u64, rules: &AlertRules, slots: u64) -> (f64
         let mut ev = base_event(BASE + i, 1000 + u64::from(i) % PODS, 1_000_000_000 + k);
         en.enrich(&mut ev, BASE + i, 1000 + u64::from(i) % PODS);
         let (path, cmdline) = EXECS[(k % EXECS.len() as u64) as usize];
-        let o = owned_event(
-            &ev,
-            Operation::Exec {
-                path: path.into(),
-                cmdline: cmdline.into(),
-            },
-        );
-        fired += rules.fired(slots, &o).len() as u64;
+        let op = Operation::Exec {
+            path: path.into(),
+            cmdline: cmdline.into(),
+        };
+        fired += rules.fired_on(slots, &ev, &[op]).len() as u64;
     }
     (
         n as f64 / t0.elapsed().as_secs_f64(),

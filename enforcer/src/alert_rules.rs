@@ -3,13 +3,21 @@
 //! compiled once, scoped by the kernel's policy slots, the event a condition sees, and the
 //! operations of a kernel record. The alert events themselves are made in the binary's
 //! `alerts` module.
+//!
+//! Per event, the daemon's path ([`AlertRules::fired_record`], [`AlertRules::fired_on`])
+//! first drops the rules whose condition cannot hold on the event's class or whose policy
+//! is out of scope, and only then looks at the event: through [`EventSubject`], which
+//! computes a field (a lossy string, the joined command line, the ancestors) the first time
+//! a condition reads it, so that no string is built that no rule reads.
 
 use bpf_lsm::{NetOp as KNetOp, Record};
 use policy_lang::condition::{CompileError, Compiled};
-use policy_lang::event::{KernelEvent, Operation, OwnedEvent, Pod, Process};
+use policy_lang::event::{class, KernelEvent, Operation, OwnedEvent, Pod, Process, Subject};
 use policy_lang::model::{FileOp, NetOp, Protocol};
 use policy_lang::plan::{Enforcement, Plan};
 use siem_export::SecurityEvent;
+use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// An alert rule whose condition does not compile.
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +32,16 @@ pub struct AlertRuleError {
 
 struct AlertRule {
     id: u32,
-    policy: u32,
+    /// The kernel policy slots of its policy, as bits.
+    scope: u64,
+    /// The event classes its condition can hold on (`policy_lang::event::class`).
+    classes: u8,
     condition: Compiled,
 }
 
 /// The plan's `alert` rules, compiled once.
 pub struct AlertRules {
     rules: Vec<AlertRule>,
-    /// Policy id of each kernel policy slot.
-    slots: Vec<u32>,
 }
 
 impl AlertRules {
@@ -51,21 +60,25 @@ impl AlertRules {
                 rule: r.name.clone(),
                 source,
             })?;
+            let scope = slots
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, id)| **id == r.policy)
+                .fold(0u64, |m, (slot, _)| m | 1u64 << slot);
             rules.push(AlertRule {
                 id: r.id,
-                policy: r.policy,
+                scope,
+                classes: condition.classes(),
                 condition,
             });
         }
-        Ok(AlertRules { rules, slots })
+        Ok(AlertRules { rules })
     }
 
     /// No alert rules (ad-hoc `--deny-open` rules).
     pub fn none() -> Self {
-        AlertRules {
-            rules: Vec::new(),
-            slots: Vec::new(),
-        }
+        AlertRules { rules: Vec::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,22 +89,53 @@ impl AlertRules {
         self.rules.len()
     }
 
-    fn in_scope(&self, slots: u64, policy: u32) -> bool {
-        self.slots
-            .iter()
-            .take(64)
-            .enumerate()
-            .any(|(slot, id)| *id == policy && slots & (1u64 << slot) != 0)
-    }
-
     /// The rules (ids, in plan order) whose policy is among `slots` and whose condition
     /// holds on `ev`.
     pub fn fired(&self, slots: u64, ev: &OwnedEvent) -> Vec<u32> {
         self.rules
             .iter()
-            .filter(|r| self.in_scope(slots, r.policy) && r.condition.eval(ev))
+            .filter(|r| slots & r.scope != 0 && r.condition.eval(ev))
             .map(|r| r.id)
             .collect()
+    }
+
+    /// The event classes on which some rule in scope of `slots` can fire.
+    pub fn classes(&self, slots: u64) -> u8 {
+        self.rules
+            .iter()
+            .filter(|r| slots & r.scope != 0)
+            .fold(0, |m, r| m | r.classes)
+    }
+
+    /// The rules (ids, in plan order, each at most once) whose policy is among `slots` and
+    /// whose condition holds on one of `ops` of the enriched event `ev`. Same result as
+    /// [`AlertRules::fired_any`] on [`owned_event`], without building it.
+    pub fn fired_on(&self, slots: u64, ev: &SecurityEvent, ops: &[Operation]) -> Vec<u32> {
+        let subject = EventSubject::new(ev);
+        let mut out: Vec<u32> = Vec::new();
+        for op in ops {
+            let bit = op.class_bit();
+            for r in &self.rules {
+                if slots & r.scope != 0
+                    && r.classes & bit != 0
+                    && !out.contains(&r.id)
+                    && r.condition.eval_on(&subject, op)
+                {
+                    out.push(r.id);
+                }
+            }
+        }
+        out
+    }
+
+    /// The rules that fire on verdict `record`, enriched as `ev`: [`AlertRules::fired_on`]
+    /// over the record's [`operations`], which are not even built when no rule in scope
+    /// can hold on the record's class.
+    pub fn fired_record(&self, slots: u64, record: &Record, ev: &SecurityEvent) -> Vec<u32> {
+        if self.classes(slots) & record_class(record) == 0 {
+            return Vec::new();
+        }
+        self.fired_on(slots, ev, &operations(record))
     }
 
     /// Like [`AlertRules::fired`] over several operations of one event (an open that reads
@@ -107,6 +151,108 @@ impl AlertRules {
             }
         }
         out
+    }
+}
+
+/// The class bit of the operations of `record` (0: none, such as a process record).
+fn record_class(record: &Record) -> u8 {
+    match record {
+        Record::FileOpen(_) | Record::Path(_) => class::FILE,
+        Record::Exec(_) => class::EXEC,
+        Record::Net(_) => class::NETWORK,
+        Record::Kernel(_) => class::KERNEL,
+        Record::ProcExec(_) | Record::ProcFork(_) | Record::ProcExit(_) => 0,
+    }
+}
+
+/// What a condition sees of an enriched event (as [`owned_event`] builds it), borrowed:
+/// each field is computed the first time a condition reads it and kept for the next.
+pub struct EventSubject<'e> {
+    ev: &'e SecurityEvent,
+    exe: OnceCell<Cow<'e, str>>,
+    cmdline: OnceCell<String>,
+    ancestors: OnceCell<Vec<Cow<'e, str>>>,
+    cgroup: OnceCell<Cow<'e, str>>,
+}
+
+impl<'e> EventSubject<'e> {
+    pub fn new(ev: &'e SecurityEvent) -> Self {
+        EventSubject {
+            ev,
+            exe: OnceCell::new(),
+            cmdline: OnceCell::new(),
+            ancestors: OnceCell::new(),
+            cgroup: OnceCell::new(),
+        }
+    }
+
+    fn process(&self) -> Option<&'e siem_export::event::Process> {
+        self.ev.process.as_ref()
+    }
+}
+
+impl Subject for EventSubject<'_> {
+    fn exe(&self) -> &str {
+        self.exe.get_or_init(|| {
+            self.process()
+                .and_then(|p| p.exe.as_ref())
+                .map_or(Cow::Borrowed(""), |e| e.to_string_lossy())
+        })
+    }
+
+    fn cmdline(&self) -> &str {
+        self.cmdline.get_or_init(|| {
+            self.process()
+                .map(|p| command_line(&p.argv))
+                .unwrap_or_default()
+        })
+    }
+
+    fn uid(&self) -> u32 {
+        self.process().map_or(0, |p| p.uid)
+    }
+
+    fn ancestor(&self, i: usize) -> Option<&str> {
+        self.ancestors
+            .get_or_init(|| {
+                // An ancestor whose executable is unknown keeps its place, so that the
+                // first is always the parent.
+                self.process()
+                    .map(|p| {
+                        p.ancestors
+                            .iter()
+                            .map(|a| {
+                                a.exe
+                                    .as_ref()
+                                    .map_or(Cow::Borrowed(""), |e| e.to_string_lossy())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .get(i)
+            .map(|a| a.as_ref())
+    }
+
+    fn cgroup(&self) -> &str {
+        self.cgroup.get_or_init(|| {
+            self.ev
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.path.as_ref())
+                .map_or(Cow::Borrowed("/"), |p| p.to_string_lossy())
+        })
+    }
+
+    fn container_id(&self) -> Option<&str> {
+        self.ev.container.as_ref().map(|c| c.id.as_str())
+    }
+
+    fn pod(&self) -> Option<(&str, &str)> {
+        self.ev
+            .kubernetes
+            .as_ref()
+            .map(|k| (k.namespace.as_str(), k.pod_name.as_str()))
     }
 }
 

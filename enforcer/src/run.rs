@@ -321,6 +321,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         state_dir,
         pins,
         settings,
+        config: args
+            .config
+            .clone()
+            .map(|path| crate::config_reload::RunningConfig::new(path, config.clone())),
     };
     let result = runtime.block_on(serve(
         prepared,
@@ -621,6 +625,8 @@ struct Reloading {
     pins: Option<Pins>,
     /// From the config, for every plan loaded.
     settings: Arc<KernelSettings>,
+    /// `--config`: SIGHUP reads it again.
+    config: Option<crate::config_reload::RunningConfig>,
 }
 
 /// How long the ring buffer of a replaced plan is still read after its programs were
@@ -1045,7 +1051,12 @@ async fn watch(
                     write_status(&mut status, &reloading.state_dir);
                 }
             }
-            _ = sighup.recv() => start_reload(&reloading, &mut loading, &mut queued, "SIGHUP"),
+            _ = sighup.recv() => {
+                if let Some(c) = &mut reloading.config {
+                    c.reload(writer, &ctx.metrics);
+                }
+                start_reload(&reloading, &mut loading, &mut queued, "SIGHUP");
+            }
             seen = changed(&mut watch) => match seen {
                 Ok(true) => {
                     let now = Instant::now();

@@ -9,7 +9,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use support::{cgroup2_root, enforcer, is_root, query_events, wait_ready};
 
 /// A cgroup2 directory, removed when dropped.
 struct TestCgroup(std::path::PathBuf);
@@ -35,25 +35,6 @@ fn workload(cgroup: Option<&std::path::Path>, marker: &str) -> u32 {
     let pid = child.id();
     assert!(child.wait().unwrap().success());
     pid
-}
-
-fn alerts(state: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = enforcer()
-        .args([
-            "events",
-            "query",
-            "--format",
-            "json",
-            "--verdict",
-            "alerted",
-        ])
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v.as_array().cloned().unwrap_or_default()
 }
 
 #[test]
@@ -111,7 +92,7 @@ fn an_alert_rule_fires_on_exec_records_in_its_cgroup_only() {
     let mut found = Vec::new();
     while found.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        found = alerts(state.path());
+        found = query_events(state.path(), "alerted");
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.id() as i32),
@@ -119,7 +100,7 @@ fn an_alert_rule_fires_on_exec_records_in_its_cgroup_only() {
     )
     .unwrap();
     assert!(daemon.wait().unwrap().success());
-    let all = alerts(state.path());
+    let all = query_events(state.path(), "alerted");
     assert_eq!(all.len(), 1, "one alert, from inside the cgroup: {all:#?}");
     let a = &all[0];
     assert_eq!(a["policy"], "detect");

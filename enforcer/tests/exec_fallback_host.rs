@@ -12,9 +12,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 
 use std::time::Duration;
-use support::{
-    bash_in, cgroup2_root, doctor_as_root, enforcer, query_events, spawn_run, wait_ready,
-};
+use support::{all_events, bash_in, cgroup2_root, doctor_as_root, enforcer, spawn_run, wait_ready};
 
 /// Runs `shell -c 'echo ran > marker'`, in `cgroup` if any.
 fn run_copy(cgroup: Option<&str>, shell: &Path, marker: &Path) -> std::process::ExitStatus {
@@ -149,7 +147,7 @@ fn exec_rules_kill_at_exec_without_bpf_lsm() {
     assert_eq!(script_run.signal(), Some(9), "script: {script_run}");
     assert!(!script_marker.exists(), "the killed script ran");
 
-    let events = query_events(&state);
+    let events = all_events(&state);
     let all = events.as_array().unwrap();
     assert_eq!(all.len(), 2, "{events}");
     let by_rule = |rule: &str| {

@@ -10,13 +10,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use support::{
+    egress_policy, forbidden_port, query_events, runnable, start_daemon, wait_until, TestCgroup,
+};
 
 const N: usize = 20;
 
@@ -148,9 +150,10 @@ fn serve(stream: TcpStream, state: &Mutex<HookState>) {
 }
 
 /// The daemon (if running) and the test cgroup; both go away on drop, also when the test fails.
+/// Kills the daemon, then (its field dropping) removes the test cgroup.
 struct Guard {
     daemon: Option<Child>,
-    cgroup: String,
+    _cgroup: TestCgroup,
 }
 
 impl Drop for Guard {
@@ -159,48 +162,20 @@ impl Drop for Guard {
             let _ = d.kill();
             let _ = d.wait();
         }
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.cgroup).is_ok() || !Path::new(&self.cgroup).exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("could not remove the test cgroup {}", self.cgroup);
     }
 }
 
 /// Starts `enforcer run` and waits for `enforcer ready`; returns the child and its log lines
 /// so far (the rest keeps going to a thread).
-fn start_daemon(
-    config: &Path,
-    policy: &Path,
-    state: &Path,
-) -> Result<(Child, Vec<String>), String> {
-    let mut daemon = enforcer()
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .arg("--policy")
-        .arg(policy)
-        .arg("--state-dir")
-        .arg(state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = wait_ready(&mut daemon, Duration::from_secs(30))?;
-    Ok((daemon, log))
-}
-
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
+fn start(config: &Path, policy: &Path, state: &Path) -> Result<(Child, Vec<String>), String> {
+    start_daemon(&[
+        &"--config",
+        &config,
+        &"--policy",
+        &policy,
+        &"--state-dir",
+        &state,
+    ])
 }
 
 /// What both tests share: a listening forbidden destination, the test cgroup, a webhook
@@ -218,50 +193,26 @@ struct Env {
 
 /// `None` (and why on stderr) when this machine cannot run the test.
 fn prepare(tag: &str) -> Option<Env> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
-        eprintln!(
-            "skipped: this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs"
-        );
+    if !runnable(
+        "this kernel has BPF LSM (the VM suite covers it) or no cgroup socket programs",
+        |k| k["bpf_lsm"] != true && k["cgroup_sock_addr"] == true,
+    ) {
         return None;
     }
 
-    // The forbidden destination listens, so only the policy can make the connects fail.
-    let target = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = target.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in target.incoming() {});
+    let port = forbidden_port();
     let name = format!("enforcer-export-{tag}-{}", std::process::id());
-    let cgroup = format!("{}/{name}", cgroup2_root());
-    std::fs::create_dir(&cgroup).unwrap();
+    let test_cgroup = TestCgroup::new(&name);
+    let cgroup = test_cgroup.path.clone();
     let guard = Guard {
         daemon: None,
-        cgroup: cgroup.clone(),
+        _cgroup: test_cgroup,
     };
 
     let hook = Hook::start();
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("net.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "policies:
-  - name: egress
-    select: {{cgroups: [/{name}]}}
-    mode: enforce
-    rules:
-      - name: no-port
-        message: connect to the forbidden port
-        action: deny
-        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&policy, egress_policy(&name, "no-port", port)).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -329,7 +280,7 @@ fn every_logged_deny_arrives_when_the_daemon_is_killed_before_the_outbox_commit(
     let Some(mut env) = prepare("log") else {
         return;
     };
-    let (daemon, mut log) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    let (daemon, mut log) = start(&env.config, &env.policy, &env.state).unwrap();
     env.guard.daemon = Some(daemon);
     // Hold the outbox's write lock: the daemon logs every verdict (fsynced) but cannot
     // commit any of them to the outbox, the window an in-memory hand-off loses on SIGKILL.
@@ -357,7 +308,7 @@ fn every_logged_deny_arrives_when_the_daemon_is_killed_before_the_outbox_commit(
     let logged = logged_denies(&env.state, env.port);
     assert_eq!(logged.len(), BURST);
 
-    let (daemon, more) = start_daemon(&env.config, &env.policy, &env.state).unwrap();
+    let (daemon, more) = start(&env.config, &env.policy, &env.state).unwrap();
     log.extend(more);
     env.guard.daemon = Some(daemon);
     let arrived = wait_until(Duration::from_secs(30), || {
@@ -404,7 +355,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
         state,
     } = env;
     let t0 = Instant::now();
-    let (daemon, mut log) = start_daemon(&config, &policy, &state).unwrap();
+    let (daemon, mut log) = start(&config, &policy, &state).unwrap();
     guard.daemon = Some(daemon);
 
     // The receiver holds every answer for 3 s; N denied connects from one child in the cgroup.
@@ -433,7 +384,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
     // Same config and state directory; the receiver answers at once now.
     hook.set_delay(Duration::ZERO);
     let restarted = Instant::now();
-    let (daemon, more) = start_daemon(&config, &policy, &state).unwrap();
+    let (daemon, more) = start(&config, &policy, &state).unwrap();
     log.extend(more);
     guard.daemon = Some(daemon);
     let all_arrived = wait_until(Duration::from_secs(20), || {
@@ -450,21 +401,7 @@ fn no_exported_event_is_lost_when_the_daemon_is_killed_mid_batch() {
     let status = daemon.wait().unwrap();
     assert!(status.success(), "second run exited with {status}");
 
-    let query = enforcer()
-        .args([
-            "events",
-            "query",
-            "--format",
-            "json",
-            "--verdict",
-            "denied",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let events: Vec<serde_json::Value> = serde_json::from_slice(&query.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&query.stdout)));
+    let events = query_events(&state, "denied");
     let stored: BTreeSet<String> = events
         .iter()
         .filter(|e| e["target"]["network"]["dst_port"] == port)

@@ -7,10 +7,8 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use std::process::Command;
+use support::{egress_policy, forbidden_port, query_events, runnable, start_daemon, TestCgroup};
 
 /// `bash -c` that joins `cgroup` (if any) and opens a TCP connection to addr:port.
 fn connect(cgroup: Option<&str>, port: u16) -> std::process::Output {
@@ -23,60 +21,31 @@ fn connect(cgroup: Option<&str>, port: u16) -> std::process::Output {
 
 #[test]
 fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    if report["bpf_lsm"] == true || report["cgroup_sock_addr"] != true {
-        eprintln!("skipped: this kernel has BPF LSM (the VM suite's network:: tests cover it) or no cgroup socket programs");
+    if !runnable(
+        "this kernel has BPF LSM (the VM suite's network:: tests cover it) or no cgroup socket programs",
+        |k| k["bpf_lsm"] != true && k["cgroup_sock_addr"] == true,
+    ) {
         return;
     }
 
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in listener.incoming() {});
+    let port = forbidden_port();
     let name = format!("enforcer-net-host-{}", std::process::id());
-    let cgroup = format!("{}/{name}", cgroup2_root());
-    std::fs::create_dir(&cgroup).unwrap();
+    let cg = TestCgroup::new(&name);
+    let cgroup = cg.path.clone();
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("net.yaml");
-    std::fs::write(
-        &policy,
-        format!(
-            "policies:
-  - name: egress
-    select: {{cgroups: [/{name}]}}
-    mode: enforce
-    rules:
-      - name: no-port
-        message: connect to the forbidden port
-        action: deny
-        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&policy, egress_policy(&name, "no-port", port)).unwrap();
     let state = dir.path().join("state");
-    let mut daemon = enforcer()
-        .args(["run", "--metrics-address", ""])
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = match wait_ready(&mut daemon, Duration::from_secs(30)) {
-        Ok(log) => log,
-        Err(e) => {
-            let _ = std::fs::remove_dir(&cgroup);
-            panic!("{e}");
-        }
-    };
+    let (mut daemon, log) = start_daemon(&[
+        &"--metrics-address",
+        &"",
+        &"--policy",
+        &policy,
+        &"--state-dir",
+        &state,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let inside = connect(Some(&cgroup), port);
     let outside = connect(None, port);
@@ -86,7 +55,7 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         .status()
         .unwrap();
     let status = daemon.wait().unwrap();
-    let _ = std::fs::remove_dir(&cgroup);
+    drop(cg);
 
     assert!(
         status.success(),
@@ -104,22 +73,9 @@ fn network_rules_are_denied_through_cgroup_hooks_without_bpf_lsm() {
         String::from_utf8_lossy(&outside.stderr)
     );
 
-    let query = enforcer()
-        .args([
-            "events",
-            "query",
-            "--format",
-            "json",
-            "--verdict",
-            "denied",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .output()
-        .unwrap();
-    let events: serde_json::Value = serde_json::from_slice(&query.stdout).unwrap();
+    let events = query_events(&state, "denied");
     let e = &events[0];
-    assert_eq!(e["rule"], "no-port", "{events}");
+    assert_eq!(e["rule"], "no-port", "{events:?}");
     assert_eq!(e["class"], "network", "{e}");
     assert_eq!(e["target"]["network"]["dst_ip"], "127.0.0.2", "{e}");
     assert_eq!(e["target"]["network"]["dst_port"], port, "{e}");

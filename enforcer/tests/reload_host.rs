@@ -11,8 +11,10 @@ mod support;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{cgroup2_root, enforcer, is_root, wait_ready};
+use std::time::Duration;
+use support::{
+    egress_policy, enforcer, forbidden_port, runnable, start_daemon, wait_until, TestCgroup,
+};
 
 /// `bash -c` that joins `cgroup` and opens a TCP connection to 127.0.0.2:port.
 fn connects(cgroup: &str, port: u16) -> bool {
@@ -30,26 +32,16 @@ fn connects(cgroup: &str, port: u16) -> bool {
     out.status.success()
 }
 
-fn policy(name: &str, port: u16) -> String {
-    format!(
-        "policies:
-  - name: egress
-    select: {{cgroups: [/{name}]}}
-    mode: enforce
-    rules:
-      - name: no-port-{port}
-        message: connect to a forbidden port
-        action: deny
-        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
-"
+/// Network rules are enforced here: through BPF LSM or the cgroup socket programs.
+fn can_enforce() -> bool {
+    runnable(
+        "this kernel has neither BPF LSM nor cgroup socket programs",
+        |k| k["bpf_lsm"] == true || k["cgroup_sock_addr"] == true,
     )
 }
 
-fn listen() -> u16 {
-    let listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || for _ in listener.incoming() {});
-    port
+fn policy(name: &str, port: u16) -> String {
+    egress_policy(name, &format!("no-port-{port}"), port)
 }
 
 fn status(state: &Path) -> (Option<i32>, serde_json::Value) {
@@ -65,17 +57,13 @@ fn status(state: &Path) -> (Option<i32>, serde_json::Value) {
 
 /// Waits until the daemon's status says `pred`.
 fn wait_status(state: &Path, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = status(state);
-        if pred(&v["daemon"]) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no {what} within 30 s: {v:#}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut last = serde_json::Value::Null;
+    let held = wait_until(Duration::from_secs(30), || {
+        last = status(state).1;
+        pred(&last["daemon"])
+    });
+    assert!(held, "no {what} within 30 s: {last:#}");
 }
-
 fn signal(daemon: &Child, sig: &str) {
     assert!(Command::new("kill")
         .arg(format!("-{sig}"))
@@ -103,30 +91,14 @@ fn scrape(port: u16) -> String {
     out
 }
 
-struct CgroupDir(String);
-
-impl Drop for CgroupDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !can_enforce() {
         return;
     }
-    let doctor = enforcer().args(["doctor", "--json"]).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    if report["bpf_lsm"] != true && report["cgroup_sock_addr"] != true {
-        eprintln!("skipped: this kernel has neither BPF LSM nor cgroup socket programs");
-        return;
-    }
-    let (first, second) = (listen(), listen());
+    let (first, second) = (forbidden_port(), forbidden_port());
     let name = format!("enforcer-reload-host-{}", std::process::id());
-    let cgroup = CgroupDir(format!("{}/{name}", cgroup2_root()));
-    std::fs::create_dir(&cgroup.0).unwrap();
+    let cgroup = TestCgroup::new(&name);
 
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
@@ -135,18 +107,15 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
     std::fs::write(&file, policy(&name, first)).unwrap();
     let state = dir.path().join("state");
     let metrics = free_port();
-    let mut daemon = enforcer()
-        .args(["run", "--metrics-address"])
-        .arg(format!("127.0.0.1:{metrics}"))
-        .arg("--policy")
-        .arg(&policies)
-        .arg("--state-dir")
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = wait_ready(&mut daemon, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let (mut daemon, log) = start_daemon(&[
+        &"--metrics-address",
+        &format!("127.0.0.1:{metrics}"),
+        &"--policy",
+        &policies,
+        &"--state-dir",
+        &state,
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let (code, v) = status(&state);
     assert_eq!(code, Some(0), "{v:#}\n{}", log.join("\n"));
@@ -157,8 +126,11 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
         "{v:#}"
     );
     assert_eq!(v["daemon"]["plan"]["policies"][0]["rules"], 1, "{v:#}");
-    assert!(connects(&cgroup.0, second));
-    assert!(!connects(&cgroup.0, first), "the first port must be denied");
+    assert!(connects(&cgroup.path, second));
+    assert!(
+        !connects(&cgroup.path, first),
+        "the first port must be denied"
+    );
 
     // A broken edit, saved the way editors do: a new file renamed over the old one.
     let tmp = policies.join(".net.yaml.tmp");
@@ -177,7 +149,7 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
         "no `{at}` in {v:#}"
     );
     assert!(
-        !connects(&cgroup.0, first),
+        !connects(&cgroup.path, first),
         "the running policy must stay in force after a broken edit"
     );
     let text = scrape(metrics);
@@ -195,15 +167,15 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
     assert_eq!(v["daemon"]["reloads_ok"], 1, "{v:#}");
     assert!(v["daemon"]["last_reload_error"].is_null(), "{v:#}");
     assert!(
-        !connects(&cgroup.0, second),
+        !connects(&cgroup.path, second),
         "the new rule must be in force"
     );
-    assert!(connects(&cgroup.0, first), "the old rule must be gone");
+    assert!(connects(&cgroup.path, first), "the old rule must be gone");
 
     // SIGHUP reloads the same files.
     signal(&daemon, "HUP");
     wait_status(&state, "SIGHUP reload", |d| d["generation"] == 3);
-    assert!(!connects(&cgroup.0, second));
+    assert!(!connects(&cgroup.path, second));
     let text = scrape(metrics);
     assert!(
         text.contains("enforcer_policy_reloads_total{outcome=\"ok\"} 2"),
@@ -252,6 +224,97 @@ fn edits_and_sighup_reload_and_a_broken_edit_keeps_the_running_policy() {
     assert_eq!(code, Some(11), "{v:#}");
     assert_eq!(v["alive"], false, "{v:#}");
     assert_eq!(v["daemon"]["running"], false, "{v:#}");
+}
+
+/// Waits until the daemon's log file holds `needle`; returns the log.
+fn wait_log(log: &Path, needle: &str) -> String {
+    let mut text = String::new();
+    let held = wait_until(Duration::from_secs(30), || {
+        text = std::fs::read_to_string(log).unwrap_or_default();
+        text.contains(needle)
+    });
+    assert!(held, "no `{needle}` within 30 s:\n{text}");
+    text
+}
+#[test]
+fn sighup_rereads_the_config_and_a_broken_config_keeps_the_running_one() {
+    if !can_enforce() {
+        return;
+    }
+    let port = forbidden_port();
+    let name = format!("enforcer-config-reload-{}", std::process::id());
+    let cgroup = TestCgroup::new(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net.yaml");
+    std::fs::write(&file, policy(&name, port)).unwrap();
+    let state = dir.path().join("state");
+    let (metrics, other) = (free_port(), free_port());
+    let config = dir.path().join("config.toml");
+    let good = |days: u32, address: u16| {
+        format!("[store]\nmax_age_days = {days}\n\n[metrics]\naddress = \"127.0.0.1:{address}\"\n")
+    };
+    std::fs::write(&config, good(30, metrics)).unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut daemon = enforcer()
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--policy")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let daemon = Kill(&mut daemon);
+    wait_log(&log, "enforcer ready");
+    assert!(!connects(&cgroup.path, port));
+
+    // A misspelt key: logged with file, line and column; counted; nothing changes.
+    std::fs::write(&config, "[store]\nmax_age_days = 7\nmax_agedays = 3\n").unwrap();
+    signal(&*daemon.0, "HUP");
+    let at = format!("{}:3:1", config.display());
+    let text = wait_log(&log, "config reload failed");
+    assert!(text.contains(&at), "no `{at}` in:\n{text}");
+    // The policies are read again all the same.
+    wait_status(&state, "SIGHUP reload", |d| d["generation"] == 2);
+    let scraped = scrape(metrics);
+    assert!(
+        scraped.contains("enforcer_policy_reloads_total{outcome=\"failed\"} 1"),
+        "{scraped}"
+    );
+    assert!(!connects(&cgroup.path, port), "the policy stays in force");
+
+    // A valid edit: retention applies live, the metrics address only at a restart.
+    std::fs::write(&config, good(7, other)).unwrap();
+    signal(&*daemon.0, "HUP");
+    wait_status(&state, "second SIGHUP reload", |d| d["generation"] == 3);
+    let text = wait_log(&log, "config reloaded");
+    assert!(text.contains("store.max_age_days"), "{text}");
+    let text = wait_log(&log, "config key `metrics.address` changed");
+    assert!(text.contains("restarts"), "{text}");
+    assert!(!text.contains("`store.max_age_days` changed"), "{text}");
+    // Still served where it was.
+    let scraped = scrape(metrics);
+    assert!(
+        scraped.contains("enforcer_policy_reloads_total{outcome=\"failed\"} 1"),
+        "{scraped}"
+    );
+    assert!(
+        scraped.contains("enforcer_policy_reloads_total{outcome=\"ok\"} 2"),
+        "{scraped}"
+    );
+    signal(&*daemon.0, "TERM");
+    let exit = daemon.0.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::capabilities;
 use crate::diagnostic::{suggestion, Diagnostic, Span};
-use crate::event::{basename, KernelEvent, Operation, OwnedEvent};
+use crate::event::{basename, class, KernelEvent, Operation, OwnedEvent, Subject};
 use crate::net::Cidr;
 use crate::pattern::glob_component;
 use crate::syscalls;
@@ -703,7 +703,48 @@ impl Compiled {
 
     /// Evaluates against one event. Does not allocate.
     pub fn eval(&self, ev: &OwnedEvent) -> bool {
-        eval(&self.0, ev)
+        eval(&self.0, ev, &ev.op)
+    }
+
+    /// Evaluates against operation `op` of `subject`. Allocates nothing itself; reads
+    /// only the fields the condition names, in order, stopping as soon as the result is
+    /// known.
+    pub fn eval_on<S: Subject + ?Sized>(&self, subject: &S, op: &Operation) -> bool {
+        eval(&self.0, subject, op)
+    }
+
+    /// The event classes (bits of [`crate::event::class`]) on which the condition can
+    /// hold: a superset, so that a caller may skip the others without evaluating.
+    pub fn classes(&self) -> u8 {
+        classes(&self.0)
+    }
+}
+
+/// The class a field exists on; a comparison on an absent field is false.
+fn field_classes(f: Field) -> u8 {
+    match f {
+        Field::FilePath | Field::FileOp => class::FILE,
+        Field::ExecPath | Field::ExecCmdline => class::EXEC,
+        Field::NetAddr | Field::NetPort | Field::NetOp | Field::NetProtocol => class::NETWORK,
+        Field::KernelOp => class::KERNEL,
+        _ => class::ALL,
+    }
+}
+
+fn classes(n: &Node) -> u8 {
+    match n {
+        Node::And(xs) => xs.iter().fold(class::ALL, |m, x| m & classes(x)),
+        Node::Or(xs) => xs.iter().fold(0, |m, x| m | classes(x)),
+        // Negation could hold anywhere.
+        Node::Not(_) => class::ALL,
+        Node::Str(Field::EvtClass, StrTest::Eq(c)) => class::of_name(c),
+        Node::Str(Field::EvtClass, StrTest::In(cs)) => {
+            cs.iter().fold(0, |m, c| m | class::of_name(c))
+        }
+        Node::Str(f, _) | Node::Num(f, _) | Node::Paths(f, _) | Node::Ranges(f, _) => {
+            field_classes(*f)
+        }
+        Node::Addr(..) => class::NETWORK,
     }
 }
 
@@ -754,7 +795,8 @@ fn compile(e: &Expr) -> Result<Node, CompileError> {
 /// A string field's value(s) on one event; absent when the event has no such field.
 enum StrVal<'e> {
     One(&'e str),
-    Many(&'e [String]),
+    /// The ancestors.
+    Many,
     Absent,
 }
 
@@ -766,33 +808,33 @@ fn kernel_name(k: &KernelEvent) -> &'static str {
     }
 }
 
-fn str_field<'e>(f: Field, ev: &'e OwnedEvent) -> StrVal<'e> {
+fn str_field<'e, S: Subject + ?Sized>(f: Field, ev: &'e S, op: &'e Operation) -> StrVal<'e> {
     use StrVal::{Absent, Many, One};
-    match (f, &ev.op) {
-        (Field::ProcName, _) => One(basename(&ev.process.exe)),
-        (Field::ProcExe, _) => One(&ev.process.exe),
-        (Field::ProcCmdline, _) => One(&ev.process.cmdline),
-        (Field::ProcParent, _) => ev.process.ancestors.first().map_or(Absent, |s| One(s)),
-        (Field::ProcAncestors, _) => Many(&ev.process.ancestors),
+    match (f, op) {
+        (Field::ProcName, _) => One(basename(ev.exe())),
+        (Field::ProcExe, _) => One(ev.exe()),
+        (Field::ProcCmdline, _) => One(ev.cmdline()),
+        (Field::ProcParent, _) => ev.ancestor(0).map_or(Absent, One),
+        (Field::ProcAncestors, _) => Many,
         (Field::FilePath, Operation::File { path, .. }) => One(path),
         (Field::FileOp, Operation::File { op, .. }) => One(op.name()),
         (Field::ExecPath, Operation::Exec { path, .. }) => One(path),
         (Field::ExecCmdline, Operation::Exec { cmdline, .. }) => One(cmdline),
         (Field::NetOp, Operation::Network { op, .. }) => One(op.name()),
         (Field::NetProtocol, Operation::Network { protocol, .. }) => One(protocol.name()),
-        (Field::ContainerId, _) => ev.container_id.as_deref().map_or(Absent, One),
-        (Field::K8sNs, _) => ev.pod.as_ref().map_or(Absent, |p| One(&p.namespace)),
-        (Field::K8sPod, _) => ev.pod.as_ref().map_or(Absent, |p| One(&p.name)),
-        (Field::CgroupPath, _) => One(&ev.cgroup),
+        (Field::ContainerId, _) => ev.container_id().map_or(Absent, One),
+        (Field::K8sNs, _) => ev.pod().map_or(Absent, |p| One(p.0)),
+        (Field::K8sPod, _) => ev.pod().map_or(Absent, |p| One(p.1)),
+        (Field::CgroupPath, _) => One(ev.cgroup()),
         (Field::KernelOp, Operation::Kernel(k)) => One(kernel_name(k)),
         (Field::EvtClass, op) => One(op.class_name()),
         _ => Absent,
     }
 }
 
-fn num_field(f: Field, ev: &OwnedEvent) -> Option<u64> {
-    match (f, &ev.op) {
-        (Field::ProcUid, _) => Some(u64::from(ev.process.uid)),
+fn num_field<S: Subject + ?Sized>(f: Field, ev: &S, op: &Operation) -> Option<u64> {
+    match (f, op) {
+        (Field::ProcUid, _) => Some(u64::from(ev.uid())),
         (Field::NetPort, Operation::Network { port, .. }) => Some(u64::from(*port)),
         _ => None,
     }
@@ -811,18 +853,23 @@ fn str_test(t: &StrTest, s: &str) -> bool {
     }
 }
 
-fn eval(n: &Node, ev: &OwnedEvent) -> bool {
+/// Whether `test` holds on some ancestor's executable.
+fn any_ancestor<S: Subject + ?Sized>(ev: &S, test: impl FnMut(&str) -> bool) -> bool {
+    (0..).map_while(|i| ev.ancestor(i)).any(test)
+}
+
+fn eval<S: Subject + ?Sized>(n: &Node, ev: &S, op: &Operation) -> bool {
     match n {
-        Node::And(xs) => xs.iter().all(|x| eval(x, ev)),
-        Node::Or(xs) => xs.iter().any(|x| eval(x, ev)),
-        Node::Not(x) => !eval(x, ev),
+        Node::And(xs) => xs.iter().all(|x| eval(x, ev, op)),
+        Node::Or(xs) => xs.iter().any(|x| eval(x, ev, op)),
+        Node::Not(x) => !eval(x, ev, op),
         // A comparison on a field the event does not have is false (also for `!=`).
-        Node::Str(f, t) => match str_field(*f, ev) {
+        Node::Str(f, t) => match str_field(*f, ev, op) {
             StrVal::One(s) => str_test(t, s),
-            StrVal::Many(items) => items.iter().any(|s| str_test(t, s)),
+            StrVal::Many => any_ancestor(ev, |s| str_test(t, s)),
             StrVal::Absent => false,
         },
-        Node::Num(f, t) => match num_field(*f, ev) {
+        Node::Num(f, t) => match num_field(*f, ev, op) {
             Some(v) => match t {
                 NumTest::Eq(x) => v == *x,
                 NumTest::Ne(x) => v != *x,
@@ -830,18 +877,18 @@ fn eval(n: &Node, ev: &OwnedEvent) -> bool {
             },
             None => false,
         },
-        Node::Paths(f, ps) => match str_field(*f, ev) {
+        Node::Paths(f, ps) => match str_field(*f, ev, op) {
             StrVal::One(s) => ps.iter().any(|p| p.matches(s)),
-            StrVal::Many(items) => items.iter().any(|s| ps.iter().any(|p| p.matches(s))),
+            StrVal::Many => any_ancestor(ev, |s| ps.iter().any(|p| p.matches(s))),
             StrVal::Absent => false,
         },
-        Node::Ranges(f, rs) => match num_field(*f, ev) {
+        Node::Ranges(f, rs) => match num_field(*f, ev, op) {
             Some(v) => rs
                 .iter()
                 .any(|r| u16::try_from(v).is_ok_and(|p| r.contains(p))),
             None => false,
         },
-        Node::Addr(negate, cidrs) => match &ev.op {
+        Node::Addr(negate, cidrs) => match op {
             Operation::Network { addr, .. } => cidrs.iter().any(|c| c.contains(*addr)) != *negate,
             _ => false,
         },
@@ -927,6 +974,63 @@ mod tests {
         assert!(holds(
             "(evt.class = file or evt.class = exec) and container.id = abc"
         ));
+    }
+
+    #[test]
+    fn classes_bound_where_a_condition_can_hold() {
+        use crate::model::{KernelOp, NetOp, Protocol};
+        let ops = [
+            Operation::Exec {
+                path: "/usr/bin/id".into(),
+                cmdline: "id -u".into(),
+            },
+            Operation::File {
+                op: FileOp::Read,
+                path: "/etc/shadow".into(),
+            },
+            Operation::Network {
+                op: NetOp::Connect,
+                addr: "10.0.0.1".parse().unwrap(),
+                port: 22,
+                protocol: Protocol::Tcp,
+            },
+            Operation::Kernel(KernelEvent::Op(KernelOp::ALL[0])),
+        ];
+        let cases: &[(&str, u8)] = &[
+            ("evt.class = exec and proc.name = bash", class::EXEC),
+            ("evt.class in (file, network)", class::FILE | class::NETWORK),
+            (
+                "exec.path startswith /usr or file.op = read",
+                class::EXEC | class::FILE,
+            ),
+            ("net.port = 22", class::NETWORK),
+            ("net.addr in (10.0.0.0/8)", class::NETWORK),
+            ("net.addr != 10.0.0.0/8", class::NETWORK),
+            ("kernel.op != x", class::KERNEL),
+            ("file.path != /x", class::FILE),
+            ("not evt.class = exec", class::ALL),
+            ("evt.class != exec", class::ALL),
+            ("proc.name = bash", class::ALL),
+            (
+                "proc.uid = 0 and (file.path glob '/etc/*' or exec.cmdline contains id)",
+                class::FILE | class::EXEC,
+            ),
+        ];
+        for (text, want) in cases {
+            let c = Compiled::new(&scope_parse(text, &[]).unwrap()).unwrap();
+            assert_eq!(c.classes(), *want, "{text}");
+            // Sound: wherever it holds, its class is in the set.
+            for op in &ops {
+                let ev = OwnedEvent {
+                    op: op.clone(),
+                    ..event()
+                };
+                if c.eval(&ev) {
+                    assert_ne!(c.classes() & op.class_bit(), 0, "{text} on {op:?}");
+                }
+                assert_eq!(c.eval_on(&ev, op), c.eval(&ev));
+            }
+        }
     }
 
     #[test]

@@ -69,7 +69,76 @@ pub struct OwnedEvent {
     pub op: Operation,
 }
 
+/// What a condition reads of an event besides its operation: the acting process and its
+/// workload. [`OwnedEvent`] is one; a daemon can implement it on a borrowed view of its own
+/// event that computes a field only when a condition reads it.
+pub trait Subject {
+    fn exe(&self) -> &str;
+    /// The command line, argv joined by spaces.
+    fn cmdline(&self) -> &str;
+    fn uid(&self) -> u32;
+    /// The executable of the `i`-th ancestor, parent first (empty when unknown); `None`
+    /// past the last.
+    fn ancestor(&self, i: usize) -> Option<&str>;
+    /// cgroup2 path of the workload (`/` for the host root).
+    fn cgroup(&self) -> &str;
+    fn container_id(&self) -> Option<&str>;
+    /// Namespace and name of the pod.
+    fn pod(&self) -> Option<(&str, &str)>;
+}
+
+impl Subject for OwnedEvent {
+    fn exe(&self) -> &str {
+        &self.process.exe
+    }
+    fn cmdline(&self) -> &str {
+        &self.process.cmdline
+    }
+    fn uid(&self) -> u32 {
+        self.process.uid
+    }
+    fn ancestor(&self, i: usize) -> Option<&str> {
+        self.process.ancestors.get(i).map(String::as_str)
+    }
+    fn cgroup(&self) -> &str {
+        &self.cgroup
+    }
+    fn container_id(&self) -> Option<&str> {
+        self.container_id.as_deref()
+    }
+    fn pod(&self) -> Option<(&str, &str)> {
+        self.pod
+            .as_ref()
+            .map(|p| (p.namespace.as_str(), p.name.as_str()))
+    }
+}
+
+/// Event classes as bits, for [`crate::condition::Compiled::classes`].
+pub mod class {
+    pub const EXEC: u8 = 1;
+    pub const FILE: u8 = 2;
+    pub const NETWORK: u8 = 4;
+    pub const KERNEL: u8 = 8;
+    pub const ALL: u8 = EXEC | FILE | NETWORK | KERNEL;
+
+    /// The bit of a class named as `evt.class` names it; 0 for no class.
+    pub fn of_name(name: &str) -> u8 {
+        match name {
+            "exec" => EXEC,
+            "file" => FILE,
+            "network" => NETWORK,
+            "kernel" => KERNEL,
+            _ => 0,
+        }
+    }
+}
+
 impl Operation {
+    /// This operation's class bit (see [`class`]).
+    pub fn class_bit(&self) -> u8 {
+        class::of_name(self.class_name())
+    }
+
     pub fn class_name(&self) -> &'static str {
         match self {
             Operation::Exec { .. } => "exec",

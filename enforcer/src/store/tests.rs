@@ -774,6 +774,45 @@ fn writer_runs_retention_and_counts_deletions() {
     assert_eq!(store.stats().unwrap().events, 2);
 }
 
+#[test]
+fn a_retention_set_while_the_writer_runs_applies_at_its_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = new_store(dir.path());
+    let now = Timestamp::now().unix_nanos();
+    let mut old = event(0, Verdict::Denied);
+    old.time = Timestamp::from_unix_nanos(now - 3 * 86_400 * SEC);
+    old.id = EventId::from_time_and_tail(old.time, 1);
+    store.insert_batch(&[old]).unwrap();
+    let writer = Writer::spawn(
+        store,
+        WriterOptions {
+            retention: Retention::default(),
+            retention_interval: Duration::from_millis(20),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    // Unlimited: the runs keep everything.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(writer.stats().deleted_by_age.denied, 0);
+    let day = Retention {
+        max_age: Some(Duration::from_secs(86_400)),
+        max_bytes: None,
+    };
+    writer.set_retention(day);
+    assert_eq!(writer.retention(), day);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writer.stats().deleted_by_age.denied == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new retention never ran"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (store, _) = writer.shutdown().unwrap();
+    assert_eq!(store.stats().unwrap().events, 0);
+}
+
 fn index_names(conn: &rusqlite::Connection) -> Vec<String> {
     let mut st = conn
         .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL ORDER BY name")

@@ -225,6 +225,8 @@ pub struct Writer {
     queue: Arc<Queue>,
     thread: Option<JoinHandle<Store>>,
     stats: Arc<Mutex<WriterStats>>,
+    /// What retention keeps: [`WriterOptions::retention`] until [`Writer::set_retention`].
+    retention: Arc<Mutex<Retention>>,
     path: PathBuf,
 }
 
@@ -235,10 +237,12 @@ impl Writer {
         let rx = Arc::clone(&queue);
         let stats = Arc::new(Mutex::new(WriterStats::default()));
         let thread_stats = Arc::clone(&stats);
+        let retention = Arc::new(Mutex::new(options.retention));
+        let thread_retention = Arc::clone(&retention);
         let path = store.path.clone();
         let thread = std::thread::Builder::new()
             .name("event-store".into())
-            .spawn(move || write_loop(store, &rx, &options, &thread_stats))
+            .spawn(move || write_loop(store, &rx, &options, &thread_retention, &thread_stats))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -247,6 +251,7 @@ impl Writer {
             queue,
             thread: Some(thread),
             stats,
+            retention,
             path,
         })
     }
@@ -274,6 +279,17 @@ impl Writer {
     /// Events queued and not yet taken by the writing thread.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Changes what retention keeps, from its next run on (within
+    /// [`WriterOptions::retention_interval`]).
+    pub fn set_retention(&self, retention: Retention) {
+        *lock(&self.retention) = retention;
+    }
+
+    /// What retention keeps now.
+    pub fn retention(&self) -> Retention {
+        *lock(&self.retention)
     }
 
     /// A copy of the counters.
@@ -306,21 +322,22 @@ impl Drop for Writer {
     }
 }
 
-fn lock(stats: &Mutex<WriterStats>) -> std::sync::MutexGuard<'_, WriterStats> {
-    stats
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_loop(
     mut store: Store,
     rx: &Queue,
     options: &WriterOptions,
+    retention: &Mutex<Retention>,
     stats: &Mutex<WriterStats>,
 ) -> Store {
     let max_batch = options.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
-    run_retention(&mut store, &options.retention, stats);
+    // Copied: the lock is not held while retention runs.
+    let current = *lock(retention);
+    run_retention(&mut store, &current, stats);
     let mut next_retention = Instant::now() + options.retention_interval;
     let mut open = true;
     while open {
@@ -349,7 +366,9 @@ fn write_loop(
             batch.clear();
         }
         if open && Instant::now() >= next_retention {
-            run_retention(&mut store, &options.retention, stats);
+            // Copied: the lock is not held while retention runs.
+            let current = *lock(retention);
+            run_retention(&mut store, &current, stats);
             next_retention = Instant::now() + options.retention_interval;
         }
     }

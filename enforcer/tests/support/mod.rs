@@ -107,11 +107,123 @@ pub fn bash_in(cgroup: Option<&str>, script: &str) -> Command {
 }
 
 /// Every event of the store in `state`, as `enforcer events query --format json` prints them.
-pub fn query_events(state: &std::path::Path) -> serde_json::Value {
+pub fn all_events(state: &std::path::Path) -> serde_json::Value {
     let query = enforcer()
         .args(["events", "query", "--format", "json", "--state-dir"])
         .arg(state)
         .output()
         .unwrap();
     serde_json::from_slice(&query.stdout).unwrap()
+}
+
+/// `enforcer doctor --json` on this machine.
+pub fn doctor() -> serde_json::Value {
+    let out = enforcer().args(["doctor", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A destination on 127.0.0.2 that accepts every connection, so that only a policy can make
+/// a connect there fail; returns its port.
+pub fn forbidden_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    port
+}
+
+/// A policy `egress` for cgroup `/{name}` whose rule `rule` denies TCP connects to
+/// 127.0.0.2:`port`.
+pub fn egress_policy(name: &str, rule: &str, port: u16) -> String {
+    format!(
+        "policies:
+  - name: egress
+    select: {{cgroups: [/{name}]}}
+    mode: enforce
+    rules:
+      - name: {rule}
+        message: connect to a forbidden port
+        action: deny
+        network: {{ops: [connect], protocol: tcp, cidr: [127.0.0.2/32], ports: [{port}]}}
+"
+    )
+}
+
+/// A cgroup `name` made under the cgroup2 root, removed on drop (retried for a while: its
+/// processes may still be leaving).
+pub struct TestCgroup {
+    pub path: String,
+}
+
+impl TestCgroup {
+    pub fn new(name: &str) -> Self {
+        let path = format!("{}/{name}", cgroup2_root());
+        std::fs::create_dir(&path).unwrap();
+        TestCgroup { path }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() || !std::path::Path::new(&self.path).exists()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove the test cgroup {}", self.path);
+    }
+}
+
+/// Whether this machine can run a daemon test: root, and a kernel whose `doctor --json`
+/// report satisfies `kernel`; otherwise says `skipped: {why}` on stderr.
+pub fn runnable(why: &str, kernel: impl Fn(&serde_json::Value) -> bool) -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    if !kernel(&doctor()) {
+        eprintln!("skipped: {why}");
+        return false;
+    }
+    true
+}
+
+/// Starts `enforcer run ARGS` with stderr piped and waits for `enforcer ready` (see
+/// [`wait_ready`]).
+pub fn start_daemon(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Result<(Child, Vec<String>), String> {
+    let mut daemon = enforcer()
+        .arg("run")
+        .args(args.iter().map(|a| a.as_ref()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = wait_ready(&mut daemon, Duration::from_secs(30))?;
+    Ok((daemon, log))
+}
+
+/// `enforcer events query --format json --verdict VERDICT` on `state`.
+pub fn query_events(state: &std::path::Path, verdict: &str) -> Vec<serde_json::Value> {
+    let out = enforcer()
+        .args(["events", "query", "--format", "json", "--verdict", verdict])
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `cond` until it holds or `limit` passes; says whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
 }
