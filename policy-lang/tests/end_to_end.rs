@@ -146,14 +146,19 @@ tests:
     expect: {verdict: alert, rule: web/shell-from-web}
 "#;
 
-#[test]
-fn every_test_case_passes() {
-    let set = load_sources([("web.yaml", WEB)]).unwrap_or_else(|e| panic!("{}", e.render()));
+/// `yaml` (named `name`) loads, compiles and passes every one of its tests.
+fn passes_its_tests(name: &str, yaml: &str) {
+    let set = load_sources([(name, yaml)]).unwrap_or_else(|e| panic!("{}", e.render()));
     let plan = compile(&set, &KernelFeatures::full()).unwrap();
     let report = run_tests(&set, &plan).unwrap();
     let text = report.render(&set.sources);
     assert_eq!(report.failed(), 0, "{text}");
     assert_eq!(report.passed(), set.tests.len());
+}
+
+#[test]
+fn every_test_case_passes() {
+    passes_its_tests("web.yaml", WEB);
 }
 
 const SETID: &str = r#"
@@ -201,12 +206,7 @@ tests:
 /// `mode: [setuid, setgid]` picks the chmods that set those bits; `chmod` alone covers all.
 #[test]
 fn chmod_mode_picks_setuid_and_setgid() {
-    let set = load_sources([("setid.yaml", SETID)]).unwrap_or_else(|e| panic!("{}", e.render()));
-    let plan = compile(&set, &KernelFeatures::full()).unwrap();
-    let report = run_tests(&set, &plan).unwrap();
-    let text = report.render(&set.sources);
-    assert_eq!(report.failed(), 0, "{text}");
-    assert_eq!(report.passed(), set.tests.len());
+    passes_its_tests("setid.yaml", SETID);
 }
 
 #[test]

@@ -17,12 +17,18 @@ pub struct Auto {
     states: u32,
 }
 
-impl Auto {
-    pub fn new() -> Self {
+impl Default for Auto {
+    fn default() -> Self {
         Auto {
             m: PathMatcherEntries::default(),
             states: 1,
         }
+    }
+}
+
+impl Auto {
+    pub fn new() -> Self {
+        Auto::default()
     }
 
     pub fn state(&mut self) -> u32 {
