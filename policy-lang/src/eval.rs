@@ -4,8 +4,9 @@
 //!
 //! Precedence, per policy: `kill` beats `deny` beats the default `deny` beats `audit` beats
 //! `allow`; an `allow` rule only exempts from the default. Across the policies selecting a
-//! workload the most restrictive verdict wins. Ties name the rule that sorts first, so
-//! neither file order nor rule order ever changes a decision.
+//! workload the most restrictive verdict wins. Ties name the rule declared first (the first
+//! policy, then the first rule in it), as the kernel does: the order of files and rules never
+//! changes a verdict, only which of several equal rules an event names.
 
 use crate::condition::{self, Compiled};
 use crate::event::{KernelEvent, Operation, OwnedEvent};
@@ -342,7 +343,8 @@ impl<'p> Evaluator<'p> {
         let mut consider = |v: Verdict, name: String, e: Option<Enforcement>| {
             let better = match &best {
                 None => true,
-                Some((bv, bn, _)) => v > *bv || (v == *bv && name < *bn),
+                // Strictly stricter: on a tie the policy declared first (seen first) stays.
+                Some((bv, _, _)) => v > *bv,
             };
             if better {
                 best = Some((v, name, e));
@@ -359,8 +361,8 @@ impl<'p> Evaluator<'p> {
             let top = |v: Verdict| {
                 mine.iter()
                     .filter(|(_, hv, _)| *hv == v)
+                    .min_by_key(|(_, _, r)| r.id)
                     .map(|(_, _, r)| (self.name(r), r.enforcement))
-                    .min()
             };
             let decided = if let Some((n, e)) = top(Verdict::Kill) {
                 Some((Verdict::Kill, n, Some(e)))
