@@ -264,6 +264,15 @@ pub struct UnloadArgs {
     pub state_dir: Option<PathBuf>,
 }
 
+/// The config file given (a bad one exits [`exit_code::CONFIG`]), else the defaults: where
+/// `status` and `unload` find the state directory and the pin root.
+pub fn config_or_default(path: Option<&Path>) -> Result<crate::config::Config, Failure> {
+    match path {
+        Some(p) => crate::config::Config::load(p).map_err(|e| Failure::new(exit_code::CONFIG, e)),
+        None => Ok(crate::config::Config::default()),
+    }
+}
+
 /// `enforcer unload`: detaches and removes every pinned generation. 0 when nothing is left
 /// pinned (also when nothing was), 1 when a pin could not be removed.
 pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
@@ -273,12 +282,7 @@ pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
             anyhow::anyhow!("`enforcer unload` needs root to remove BPF pins: run it with sudo"),
         ));
     }
-    let config = match &args.config {
-        Some(path) => {
-            crate::config::Config::load(path).map_err(|e| Failure::new(exit_code::CONFIG, e))?
-        }
-        None => crate::config::Config::default(),
-    };
+    let config = config_or_default(args.config.as_deref())?;
     let Some(root) = root(args.pin_root.as_deref().map(Path::new), &config.pin_root) else {
         println!("pinning is off (the pin root is empty): nothing to remove");
         return Ok(exit_code::OK);

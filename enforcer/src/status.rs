@@ -7,7 +7,6 @@
 //! is alive when the file says it runs and the process with its pid has the start time the
 //! file recorded (a pid reused by another process does not count).
 
-use crate::config::Config;
 use crate::exit_code::{self, Failure};
 use anyhow::Context;
 use enforcer::store::{self, Store, StoreError};
@@ -226,10 +225,7 @@ struct Report {
 
 /// `enforcer status`: 0 when the daemon runs, [`exit_code::NO_DAEMON`] when it does not.
 pub fn run(args: StatusArgs) -> Result<u8, Failure> {
-    let config = match &args.config {
-        Some(file) => Config::load(file).map_err(|e| Failure::new(exit_code::CONFIG, e))?,
-        None => Config::default(),
-    };
+    let config = crate::pinning::config_or_default(args.config.as_deref())?;
     let state_dir = args
         .state_dir
         .clone()

@@ -23,14 +23,20 @@ struct {
 	__type(value, struct enf_guard_dir);
 } enf_guard_dirs SEC(".maps");
 
-/* The enforcer's pid when self-protection is on and the current task is not
- * the enforcer; 0 otherwise. */
+/* The cgroup2 root's id (its kernfs node is the first). Tasks there are the
+ * host's own (init, which stops services; an admin on a host without
+ * systemd): never guarded, so that a host-wide policy leaves the enforcer
+ * manageable. */
+#define ENF_ROOT_CGROUP_ID 1
+
+/* The enforcer's pid when self-protection is on and the current task is
+ * neither the enforcer nor in the root cgroup; 0 otherwise. */
 static __always_inline __u32 enf_guard_daemon(void)
 {
 	__u32 zero = 0, tgid;
 	struct enf_config *c = bpf_map_lookup_elem(&enf_config, &zero);
 
-	if (!c || !c->daemon_tgid)
+	if (!c || !c->daemon_tgid || bpf_get_current_cgroup_id() == ENF_ROOT_CGROUP_ID)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	return tgid == c->daemon_tgid ? 0 : c->daemon_tgid;

@@ -16,7 +16,7 @@ use super::Test;
 use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[Test::new(
-    "a_denied_loop_is_rate_limited_and_accounted_for",
+    "guard_a_denied_loop_is_rate_limited_and_accounted_for",
     a_denied_loop_is_rate_limited_and_accounted_for,
 )
 .with_timeout(300)];

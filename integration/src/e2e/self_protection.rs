@@ -19,7 +19,7 @@ use super::Test;
 use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[Test::new(
-    "a_covered_process_cannot_tamper_with_the_enforcer",
+    "guard_a_covered_process_cannot_tamper_with_the_enforcer",
     a_covered_process_cannot_tamper_with_the_enforcer,
 )
 .with_timeout(240)];
