@@ -4,9 +4,10 @@
  * and argv of the new image for user space's process table and its `alert`
  * rules. bpf_d_path is not allowed here, so the path is the name given to
  * execve (bprm->filename); user space reads /proc/<pid>/exe when it is
- * relative.
+ * relative. The working directory is fs->pwd, resolved by dentry_path.h.
  */
 #include "include/process.h"
+#include "include/dentry_path.h"
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(enf_proc_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -14,7 +15,7 @@ int BPF_PROG(enf_proc_exec, struct task_struct *p, pid_t old_pid, struct linux_b
 	union enf_proc_record *rec;
 	struct enf_proc_exec_event *ev;
 	__u64 cgroup_id, slots, arg_start, arg_end, n;
-	__u32 zero = 0, path_len = 0, flags = 0, off;
+	__u32 zero = 0, path_len = 0, flags = 0, off, cwd_off, cwd_len = 0;
 	const char *filename;
 	long r;
 
@@ -54,10 +55,25 @@ int BPF_PROG(enf_proc_exec, struct task_struct *p, pid_t old_pid, struct linux_b
 		n = 0;
 		flags |= ENF_PROC_ARGS_UNREAD;
 	}
+
+	/* The cwd after argv: current is the task that exec'd, whose fs->root
+	 * the walk stops at. The mask bounds the write for the verifier; the
+	 * barrier keeps clang from dropping it as redundant. */
+	cwd_off = off + (__u32)n;
+	barrier_var(cwd_off);
+	cwd_off &= ENF_PATH_MAX + ENF_ARGS_MAX - 1;
+	r = enf_dentry_path(BPF_CORE_READ(p, fs, pwd.mnt), BPF_CORE_READ(p, fs, pwd.dentry),
+			    &ev->data[cwd_off]);
+	if (r > 0)
+		cwd_len = (__u32)r & (ENF_PATH_MAX - 1);
+	else
+		flags |= ENF_PROC_CWD_UNRESOLVED;
+
 	ev->path_len = path_len;
 	ev->args_len = (__u32)n;
 	ev->proc_flags = flags;
-	enf_proc_output(ev, offsetof(struct enf_proc_exec_event, data) +
-				    ((off + n) & (ENF_PATH_MAX + ENF_ARGS_MAX - 1)));
+	ev->cwd_len = cwd_len;
+	ev->_pad = 0;
+	enf_proc_output(ev, offsetof(struct enf_proc_exec_event, data) + cwd_off + cwd_len);
 	return 0;
 }

@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -21,6 +21,7 @@ pub const ARGS_MAX: usize = 4096;
 pub const PROC_ARGS_TRUNCATED: u32 = 1 << 0;
 pub const PROC_ARGS_UNREAD: u32 = 1 << 1;
 pub const PROC_PATH_UNREAD: u32 = 1 << 2;
+pub const PROC_CWD_UNRESOLVED: u32 = 1 << 3;
 pub const EVENT_PATH: u16 = 4;
 pub const EVENT_KERNEL: u16 = 5;
 
@@ -414,7 +415,7 @@ pub struct PortRange {
 }
 
 /// `struct enf_proc_exec_event`: on the ring buffer only the first
-/// `path_len + args_len` bytes of `data` are present.
+/// `path_len + args_len + cwd_len` bytes of `data` are present.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcExecEvent {
@@ -425,7 +426,9 @@ pub struct ProcExecEvent {
     pub path_len: u32,
     pub args_len: u32,
     pub proc_flags: u32,
-    pub data: [u8; PATH_MAX + ARGS_MAX],
+    pub cwd_len: u32,
+    pub _pad: u32,
+    pub data: [u8; PATH_MAX + ARGS_MAX + PATH_MAX],
 }
 
 /// `struct enf_proc_fork_event`, sent whole.
@@ -591,7 +594,7 @@ mod tests {
             layout!(
                 "enf_proc_exec_event",
                 ProcExecEvent,
-                [hdr, start_ns, slots, ppid, path_len, args_len, proc_flags, data]
+                [hdr, start_ns, slots, ppid, path_len, args_len, proc_flags, cwd_len, _pad, data]
             ),
             layout!(
                 "enf_proc_fork_event",

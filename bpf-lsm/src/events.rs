@@ -115,11 +115,13 @@ pub enum DecodeError {
         expected: usize,
     },
     #[error(
-        "process exec record says it has {path} path and {args} argv bytes but carries {present}"
+        "process exec record says it has {path} path, {args} argv and {cwd} cwd bytes but \
+         carries {present}"
     )]
     ProcExecLength {
         path: usize,
         args: usize,
+        cwd: usize,
         present: usize,
     },
     #[error("path record has operation bits {0:#x}")]
@@ -274,6 +276,9 @@ pub struct ProcExecRecord {
     pub filename: Vec<u8>,
     /// argv in `/proc/<pid>/cmdline` form (each argument NUL-terminated).
     pub argv: Vec<u8>,
+    /// The working directory at the exec (absolute); `None` when the kernel
+    /// could not resolve it.
+    pub cwd: Option<Vec<u8>>,
     /// `abi::PROC_*` flags.
     pub proc_flags: u32,
 }
@@ -601,11 +606,22 @@ fn decode_proc_exec(record: &[u8], header: Header) -> Result<ProcExecRecord, Dec
     }
     let path = u32_at(record, offset_of!(ProcExecEvent, path_len)) as usize;
     let args = u32_at(record, offset_of!(ProcExecEvent, args_len)) as usize;
+    let cwd = u32_at(record, offset_of!(ProcExecEvent, cwd_len)) as usize;
+    let flags = u32_at(record, offset_of!(ProcExecEvent, proc_flags));
     let present = record.len() - fixed;
-    if path >= abi::PATH_MAX || args >= abi::ARGS_MAX || path + args != present {
+    // A resolved cwd is absolute; an unresolved one has no bytes.
+    let unresolved = flags & abi::PROC_CWD_UNRESOLVED != 0;
+    if path >= abi::PATH_MAX
+        || args >= abi::ARGS_MAX
+        || cwd >= abi::PATH_MAX
+        || path + args + cwd != present
+        || unresolved != (cwd == 0)
+        || (cwd > 0 && record[fixed + path + args] != b'/')
+    {
         return Err(DecodeError::ProcExecLength {
             path,
             args,
+            cwd,
             present,
         });
     }
@@ -616,8 +632,9 @@ fn decode_proc_exec(record: &[u8], header: Header) -> Result<ProcExecRecord, Dec
         slots: u64_at(record, offset_of!(ProcExecEvent, slots)),
         ppid: u32_at(record, offset_of!(ProcExecEvent, ppid)),
         filename: data[..path].to_vec(),
-        argv: data[path..].to_vec(),
-        proc_flags: u32_at(record, offset_of!(ProcExecEvent, proc_flags)),
+        argv: data[path..path + args].to_vec(),
+        cwd: (cwd > 0).then(|| data[path + args..].to_vec()),
+        proc_flags: flags,
     })
 }
 
@@ -1037,7 +1054,15 @@ pub(crate) mod tests {
         b
     }
 
-    pub(crate) fn proc_exec_record(path: &[u8], argv: &[u8], flags: u32) -> Vec<u8> {
+    /// An exec record as the kernel lays it out; an empty `cwd` is an
+    /// unresolved one (flagged).
+    pub(crate) fn proc_exec_record(path: &[u8], argv: &[u8], cwd: &[u8], flags: u32) -> Vec<u8> {
+        let flags = flags
+            | if cwd.is_empty() {
+                abi::PROC_CWD_UNRESOLVED
+            } else {
+                0
+            };
         let mut b = proc_header(abi::EVENT_PROC_EXEC, abi::PROC_EXEC_DATA_OFFSET);
         let put32 =
             |b: &mut Vec<u8>, off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
@@ -1055,8 +1080,10 @@ pub(crate) mod tests {
             argv.len() as u32,
         );
         put32(&mut b, offset_of!(ProcExecEvent, proc_flags), flags);
+        put32(&mut b, offset_of!(ProcExecEvent, cwd_len), cwd.len() as u32);
         b.extend_from_slice(path);
         b.extend_from_slice(argv);
+        b.extend_from_slice(cwd);
         b
     }
 
@@ -1079,7 +1106,12 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_process_records() {
-        let r = proc_exec_record(b"/bin/sh", b"sh\0-c\0id\0", abi::PROC_ARGS_TRUNCATED);
+        let r = proc_exec_record(
+            b"/bin/sh",
+            b"sh\0-c\0id\0",
+            b"/srv/app dir",
+            abi::PROC_ARGS_TRUNCATED,
+        );
         let Ok(Record::ProcExec(e)) = decode_record(&r) else {
             panic!("not an exec record: {:?}", decode_record(&r));
         };
@@ -1091,6 +1123,16 @@ pub(crate) mod tests {
         assert_eq!(e.filename, b"/bin/sh");
         assert_eq!(e.argv, b"sh\0-c\0id\0");
         assert!(e.argv_truncated() && !e.argv_unread());
+        assert_eq!(e.cwd.as_deref(), Some(&b"/srv/app dir"[..]));
+        // An unresolved cwd is none, not an empty or a neighbouring value.
+        let r = proc_exec_record(b"sh", b"sh\0", b"", 0);
+        let Ok(Record::ProcExec(e)) = decode_record(&r) else {
+            panic!("not an exec record: {:?}", decode_record(&r));
+        };
+        assert_eq!(
+            (e.filename, e.argv, e.cwd),
+            (b"sh".to_vec(), b"sh\0".to_vec(), None)
+        );
 
         let mut f = proc_header(abi::EVENT_PROC_FORK, size_of::<ProcForkEvent>());
         f[offset_of!(ProcForkEvent, parent_pid)..][..4].copy_from_slice(&300u32.to_ne_bytes());
@@ -1116,7 +1158,18 @@ pub(crate) mod tests {
 
     #[test]
     fn malformed_process_records_are_errors() {
-        let good = proc_exec_record(b"/bin/sh", b"sh\0", 0);
+        let good = proc_exec_record(b"/bin/sh", b"sh\0", b"/tmp", 0);
+        // A cwd flagged unresolved yet present, or one that is not absolute.
+        let mut flagged = good.clone();
+        flagged[offset_of!(ProcExecEvent, proc_flags)..][..4]
+            .copy_from_slice(&abi::PROC_CWD_UNRESOLVED.to_ne_bytes());
+        let relative = proc_exec_record(b"/bin/sh", b"sh\0", b"tmp", 0);
+        for bad in [&flagged, &relative] {
+            assert!(matches!(
+                decode_record(bad),
+                Err(DecodeError::ProcExecLength { cwd: 4 | 3, .. })
+            ));
+        }
         // A length that does not add up, either way.
         assert!(matches!(
             decode_record(&good[..good.len() - 1]),

@@ -22,10 +22,10 @@ pub struct SelfGuard {
 /// Directories self-protection takes at most.
 pub const MAX_DIRS: usize = abi::GUARD_DIRS as usize;
 
-/// File operations whose path programs self-protection attaches (all but `mmap_exec`: a
-/// mapping needs an open file, and opens are guarded).
-pub const PATH_OPS: u32 =
-    ops::CREATE | ops::DELETE | ops::RENAME | ops::LINK | ops::CHMOD | ops::CHOWN | ops::TRUNCATE;
+/// File operations whose path programs self-protection attaches. Not `mmap_exec` (a mapping
+/// needs an open file, and opens are guarded), not `chmod`/`chown` (the tasks it guards
+/// against are root, whom file modes do not stop): each program costs load time.
+pub const PATH_OPS: u32 = ops::CREATE | ops::DELETE | ops::RENAME | ops::LINK | ops::TRUNCATE;
 
 /// Kernel operations whose programs self-protection attaches (ptrace attach, bpf commands).
 pub const KERNEL_OPS: u32 = kops::PTRACE | kops::BPF;

@@ -132,6 +132,13 @@ fn exec_fork_and_exit_of_processes_in_scope_are_reported() {
         b"/bin/sh\0-c\0/bin/echo enf-inside-marker; exit 3\0"
     );
     assert!(!sh.argv_truncated() && !sh.argv_unread());
+    let cwd = std::env::current_dir().expect("the test's cwd");
+    let cwd = std::fs::canonicalize(cwd).expect("a resolvable cwd");
+    assert_eq!(
+        sh.cwd.as_deref(),
+        Some(cwd.as_os_str().as_encoded_bytes()),
+        "cwd from fs->pwd"
+    );
     assert_eq!(sh.slots, 1);
     assert!(sh.start_ns > 0 && sh.start_ns <= sh.header.ktime_ns);
 

@@ -81,7 +81,7 @@ fn on_exec(r: &ProcExecRecord, enricher: &mut Enricher, f: &Feed) -> Vec<Securit
             exe: absolute.then_some(&r.filename[..]),
             argv: (!r.argv_unread()).then_some(&r.argv[..]),
             argv_truncated: r.argv_truncated(),
-            cwd: None,
+            cwd: r.cwd.as_deref(),
             uid: Some(h.uid),
             gid: Some(h.gid),
         },

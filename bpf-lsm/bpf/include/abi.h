@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 6
+#define ENF_ABI_VERSION 7
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -373,14 +373,19 @@ struct enf_port_range {
 #define ENF_PROC_ARGS_UNREAD (1u << 1)
 /* The file name did not fit in ENF_PATH_MAX bytes, or could not be read. */
 #define ENF_PROC_PATH_UNREAD (1u << 2)
+/* The working directory (fs->pwd) did not resolve (too long, unreachable
+ * or unreadable): cwd_len is 0 and user space knows no cwd from the record. */
+#define ENF_PROC_CWD_UNRESOLVED (1u << 3)
 
 /* A process exec'd (tp_btf/sched_process_exec). The header is the task
  * after the exec (pid, tid, uid, gid, comm of the new image; ktime_ns is
  * the exec time). data holds path_len bytes of the file name as given to
  * execve (relative when the caller gave a relative one) followed by
  * args_len bytes of argv, each argument NUL-terminated as in
- * /proc/<pid>/cmdline. Only offsetof(data) + path_len + args_len bytes are
- * sent. */
+ * /proc/<pid>/cmdline, followed by cwd_len bytes of the working directory
+ * (absolute, no NUL; resolved as dentry_path.h resolves paths). Only
+ * offsetof(data) + path_len + args_len + cwd_len bytes are sent. data has
+ * room for the cwd after the largest path and argv. */
 struct enf_proc_exec_event {
 	struct enf_event_header hdr;
 	__u64 start_ns;       /* task->start_boottime: ns since boot */
@@ -389,7 +394,9 @@ struct enf_proc_exec_event {
 	__u32 path_len;
 	__u32 args_len;
 	__u32 proc_flags;     /* ENF_PROC_* */
-	char data[ENF_PATH_MAX + ENF_ARGS_MAX];
+	__u32 cwd_len;        /* 0 when unresolved (ENF_PROC_CWD_UNRESOLVED) */
+	__u32 _pad;
+	char data[ENF_PATH_MAX + ENF_ARGS_MAX + ENF_PATH_MAX];
 };
 
 /* A new process (not a thread) was forked (tp_btf/sched_process_fork). The

@@ -64,6 +64,9 @@ fn deny_audit_and_alert_are_enriched_within_a_second() -> Result<()> {
     fs::create_dir_all(DIR).context("creating the fixture")?;
     fs::write(format!("{DIR}/secret"), "s3cret\n")?;
     fs::write(format!("{DIR}/config"), "listen 80;\n")?;
+    // A directory created just now, which only the kernel's exec record can name as the
+    // cats' cwd: the shell `cd`s into it after the enforcer's /proc scan.
+    fs::create_dir_all(format!("{DIR}/fresh-cwd"))?;
     // A "web server": busybox under another name, run as its `sh` applet (argv[0]).
     fs::copy("/bin/busybox", format!("{DIR}/nginx"))?;
     let policy = format!("{DIR}/policy.yaml");
@@ -81,7 +84,9 @@ fn deny_audit_and_alert_are_enriched_within_a_second() -> Result<()> {
     // nginx runs a shell (the alert), which reads the secret (denied) and the config
     // (audited). Absolute paths make busybox exec them rather than run its applets in
     // place; `; true` keeps each shell from exec-ing its last command.
-    let script = format!("/bin/sh -c '/bin/cat {DIR}/secret; /bin/cat {DIR}/config; true'; true");
+    let script = format!(
+        "/bin/sh -c 'cd {DIR}/fresh-cwd && /bin/cat {DIR}/secret; /bin/cat {DIR}/config; true'; true"
+    );
     let mut web = Command::new(format!("{DIR}/nginx"));
     web.arg0("sh")
         .args(["-c", &script])
@@ -169,6 +174,10 @@ fn deny_audit_and_alert_are_enriched_within_a_second() -> Result<()> {
     for e in [&denied, &audited] {
         ensure!(e["process"]["exe"] == "/bin/cat", "exe: {e}");
         ensure!(e["process"]["argv"][0] == "/bin/cat", "argv: {e}");
+        ensure!(
+            e["process"]["cwd"] == format!("{DIR}/fresh-cwd").as_str(),
+            "cwd from the exec record: {e}"
+        );
         ensure!(
             e["process"]["ancestors"][0]["exe"] == "/bin/sh",
             "parent: {e}"
