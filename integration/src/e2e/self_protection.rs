@@ -26,9 +26,9 @@ pub const TESTS: &[Test] = &[Test::new(
 
 const DIR: &str = "/tmp/e2e-self-protection";
 const CGROUP: &str = "e2e-self-protection";
-/// The enforcer's bpffs directory (self_guard.rs in the enforcer).
-const PIN_DIR: &str = "/sys/fs/bpf/enforcer";
-const PIN: &str = "/sys/fs/bpf/enforcer/e2e-self-protection";
+/// The daemon's pin root in the suite (`ENFORCER_PIN_ROOT`), which the guard protects.
+const PIN_DIR: &str = super::pinning::PIN_ROOT;
+const PIN: &str = "/sys/fs/bpf/enforcer-e2e/e2e-self-protection";
 
 const BPF_MAP_CREATE: i64 = 0;
 const BPF_OBJ_PIN: i64 = 6;
