@@ -7,7 +7,6 @@
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
-#include "include/inode_alias.h"
 #include "include/ratelimit.h"
 #include "include/guard.h"
 
@@ -73,7 +72,8 @@ int BPF_PROG(enf_file_open, struct file *file, int ret)
 
 	if (resolved && enf_guarded_path(s->ev.path, path_len))
 		enf_guard_decision(&d);
-	else if (enf_decide_open(file, s->ev.path, path_len, resolved, access, scope->slots, &d))
+	else if (enf_decide_file(file, s->ev.path, path_len, resolved, ENF_CLASS_FILE, access,
+				 scope->slots, &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
