@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * lsm/file_open: decides opening a file by its resolved path against the
- * file matcher, for tasks in a cgroup with policies.
+ * lsm/file_open: decides opening a file by its resolved path, and by its
+ * inode (inode_alias.h), against the file matcher, for tasks in a cgroup
+ * with policies.
  */
 #include "include/common.h"
 #include "include/maps.h"
@@ -71,8 +72,8 @@ int BPF_PROG(enf_file_open, struct file *file, int ret)
 
 	if (resolved && enf_guarded_path(s->ev.path, path_len))
 		enf_guard_decision(&d);
-	else if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_FILE, access, scope->slots,
-			    &d))
+	else if (enf_decide_file(file, s->ev.path, path_len, resolved, ENF_CLASS_FILE, access,
+				 scope->slots, &d))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;

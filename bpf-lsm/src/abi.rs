@@ -286,6 +286,16 @@ pub struct StateKey {
     pub state: u32,
 }
 
+/// `struct enf_inode_key`: key of `enf_file_inodes` (value: a file matcher
+/// state). `dev` is the kernel's dev_t (`major << 20 | minor`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
 /// `struct enf_state`: value of `enf_states`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -466,6 +476,8 @@ unsafe impl aya::Pod for StateKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for State {}
 // SAFETY: as above.
+unsafe impl aya::Pod for InodeKey {}
+// SAFETY: as above.
 unsafe impl aya::Pod for Rule {}
 // SAFETY: repr(C), integers only, explicit padding.
 unsafe impl aya::Pod for TaskBins {}
@@ -555,6 +567,7 @@ mod tests {
             layout!("enf_edge", Edge, [to, len, name]),
             layout!("enf_suffix", Suffix, [list_off, list_len, len, _pad, name]),
             layout!("enf_state_key", StateKey, [matcher, state]),
+            layout!("enf_inode_key", InodeKey, [ino, dev, _pad]),
             layout!(
                 "enf_state",
                 State,

@@ -10,6 +10,7 @@ pub mod abi;
 pub mod bench;
 pub mod events;
 pub mod guard;
+pub mod inode_alias;
 pub mod kernel_ops;
 pub mod loader;
 pub mod objects;

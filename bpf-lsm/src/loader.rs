@@ -382,6 +382,7 @@ impl Loaded {
     /// with any of them. Errors carry the verifier log.
     pub fn apply(plan: &KernelPlan) -> Result<Self, LoadError> {
         let entries = plan::compile(plan)?;
+        let inodes = crate::inode_alias::entries(&plan.file_matcher);
         let btf = Btf::from_sys_fs()?;
         let bytes = objects::by_name(OBJECT).ok_or(LoadError::MissingObject(OBJECT))?;
         // Every map is sized from the plan: no fixed cap on rules, states or
@@ -397,6 +398,7 @@ impl Loaded {
             .map_max_entries("enf_states", size(entries.states.len()))
             .map_max_entries("enf_suffixes", size(entries.suffixes.len()))
             .map_max_entries("enf_rule_list", size(entries.rule_list.len()))
+            .map_max_entries("enf_file_inodes", size(inodes.len()))
             .map_max_entries("enf_net_v4", size(entries.net_v4.len()))
             .map_max_entries("enf_net_v6", size(entries.net_v6.len()))
             .map_max_entries("enf_net_rules", size(entries.net_rules.len()))
@@ -436,6 +438,7 @@ impl Loaded {
         write_hash(&mut ebpf, "enf_edges", &entries.edges)?;
         write_hash(&mut ebpf, "enf_states", &entries.states)?;
         write_hash(&mut ebpf, "enf_suffixes", &entries.suffixes)?;
+        write_hash(&mut ebpf, "enf_file_inodes", &inodes)?;
         write_array(
             &mut ebpf,
             "enf_rule_list",

@@ -282,6 +282,14 @@ struct enf_state_key {
 	__u32 state;
 };
 
+/* Key of `enf_file_inodes`: an inode as the kernel names it. dev is the
+ * kernel's dev_t of its super block (major << 20 | minor), not stat's st_dev. */
+struct enf_inode_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
 /* Value of `enf_states`: what a state has besides literal edges. States
  * with none of it have no entry. */
 struct enf_state {

@@ -19,6 +19,7 @@
 #include "common.h"
 #include "maps.h"
 #include "path_walk.h"
+#include "inode_alias.h"
 
 struct enf_decision {
 	__u32 action;     /* ENF_ACTION_* */
@@ -151,8 +152,10 @@ static __always_inline void enf_decide_policies(struct enf_hits *h, __u32 class,
 	enf_decide_policies_ex(h, class, access, slots, unresolved, false, d);
 }
 
-static __always_inline int enf_decide(const char *path, __u32 len, bool resolved, __u32 class,
-				      __u32 access, __u64 slots, struct enf_decision *d)
+/* With `file` (a file open), the opened inode's rules are matched too. */
+static __always_inline int enf_decide_file(struct file *file, const char *path, __u32 len,
+					   bool resolved, __u32 class, __u32 access, __u64 slots,
+					   struct enf_decision *d)
 {
 	struct enf_match_ctx m = { .slots = slots, .class = class, .access = access };
 	struct enf_hits *h = enf_decide_begin(d);
@@ -162,8 +165,16 @@ static __always_inline int enf_decide(const char *path, __u32 len, bool resolved
 	m.hits = h;
 	if (resolved)
 		enf_walk_path(path, len, &m);
+	if (file)
+		enf_hit_inode(file, &m);
 	enf_decide_policies(h, class, access, slots, !resolved, d);
 	return 0;
+}
+
+static __always_inline int enf_decide(const char *path, __u32 len, bool resolved, __u32 class,
+				      __u32 access, __u64 slots, struct enf_decision *d)
+{
+	return enf_decide_file(NULL, path, len, resolved, class, access, slots, d);
 }
 
 static __always_inline __u16 enf_verdict_of(__u32 action)

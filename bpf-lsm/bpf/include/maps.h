@@ -59,6 +59,16 @@ struct {
 	__type(value, struct enf_rule);
 } enf_rule_list SEC(".maps");
 
+/* Inodes of the file matcher's literal paths that existed at load time ->
+ * their accepting state, so that another name of the file (a hard link)
+ * matches the same rules (inode_alias.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_inode_key);
+	__type(value, __u32);
+} enf_file_inodes SEC(".maps");
+
 /* Network rules: longest-prefix tries per family -> a list of rules in
  * enf_net_rules, whose port ranges are in enf_net_ports. An IPv4-mapped IPv6
  * address is looked up in the v4 trie. */
