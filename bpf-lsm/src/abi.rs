@@ -545,7 +545,13 @@ mod tests {
             layout!(
                 "enf_config",
                 Config,
-                [rate_limit, daemon_tgid, daemon_exe_dev, _pad, daemon_exe_ino]
+                [
+                    rate_limit,
+                    daemon_tgid,
+                    daemon_exe_dev,
+                    _pad,
+                    daemon_exe_ino
+                ]
             ),
             layout!("enf_guard_dir", GuardDir, [len, _pad, path]),
             layout!(
