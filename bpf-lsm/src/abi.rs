@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -172,6 +172,12 @@ pub struct Config {
     pub rate_limit: u32,
     /// Self-protection: the enforcer's pid (tgid); 0: off.
     pub daemon_tgid: u32,
+    /// Self-protection: the super block `s_dev` (kernel encoding, `major << 20 | minor`) of
+    /// the enforcer's executable, whose tasks may use the enforcer's directories.
+    pub daemon_exe_dev: u32,
+    pub _pad: u32,
+    /// ... and its inode number; 0: no task is exempt by its executable.
+    pub daemon_exe_ino: u64,
 }
 
 /// `struct enf_guard_dir`: a directory self-protection guards.
@@ -548,7 +554,17 @@ mod tests {
                     suppressed
                 ]
             ),
-            layout!("enf_config", Config, [rate_limit, daemon_tgid]),
+            layout!(
+                "enf_config",
+                Config,
+                [
+                    rate_limit,
+                    daemon_tgid,
+                    daemon_exe_dev,
+                    _pad,
+                    daemon_exe_ino
+                ]
+            ),
             layout!("enf_guard_dir", GuardDir, [len, _pad, path]),
             layout!(
                 "enf_file_event",

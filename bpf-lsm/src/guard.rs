@@ -17,6 +17,38 @@ pub struct SelfGuard {
     /// trailing `/`): a path at or below one is refused to tasks under enforcement, for every
     /// file operation, reads included.
     pub dirs: Vec<Vec<u8>>,
+    /// The enforcer's executable file: a task running it (the same inode, not a copy) may use
+    /// the directories, so that the CLI works from a covered shell. Signals, ptrace and bpf
+    /// commands stay refused to it. `None`: no such exemption.
+    pub daemon_exe: Option<ExeId>,
+}
+
+/// A file as the kernel names it: the `s_dev` of its super block and its inode number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeId {
+    /// `s_dev`, kernel encoding ([`kernel_dev`]).
+    pub dev: u32,
+    pub ino: u64,
+}
+
+impl ExeId {
+    /// The identity of a file from its `stat` (`st_dev`, `st_ino`).
+    pub fn from_stat(st_dev: u64, st_ino: u64) -> Self {
+        Self {
+            dev: kernel_dev(st_dev),
+            ino: st_ino,
+        }
+    }
+}
+
+/// The kernel's `dev_t` (`major << 20 | minor`, what `s_dev` holds) of a device number as
+/// `stat` reports it (glibc's encoding: the minor's low 8 bits, the major's low 12 bits at
+/// bit 8, then the minor's and the major's high bits).
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = ((st_dev >> 8) & 0xfff) | ((st_dev >> 32) & !0xfff);
+    let minor = (st_dev & 0xff) | ((st_dev >> 12) & !0xff);
+    // The kernel keeps 12 bits of major and 20 of minor.
+    (((major & 0xfff) << 20) | (minor & 0xf_ffff)) as u32
 }
 
 /// Directories self-protection takes at most.
@@ -91,7 +123,26 @@ mod tests {
         SelfGuard {
             daemon_tgid: 42,
             dirs: dirs.iter().map(|d| d.as_bytes().to_vec()).collect(),
+            daemon_exe: None,
         }
+    }
+
+    #[test]
+    fn stat_device_numbers_become_the_kernel_encoding() {
+        // 8:1 (sda1): stat's 0x801, the kernel's 8 << 20 | 1.
+        assert_eq!(kernel_dev(0x801), (8 << 20) | 1);
+        // 0:45 (an anonymous super block, e.g. tmpfs).
+        assert_eq!(kernel_dev(45), 45);
+        // 259:300: a minor above 255 and a major above 255.
+        let st = libc::makedev(259, 300);
+        assert_eq!(kernel_dev(st), (259 << 20) | 300);
+        assert_eq!(
+            ExeId::from_stat(st, 12),
+            ExeId {
+                dev: (259 << 20) | 300,
+                ino: 12
+            }
+        );
     }
 
     #[test]

@@ -416,6 +416,10 @@ impl Loaded {
             Some(g) if entries.hooks.any() => Some((g.daemon_tgid, g.entries()?)),
             _ => None,
         };
+        let exe = match &plan.self_guard {
+            Some(g) if guard.is_some() => g.daemon_exe.unwrap_or_default(),
+            _ => crate::guard::ExeId::default(),
+        };
         write_array(
             &mut ebpf,
             "enf_config",
@@ -424,6 +428,9 @@ impl Loaded {
                 abi::Config {
                     rate_limit: plan.rate_limit,
                     daemon_tgid: guard.as_ref().map_or(0, |g| g.0),
+                    daemon_exe_dev: exe.dev,
+                    _pad: 0,
+                    daemon_exe_ino: exe.ino,
                 },
             )],
         )?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use bpf_lsm::guard::SelfGuard;
+use bpf_lsm::guard::{ExeId, SelfGuard};
 use siem_export::Severity;
 
 use crate::verdict_log::RuleInfo;
@@ -30,7 +30,9 @@ pub fn rule_info() -> &'static RuleInfo {
 
 /// The guard of this daemon: its own pid, and its state directory (as given and, when it
 /// differs, resolved through symlinks) and the pin directory (the configured one, or the
-/// default when pinning is off: nothing else may write there either).
+/// default when pinning is off: nothing else may write there either). Its own executable
+/// file may use those directories from any cgroup (the CLI: `status`, `events query`,
+/// `unload`); a copy of the binary elsewhere is another file and may not.
 pub fn of_daemon(state_dir: &Path, pin_root: Option<&Path>) -> SelfGuard {
     let mut dirs: Vec<Vec<u8>> = Vec::new();
     let mut add = |p: &Path| {
@@ -52,6 +54,23 @@ pub fn of_daemon(state_dir: &Path, pin_root: Option<&Path>) -> SelfGuard {
     SelfGuard {
         daemon_tgid: std::process::id(),
         dirs,
+        daemon_exe: own_exe(),
+    }
+}
+
+/// The (device, inode) of this process's executable; `None` (no CLI exemption, logged) when
+/// it cannot be read.
+fn own_exe() -> Option<ExeId> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self/exe") {
+        Ok(m) => Some(ExeId::from_stat(m.dev(), m.ino())),
+        Err(e) => {
+            tracing::warn!(
+                "reading `/proc/self/exe`: {e}; the enforcer CLI will be refused the state \
+                 directory from covered cgroups (mount procfs to allow it)"
+            );
+            None
+        }
     }
 }
 
@@ -71,5 +90,7 @@ mod tests {
             ]
         );
         assert!(g.entries().is_ok());
+        let exe = g.daemon_exe.unwrap();
+        assert_ne!(exe.ino, 0);
     }
 }

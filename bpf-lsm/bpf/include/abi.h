@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 7
+#define ENF_ABI_VERSION 8
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -470,6 +470,10 @@ struct enf_config {
 	__u32 rate_limit;              /* verdict records per second per (cgroup,
 					* policy, rule); 0: no limit */
 	__u32 daemon_tgid;             /* self-protection: the enforcer's pid; 0: off */
+	__u32 daemon_exe_dev;          /* the enforcer's executable: its super block's
+					* s_dev (kernel encoding, major<<20 | minor) */
+	__u32 _pad;
+	__u64 daemon_exe_ino;          /* ... and inode number; 0: no exemption */
 };
 
 /* Protected directories (self-protection; `enf_guard_dirs`, array): a path

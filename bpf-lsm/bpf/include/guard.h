@@ -7,6 +7,13 @@
  * when the loader wrote the enforcer's pid (enf_config.daemon_tgid); the
  * enforcer's own threads are never refused. A refusal is reported with
  * rule and policy ENF_RULE_SELF / ENF_POLICY_SELF.
+ *
+ * The enforcer's own CLI (status, events query, unload) must reach the
+ * directories from an admin's shell, which a host-wide policy covers: a task
+ * whose executable is the daemon's executable file (same inode on the same
+ * super block, enf_config.daemon_exe_*) passes the directory checks. Only
+ * those: signals, ptrace and bpf commands stay refused. A copy of the binary
+ * is another inode and stays refused.
  */
 #ifndef ENFORCER_GUARD_H
 #define ENFORCER_GUARD_H
@@ -42,6 +49,25 @@ static __always_inline __u32 enf_guard_daemon(void)
 	return tgid == c->daemon_tgid ? 0 : c->daemon_tgid;
 }
 
+/* Whether the current task runs the enforcer's executable: mm->exe_file is
+ * the same inode (number and super block) as the daemon's. Kernel threads
+ * have no mm: the reads give 0, which never matches a configured inode. */
+static __always_inline bool enf_guard_daemon_exe(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 zero = 0;
+	struct enf_config *c = bpf_map_lookup_elem(&enf_config, &zero);
+	struct inode *inode;
+
+	if (!c || !c->daemon_exe_ino)
+		return false;
+	inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	if (!inode)
+		return false;
+	return BPF_CORE_READ(inode, i_ino) == c->daemon_exe_ino &&
+	       BPF_CORE_READ(inode, i_sb, s_dev) == c->daemon_exe_dev;
+}
+
 struct enf_guard_walk {
 	const char *path;
 	__u32 len;
@@ -70,7 +96,8 @@ static long enf_guard_step(__u32 i, void *data)
 }
 
 /* Whether a resolved path (len bytes, in a buffer of ENF_PATH_MAX bytes and
- * ENF_PATH_SLACK more) is protected from the current task, a task under enforcement. */
+ * ENF_PATH_SLACK more) is protected from the current task, a task under
+ * enforcement that does not run the enforcer's executable. */
 static __always_inline bool enf_guarded_path(const char *path, __u32 len)
 {
 	struct enf_guard_walk w = { .path = path, .len = len };
@@ -78,7 +105,7 @@ static __always_inline bool enf_guarded_path(const char *path, __u32 len)
 	if (!len || !enf_guard_daemon())
 		return false;
 	bpf_loop(ENF_GUARD_DIRS, enf_guard_step, &w, 0);
-	return w.hit;
+	return w.hit && !enf_guard_daemon_exe();
 }
 
 /* The decision of a self-protection refusal. */

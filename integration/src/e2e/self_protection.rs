@@ -1,7 +1,8 @@
 //! End-to-end tests of self-protection: a process in a cgroup under enforcement cannot signal
 //! or ptrace the enforcer, reach BPF objects pinned below its bpffs directory (by pin or by
 //! id), or read, write, delete or rename its state; the same operations from outside the
-//! covered cgroups work. Each refusal is an event of rule `self-protection`.
+//! covered cgroups work. Each refusal is an event of rule `self-protection`. The daemon's own
+//! executable (the CLI) may read the state from inside; a copy of it may not.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
@@ -222,6 +223,21 @@ fn a_covered_process_cannot_tamper_with_the_enforcer() -> Result<()> {
             errno_of(unsafe { libc::rename(from.as_ptr(), to.as_ptr()) }.into())
         })?,
     ));
+    // The daemon's own executable may read its store from the covered cgroup (the CLI from
+    // an admin's shell); `cat` of the same file, and a copy of the binary, may not.
+    let query_inside = cg.run(
+        Command::new(GUEST_ENFORCER)
+            .args(["events", "query", "--format", "json", "--state-dir"])
+            .arg(&state),
+    )?;
+    let cat_inside = cg.run(Command::new("cat").arg(state.join("events.db")))?;
+    let copy = Path::new(DIR).join("enforcer-copy");
+    fs::copy(GUEST_ENFORCER, &copy).context("copying the enforcer binary")?;
+    let copy_inside = cg.run(
+        Command::new(&copy)
+            .args(["events", "query", "--format", "json", "--state-dir"])
+            .arg(&state),
+    )?;
     let running = enforcer.is_running()?;
 
     // From outside every covered cgroup the same objects are reachable.
@@ -263,6 +279,19 @@ fn a_covered_process_cannot_tamper_with_the_enforcer() -> Result<()> {
         "BPF_MAP_GET_FD_BY_ID from outside failed"
     );
     ensure!(state.join("events.db").exists(), "the store is gone");
+    let query_inside = query_inside
+        .success()
+        .context("the enforcer's own binary could not query the store from a covered cgroup")?;
+    serde_json::from_str::<Vec<serde_json::Value>>(&query_inside.stdout)
+        .with_context(|| format!("query in the covered cgroup printed no JSON: {query_inside}"))?;
+    ensure!(
+        !cat_inside.status.success() && cat_inside.stderr.contains("Operation not permitted"),
+        "cat of the store in the covered cgroup was not refused with EPERM: {cat_inside}"
+    );
+    ensure!(
+        !copy_inside.status.success(),
+        "a copy of the enforcer binary read the store from a covered cgroup: {copy_inside}"
+    );
 
     let out = capture(
         Command::new(GUEST_ENFORCER)
