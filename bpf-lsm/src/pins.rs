@@ -21,6 +21,17 @@ pub enum PinError {
     Pin { path: PathBuf, detail: String },
     #[error("cannot open the pinned map `{}`: {detail}", path.display())]
     Open { path: PathBuf, detail: String },
+    #[error(
+        "{left} link(s) of `{}` were still attached {waited_ms} ms after their pins were removed \
+         (the kernel detaches them asynchronously): check with `enforcer status` or run \
+         `enforcer unload` again",
+        dir.display()
+    )]
+    StillAttached {
+        dir: PathBuf,
+        left: usize,
+        waited_ms: u128,
+    },
     #[error("cannot remove the pin `{}`: {source}", path.display())]
     Remove {
         path: PathBuf,
@@ -111,6 +122,47 @@ impl PinnedGeneration {
             path,
             detail: e.to_string(),
         })
+    }
+
+    /// The kernel ids of the generation's pinned links (a pin that cannot be opened is left
+    /// out).
+    pub fn link_ids(&self) -> Vec<u32> {
+        self.contents()
+            .links
+            .iter()
+            .filter_map(|name| {
+                let link = aya::programs::links::PinnedLink::from_pin(self.dir.join(name)).ok()?;
+                // The opened fd is dropped with `link`, so it keeps no reference.
+                Some(aya::programs::links::FdLink::from(link).info().ok()?.id())
+            })
+            .collect()
+    }
+
+    /// [`PinnedGeneration::remove`], then waits (up to `timeout`) until the kernel has
+    /// released every link: the last reference to a link is dropped asynchronously, so its
+    /// program can still run for a moment after the pin is gone. When this returns `Ok`,
+    /// nothing of the generation is attached.
+    pub fn remove_and_wait(&self, timeout: std::time::Duration) -> Result<Contents, PinError> {
+        let ids = self.link_ids();
+        let removed = self.remove()?;
+        let start = std::time::Instant::now();
+        loop {
+            let live: std::collections::HashSet<u32> = aya::programs::loaded_links()
+                .filter_map(|l| l.ok().map(|l| l.id()))
+                .collect();
+            let left = ids.iter().filter(|id| live.contains(id)).count();
+            if left == 0 {
+                return Ok(removed);
+            }
+            if start.elapsed() >= timeout {
+                return Err(PinError::StillAttached {
+                    dir: self.dir.clone(),
+                    left,
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// Removes every pin and the directory: links first (with no process holding them, their

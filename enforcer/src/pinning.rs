@@ -218,6 +218,14 @@ impl Pins {
         let _ = std::fs::remove_file(manifest_path(&self.state_dir, g.number));
         Ok(removed)
     }
+
+    /// [`Pins::remove`], returning only once the kernel has detached the generation's
+    /// programs (`enforcer unload`: when it says so, nothing is enforced any more).
+    pub fn remove_detached(&self, g: &Generation) -> Result<Contents, bpf_lsm::pins::PinError> {
+        let removed = g.pins.remove_and_wait(DETACH_TIMEOUT)?;
+        let _ = std::fs::remove_file(manifest_path(&self.state_dir, g.number));
+        Ok(removed)
+    }
 }
 
 /// A pinned generation as `enforcer status` shows it.
@@ -275,6 +283,9 @@ pub fn config_or_default(path: Option<&Path>) -> Result<crate::config::Config, F
 
 /// `enforcer unload`: detaches and removes every pinned generation. 0 when nothing is left
 /// pinned (also when nothing was), 1 when a pin could not be removed.
+/// How long `enforcer unload` waits for the kernel to release a generation's links.
+const DETACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Failure::new(
@@ -302,7 +313,7 @@ pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
     }
     for g in &gens {
         let removed = pins
-            .remove(g)
+            .remove_detached(g)
             .with_context(|| format!("removing generation {}", g.number))?;
         println!(
             "removed generation {} (`{}`): {} link(s) detached, {} map pin(s) removed",
