@@ -223,6 +223,10 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
              failed closed)",
         );
     }
+    if h.memfd() {
+        ev.message
+            .push_str(" (the program was a memfd: in memory, with no file on disk)");
+    }
     if h.exec_fallback() {
         // Without BPF LSM: say what happened instead of a refused exec.
         if h.killed() {
