@@ -42,21 +42,16 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	memfd = file && enf_file_is_memfd(file);
-	if (memfd) {
-		/* Decided as what it is; the name goes back for the record. */
-		resolved = true;
-		if (enf_decide(s->ev.path, enf_memfd_path(s->ev.path), true, ENF_CLASS_EXEC,
-			       ENF_OP_EXEC, slots, &d))
-			return 0;
-		n = bpf_d_path((struct path *)&file->f_path, s->ev.path, ENF_PATH_MAX);
-		path_len = n > 0 ? (__u32)(n - 1) & (ENF_PATH_MAX - 1) : 0;
-	} else if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots,
-			      &d)) {
+	if (enf_decide_exec(file, s->ev.path, path_len, resolved, slots, &d, &memfd))
 		return 0;
-	}
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
+	if (memfd) {
+		/* Decided as what it is; the record has its name. */
+		resolved = true;
+		n = bpf_d_path((struct path *)&file->f_path, s->ev.path, ENF_PATH_MAX);
+		path_len = n > 0 ? (__u32)(n - 1) & (ENF_PATH_MAX - 1) : 0;
+	}
 
 	flags = d.flags | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED) | (memfd ? ENF_FLAG_MEMFD : 0);
 	if (d.action == ENF_ACTION_KILL && bpf_send_signal(SIGKILL) == 0)

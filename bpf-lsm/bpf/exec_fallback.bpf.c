@@ -77,19 +77,14 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	memfd = file && enf_file_is_memfd(file);
-	if (memfd) {
+	if (enf_decide_exec(file, s->ev.path, path_len, resolved, slots, &d, &memfd))
+		return 0;
+	if (memfd && d.action != ENF_ACTION_ALLOW) {
 		/* As in bprm_check_security: decided as what it is, named for the record. */
 		resolved = true;
-		if (enf_decide(s->ev.path, enf_memfd_path(s->ev.path), true, ENF_CLASS_EXEC,
-			       ENF_OP_EXEC, slots, &d))
-			return 0;
 		n = enf_dentry_path(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry),
 				    s->ev.path);
 		path_len = n > 0 ? (__u32)n & (ENF_PATH_MAX - 1) : 0;
-	} else if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots,
-			      &d)) {
-		return 0;
 	}
 	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, slots, &d)) {
 		/* The script's name decided: it is what the record names. */

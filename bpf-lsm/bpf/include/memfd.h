@@ -11,6 +11,7 @@
 #define ENFORCER_MEMFD_H
 
 #include "common.h"
+#include "decide.h"
 
 /* fs/mount.h: MNT_NS_INTERNAL is ERR_PTR(-EINVAL), on 6.1 as on 6.12. */
 #define ENF_MNT_NS_INTERNAL ((struct mnt_namespace *)(long)-22)
@@ -34,6 +35,21 @@ static __always_inline __u32 enf_memfd_path(char *buf)
 {
 	__builtin_memcpy(buf, ENF_MEMFD_PATH, ENF_MEMFD_PATH_LEN + 1);
 	return ENF_MEMFD_PATH_LEN;
+}
+
+/* Decides the exec of `file` by its path in `buf` (path_len bytes; resolved),
+ * or, when it is a memfd (*memfd), as ENF_MEMFD_PATH written over `buf`: the
+ * caller resolves the memfd's own name again for the record. Returns
+ * enf_decide's result. */
+static __always_inline int enf_decide_exec(struct file *file, char *buf, __u32 path_len,
+					   bool resolved, __u64 slots, struct enf_decision *d,
+					   bool *memfd)
+{
+	*memfd = file && enf_file_is_memfd(file);
+	if (*memfd)
+		return enf_decide(buf, enf_memfd_path(buf), true, ENF_CLASS_EXEC, ENF_OP_EXEC,
+				  slots, d);
+	return enf_decide(buf, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots, d);
 }
 
 #endif /* ENFORCER_MEMFD_H */
