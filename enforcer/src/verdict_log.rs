@@ -527,6 +527,23 @@ mod tests {
     }
 
     #[test]
+    fn a_denied_memfd_exec_says_so() {
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let record = Record::Exec(bpf_lsm::ExecRecord {
+            header: header(Action::Deny, Some(0), bpf_lsm::abi::FLAG_MEMFD),
+            path: b"/memfd:x (deleted)".to_vec(),
+        });
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["verdict"], "denied");
+        assert!(json["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(the program was a memfd: in memory, with no file on disk)"));
+    }
+
+    #[test]
     fn a_default_deny_names_the_policy_default() {
         let clock = Clock {
             realtime_minus_boottime_ns: 0,
