@@ -80,11 +80,14 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	if (enf_decide_exec(file, s->ev.path, path_len, resolved, slots, &d, &memfd))
 		return 0;
 	if (memfd && d.action != ENF_ACTION_ALLOW) {
-		/* As in bprm_check_security: decided as what it is, named for the record. */
+		/* As in bprm_check_security: decided as what it is, named for the
+		 * record. A memfd's dentry is its own root (dentry_path.h would say
+		 * `/`): the record has `/` and its name, `memfd:NAME`. */
 		resolved = true;
-		n = enf_dentry_path(BPF_CORE_READ(file, f_path.mnt), BPF_CORE_READ(file, f_path.dentry),
-				    s->ev.path);
-		path_len = n > 0 ? (__u32)n & (ENF_PATH_MAX - 1) : 0;
+		s->ev.path[0] = '/';
+		n = bpf_probe_read_kernel_str(s->ev.path + 1, ENF_PATH_MAX - 1,
+					      BPF_CORE_READ(file, f_path.dentry, d_name.name));
+		path_len = n > 1 ? (__u32)n & (ENF_PATH_MAX - 1) : 1;
 	}
 	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, slots, &d)) {
 		/* The script's name decided: it is what the record names. */
