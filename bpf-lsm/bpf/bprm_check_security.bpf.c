@@ -4,11 +4,14 @@
  * being executed against the exec matcher. Runs once per binary handler
  * round, so a script's interpreter is checked too. (The file class's `exec`
  * operation is decided in file_open, on the exec open of the same file.)
+ * A memfd is decided as the reserved path `/memfd:` (memfd.h), whatever its
+ * name; its record keeps the name and says ENF_FLAG_MEMFD.
  */
 #include "include/common.h"
 #include "include/maps.h"
 #include "include/decide.h"
 #include "include/exec.h"
+#include "include/memfd.h"
 
 SEC("lsm/bprm_check_security")
 int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
@@ -18,7 +21,7 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	__u32 flags, path_len = 0;
 	__u64 cgroup_id, slots = 0;
 	struct file *file;
-	bool resolved;
+	bool resolved, memfd;
 	long n;
 
 	if (ret != 0)
@@ -39,12 +42,18 @@ int BPF_PROG(enf_bprm_check, struct linux_binprm *bprm, int ret)
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots, &d))
+	if (enf_decide_exec(file, s->ev.path, path_len, resolved, slots, &d, &memfd))
 		return 0;
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
+	if (memfd) {
+		/* Decided as what it is; the record has its name. */
+		resolved = true;
+		n = bpf_d_path((struct path *)&file->f_path, s->ev.path, ENF_PATH_MAX);
+		path_len = n > 0 ? (__u32)(n - 1) & (ENF_PATH_MAX - 1) : 0;
+	}
 
-	flags = d.flags | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED);
+	flags = d.flags | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED) | (memfd ? ENF_FLAG_MEMFD : 0);
 	if (d.action == ENF_ACTION_KILL && bpf_send_signal(SIGKILL) == 0)
 		flags |= ENF_FLAG_KILLED;
 	enf_exec_report(s, enf_verdict_of(d.action), cgroup_id, &d, flags, path_len);

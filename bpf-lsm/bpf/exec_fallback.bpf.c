@@ -19,6 +19,7 @@
 #include "include/decide.h"
 #include "include/dentry_path.h"
 #include "include/exec.h"
+#include "include/memfd.h"
 
 /* When an interpreter took over (bprm->interp was changed from the name given
  * to execve), decides the absolute name given to execve too; true when that
@@ -59,7 +60,7 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	__u16 verdict;
 	__u64 cgroup_id, slots = 0;
 	struct file *file;
-	bool resolved;
+	bool resolved, memfd;
 	long n = -1;
 
 	s = enf_exec_begin(&cgroup_id, &slots);
@@ -76,8 +77,18 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 
-	if (enf_decide(s->ev.path, path_len, resolved, ENF_CLASS_EXEC, ENF_OP_EXEC, slots, &d))
+	if (enf_decide_exec(file, s->ev.path, path_len, resolved, slots, &d, &memfd))
 		return 0;
+	if (memfd && d.action != ENF_ACTION_ALLOW) {
+		/* As in bprm_check_security: decided as what it is, named for the
+		 * record. A memfd's dentry is its own root (dentry_path.h would say
+		 * `/`): the record has `/` and its name, `memfd:NAME`. */
+		resolved = true;
+		s->ev.path[0] = '/';
+		n = bpf_probe_read_kernel_str(s->ev.path + 1, ENF_PATH_MAX - 1,
+					      BPF_CORE_READ(file, f_path.dentry, d_name.name));
+		path_len = n > 1 ? (__u32)n & (ENF_PATH_MAX - 1) : 1;
+	}
 	if (d.action < ENF_ACTION_KILL && enf_exec_script_name(bprm, slots, &d)) {
 		/* The script's name decided: it is what the record names. */
 		n = bpf_probe_read_kernel_str(s->ev.path, ENF_PATH_MAX, BPF_CORE_READ(bprm, filename));
@@ -87,7 +98,8 @@ int BPF_PROG(enf_exec_fallback, struct task_struct *p, pid_t old_pid, struct lin
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
 
-	flags = d.flags | ENF_FLAG_EXEC_FALLBACK | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED);
+	flags = d.flags | ENF_FLAG_EXEC_FALLBACK | (resolved ? 0 : ENF_FLAG_PATH_UNRESOLVED) |
+		(memfd ? ENF_FLAG_MEMFD : 0);
 	verdict = enf_verdict_of(d.action);
 	/* Deny and kill both end the process here: it is the only way left. */
 	if (d.action >= ENF_ACTION_DENY && bpf_send_signal(SIGKILL) == 0) {

@@ -41,6 +41,8 @@ pub const FLAG_BINARY_UNKNOWN: u32 = 1 << 5;
 /// An exec record of the fallback without BPF LSM (`tp_btf/sched_process_exec`):
 /// the exec succeeded and a deny or kill rule killed the process before it ran.
 pub const FLAG_EXEC_FALLBACK: u32 = 1 << 6;
+/// An exec record whose executable is a memfd (matched as the path `/memfd:`).
+pub const FLAG_MEMFD: u32 = 1 << 7;
 
 pub const RULE_NONE: u32 = u32::MAX;
 /// `rule_id` and `policy_id` of a self-protection refusal (no policy's).

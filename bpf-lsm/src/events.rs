@@ -191,6 +191,9 @@ impl Header {
         /// succeeded at the system call, and the process was killed before its
         /// first instruction (when [`Header::killed`]).
         exec_fallback => abi::FLAG_EXEC_FALLBACK;
+        /// The executable was a memfd (an unlinked file on the kernel's internal
+        /// mount): the exec matcher was walked with the path `/memfd:`.
+        memfd => abi::FLAG_MEMFD;
     );
 }
 

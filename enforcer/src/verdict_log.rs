@@ -223,6 +223,10 @@ pub fn security_event(record: &Record, names: &Names, host: &str, clock: &Clock)
              failed closed)",
         );
     }
+    if h.memfd() {
+        ev.message
+            .push_str(" (the program was a memfd: in memory, with no file on disk)");
+    }
     if h.exec_fallback() {
         // Without BPF LSM: say what happened instead of a refused exec.
         if h.killed() {
@@ -520,6 +524,23 @@ mod tests {
             .unwrap()
             .ends_with("the exec succeeded and the process was killed before it ran)"));
         assert!(human(&record, &names()).contains("exec (fallback, killed at exec) /usr/bin/nc"));
+    }
+
+    #[test]
+    fn a_denied_memfd_exec_says_so() {
+        let clock = Clock {
+            realtime_minus_boottime_ns: 0,
+        };
+        let record = Record::Exec(bpf_lsm::ExecRecord {
+            header: header(Action::Deny, Some(0), bpf_lsm::abi::FLAG_MEMFD),
+            path: b"/memfd:x (deleted)".to_vec(),
+        });
+        let json = serde_json::to_value(security_event(&record, &names(), "h", &clock)).unwrap();
+        assert_eq!(json["verdict"], "denied");
+        assert!(json["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(the program was a memfd: in memory, with no file on disk)"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use crate::capabilities;
 use crate::condition::{self, Expr};
 use crate::diagnostic::{suggestion, Diagnostic, Diagnostics, SourceMap, Span};
 use crate::eval::Verdict;
-use crate::event::{KernelEvent, Operation, OwnedEvent, Pod, Process};
+use crate::event::{KernelEvent, Operation, OwnedEvent, Pod, Process, MEMFD_EXEC_PATH};
 use crate::model::*;
 use crate::net::{parse_ports, Cidr};
 use crate::pattern::PathPattern;
@@ -847,6 +847,7 @@ impl Checker {
         let mut m = ExecMatch::default();
         let path = self.required(&f, "path", "`exec`")?;
         m.paths = self.patterns(path, "`path`");
+        self.memfd_names(&m.paths);
         if let Some(p) = f.get("parent") {
             m.parent = self.patterns(p, "`parent`");
         }
@@ -866,6 +867,24 @@ impl Checker {
             }
         }
         Some(m)
+    }
+
+    /// A memfd's name is the caller's choice, and the kernel matches every executable memfd as
+    /// the reserved path alone: a pattern of the name form (`/memfd:x*`) matches no memfd.
+    fn memfd_names(&mut self, paths: &Patterns) {
+        for p in paths {
+            let text = &p.value.text;
+            if text.starts_with(MEMFD_EXEC_PATH) && text != MEMFD_EXEC_PATH {
+                self.err(
+                    Diagnostic::warning(
+                        "W0602",
+                        p.span,
+                        format!("exec pattern `{text}` matches no memfd: the kernel matches every memfd as `{MEMFD_EXEC_PATH}`, whatever its name"),
+                    )
+                    .with_help(format!("write `\"{MEMFD_EXEC_PATH}\"` to match executable memfds")),
+                );
+            }
+        }
     }
 
     fn file_match(&mut self, n: &Node) -> Option<FileMatch> {

@@ -9,7 +9,7 @@
 //! changes a verdict, only which of several equal rules an event names.
 
 use crate::condition::{self, Compiled};
-use crate::event::{KernelEvent, Operation, OwnedEvent};
+use crate::event::{exec_match_path, KernelEvent, Operation, OwnedEvent};
 use crate::matcher::PathIndex;
 use crate::model::{Class, Family, FileOp, KernelOp, Posture, Protocol};
 use crate::net::{addr_bits, canonical};
@@ -202,7 +202,7 @@ impl<'p> Evaluator<'p> {
     /// The rule ids the kernel maps yield for this operation, before per-rule checks.
     fn candidates(&self, op: &Operation) -> Vec<u32> {
         match op {
-            Operation::Exec { path, .. } => self.exec.matches(path),
+            Operation::Exec { path, .. } => self.exec.matches(exec_match_path(path)),
             Operation::File { path, .. } => self.file.matches(path),
             Operation::Network { addr, .. } => {
                 let bits = addr_bits(*addr);

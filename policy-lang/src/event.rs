@@ -149,6 +149,21 @@ impl Operation {
     }
 }
 
+/// The reserved path an executable memfd is matched as by `exec` rules, whatever its name
+/// (the kernel decides by the file: an unlinked file on its internal mount).
+pub const MEMFD_EXEC_PATH: &str = "/memfd:";
+
+/// The path `exec` rules match for an executed `path`: [`MEMFD_EXEC_PATH`] for a memfd, which
+/// the kernel names `/memfd:NAME (deleted)` (an event has only the path, so the reference
+/// evaluator goes by that form), else the path itself.
+pub fn exec_match_path(path: &str) -> &str {
+    if path.starts_with(MEMFD_EXEC_PATH) && path.ends_with(" (deleted)") {
+        MEMFD_EXEC_PATH
+    } else {
+        path
+    }
+}
+
 /// The last component of a path (`/usr/bin/bash` -> `bash`).
 pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)

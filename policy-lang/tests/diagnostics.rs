@@ -90,6 +90,12 @@ fn duplicates_across_files() {
     assert_eq!(got, expected, "snapshot duplicates differs; got:\n{got}");
 }
 
+/// A memfd pattern of the name form warns; the reserved path matches a memfd only.
+#[test]
+fn memfd_patterns() {
+    snapshot("memfd");
+}
+
 #[test]
 fn warnings() {
     snapshot("warnings");

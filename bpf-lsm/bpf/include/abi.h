@@ -67,6 +67,10 @@
  * the exec itself succeeded; a deny or kill rule killed the process before
  * its first instruction (ENF_FLAG_KILLED says the signal was sent). */
 #define ENF_FLAG_EXEC_FALLBACK (1u << 6)
+/* An exec record: the executable is a memfd (a file on the kernel's internal
+ * shmem or hugetlbfs mount, with no link); the exec matcher was walked with
+ * the reserved path ENF_MEMFD_PATH, the record has the memfd's own name. */
+#define ENF_FLAG_MEMFD (1u << 7)
 
 /* rule_id / policy_id of a record no rule / no policy decided. */
 #define ENF_RULE_NONE 0xffffffffu

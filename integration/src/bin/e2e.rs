@@ -30,6 +30,13 @@ enum Mode {
     /// One benchmark worker (started by `microbench` inside its cgroup).
     #[command(name = "microbench-worker", hide = true)]
     MicrobenchWorker(bench::WorkerArgs),
+    /// Copies PROGRAM into a memfd and executes it with ARGS (the memfd tests' attack).
+    #[command(name = "memfd-exec", hide = true)]
+    MemfdExec {
+        program: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +51,12 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             };
+        }
+        Some(Mode::MemfdExec { program, args }) => {
+            // Returns only when the exec failed.
+            let Err(error) = e2e::memfd_exec::exec_from_memfd(&program, &args);
+            eprintln!("error: memfd-exec: {error:#}");
+            return ExitCode::FAILURE;
         }
         None => {}
     }

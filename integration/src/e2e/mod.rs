@@ -28,6 +28,7 @@ pub mod hand_plan;
 pub mod hardening;
 pub mod kernel_ops;
 pub mod kernel_plan;
+pub mod memfd_exec;
 pub mod network;
 pub mod path_hooks;
 pub mod pinning;
@@ -94,6 +95,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("kernel_ops", kernel_ops::TESTS),
     ("binary_filters", binary_filters::TESTS),
     ("exec_fallback", exec_fallback::TESTS),
+    ("memfd_exec", memfd_exec::TESTS),
     ("rate_limit", rate_limit::TESTS),
     ("self_protection", self_protection::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).

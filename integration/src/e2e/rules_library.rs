@@ -28,7 +28,7 @@ use super::cgroup::{spawn_fn, Cgroup};
 use super::command::capture;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::GUEST_ENFORCER;
+use crate::guest_rootfs::{GUEST_E2E, GUEST_ENFORCER};
 
 pub const TESTS: &[Test] =
     &[Test::new("every_rule_attack_and_benign", every_rule_attack_and_benign).with_timeout(900)];
@@ -469,6 +469,19 @@ const CASES: &[Case] = &[
         "a container runs /usr/sbin/debugfs; benign: the host does",
         Expect::Denied,
         |_, cg| exec_in(cg, "/usr/sbin/debugfs", "true", &[]),
+    ),
+    same_on_host(
+        "container-hardening/exec-from-memfd",
+        "a container runs busybox copied into a memfd; benign: the host does (as runc does)",
+        Expect::Denied,
+        |_, cg| {
+            exec_in(
+                cg,
+                GUEST_E2E,
+                "enforcer-e2e",
+                &["memfd-exec", "/bin/busybox", "true"],
+            )
+        },
     ),
     same_on_host(
         "container-hardening/raw-sockets",
