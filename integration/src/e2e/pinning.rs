@@ -41,8 +41,22 @@ pub const PIN_ROOT_ENV: &str = "ENFORCER_PIN_ROOT";
 /// The suite's pin root (set for every daemon by `enforcer-e2e`), cleared after each test.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/enforcer-e2e";
 
-/// Removes whatever the last test's daemons left pinned (their programs detach).
+/// Removes whatever the last test's daemons left pinned, and waits until the kernel has
+/// released their links (it does so asynchronously, one trampoline at a time: under
+/// emulation a generation with many hooks takes seconds), so no program of one test still
+/// runs in the next.
 pub fn clear() {
+    if let Ok(entries) = fs::read_dir(PIN_ROOT) {
+        for e in entries.flatten() {
+            if !e.path().is_dir() {
+                continue;
+            }
+            let generation = bpf_lsm::pins::PinnedGeneration::new(e.path());
+            if let Err(err) = generation.remove_and_wait(std::time::Duration::from_secs(120)) {
+                eprintln!("e2e: clearing {}: {err}", e.path().display());
+            }
+        }
+    }
     if let Err(e) = fs::remove_dir_all(PIN_ROOT) {
         if e.kind() != std::io::ErrorKind::NotFound {
             eprintln!("e2e: clearing {PIN_ROOT} failed: {e}");
