@@ -168,16 +168,7 @@ fn cat_in(cg: &Cgroup, file: &str) -> Result<super::command::Captured> {
 }
 
 fn events_of(state: &Path, rule: &str) -> Result<usize> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--limit", "0"])
-            .args(["--rule", rule, "--state-dir"])
-            .arg(state),
-    )?
-    .success()?;
-    let v: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(v.as_array().map_or(0, Vec::len))
+    Ok(super::rate_limit::query_rule(state, rule)?.len())
 }
 
 fn stop(enforcer: Enforcer) -> Result<()> {

@@ -60,7 +60,8 @@ fn open_loop(file: &str, n: u64) -> String {
     )
 }
 
-fn query_rule(state: &std::path::Path, rule: &str) -> Result<Vec<serde_json::Value>> {
+/// Every stored event of `rule`, as `enforcer events query --format json` prints them.
+pub(super) fn query_rule(state: &std::path::Path, rule: &str) -> Result<Vec<serde_json::Value>> {
     let out = capture(
         Command::new(GUEST_ENFORCER)
             .args(["events", "query", "--format", "json", "--limit", "0"])
