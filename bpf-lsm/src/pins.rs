@@ -124,33 +124,41 @@ impl PinnedGeneration {
         })
     }
 
-    /// The kernel ids of the generation's pinned links (a pin that cannot be opened is left
-    /// out).
-    pub fn link_ids(&self) -> Vec<u32> {
+    /// The kernel ids of the generation's pinned links and of their programs (a pin that
+    /// cannot be opened is left out).
+    pub fn link_ids(&self) -> Vec<(u32, u32)> {
         self.contents()
             .links
             .iter()
             .filter_map(|name| {
                 let link = aya::programs::links::PinnedLink::from_pin(self.dir.join(name)).ok()?;
                 // The opened fd is dropped with `link`, so it keeps no reference.
-                Some(aya::programs::links::FdLink::from(link).info().ok()?.id())
+                let info = aya::programs::links::FdLink::from(link).info().ok()?;
+                Some((info.id(), info.program_id()))
             })
             .collect()
     }
 
     /// [`PinnedGeneration::remove`], then waits (up to `timeout`) until the kernel has
-    /// released every link: the last reference to a link is dropped asynchronously, so its
-    /// program can still run for a moment after the pin is gone. When this returns `Ok`,
-    /// nothing of the generation is attached.
+    /// released every link and freed its program. The last reference to a link is dropped
+    /// asynchronously (a kernel work item detaches one hook after another), and a link's id
+    /// goes before its program is detached; a program id that is gone means its hook no
+    /// longer runs it. When this returns `Ok`, nothing of the generation runs.
     pub fn remove_and_wait(&self, timeout: std::time::Duration) -> Result<Contents, PinError> {
         let ids = self.link_ids();
         let removed = self.remove()?;
         let start = std::time::Instant::now();
         loop {
-            let live: std::collections::HashSet<u32> = aya::programs::loaded_links()
+            let links: std::collections::HashSet<u32> = aya::programs::loaded_links()
                 .filter_map(|l| l.ok().map(|l| l.id()))
                 .collect();
-            let left = ids.iter().filter(|id| live.contains(id)).count();
+            let programs: std::collections::HashSet<u32> = aya::programs::loaded_programs()
+                .filter_map(|p| p.ok().map(|p| p.id()))
+                .collect();
+            let left = ids
+                .iter()
+                .filter(|(link, prog)| links.contains(link) || programs.contains(prog))
+                .count();
             if left == 0 {
                 return Ok(removed);
             }

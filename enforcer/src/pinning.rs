@@ -283,8 +283,9 @@ pub fn config_or_default(path: Option<&Path>) -> Result<crate::config::Config, F
 
 /// `enforcer unload`: detaches and removes every pinned generation. 0 when nothing is left
 /// pinned (also when nothing was), 1 when a pin could not be removed.
-/// How long `enforcer unload` waits for the kernel to release a generation's links.
-const DETACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `enforcer unload` waits for the kernel to release a generation's links
+/// (milliseconds on hardware; seconds per hook under full emulation).
+const DETACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn unload(args: UnloadArgs) -> Result<u8, Failure> {
     if !nix::unistd::geteuid().is_root() {

@@ -23,17 +23,17 @@ pub const TESTS: &[Test] = &[
         "kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts",
         kill9_and_restart_keep_enforcing_and_keep_the_gap_verdicts,
     )
-    .with_timeout(300),
+    .with_timeout(600),
     Test::new(
         "sigterm_keeps_enforcement_and_unload_removes_it",
         sigterm_keeps_enforcement_and_unload_removes_it,
     )
-    .with_timeout(300),
+    .with_timeout(600),
     Test::new(
         "a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap",
         a_restart_with_another_policy_replaces_the_pinned_one_without_a_gap,
     )
-    .with_timeout(300),
+    .with_timeout(600),
 ];
 
 /// The environment variable `enforcer run|status|unload` take their pin root from.
@@ -52,7 +52,7 @@ pub fn clear() {
                 continue;
             }
             let generation = bpf_lsm::pins::PinnedGeneration::new(e.path());
-            if let Err(err) = generation.remove_and_wait(std::time::Duration::from_secs(120)) {
+            if let Err(err) = generation.remove_and_wait(std::time::Duration::from_secs(180)) {
                 eprintln!("e2e: clearing {}: {err}", e.path().display());
             }
         }
@@ -161,6 +161,40 @@ fn wait_attempts(since: usize, n: usize) -> Result<Vec<String>> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The links attached now and their programs' names (what is still enforcing).
+fn attached_programs() -> String {
+    let names: std::collections::HashMap<u32, String> = aya::programs::loaded_programs()
+        .flatten()
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("?").to_string()))
+        .collect();
+    let links: Vec<String> = aya::programs::loaded_links()
+        .flatten()
+        .map(|l| {
+            let name = names.get(&l.program_id()).map_or("?", String::as_str);
+            format!("link {} -> {name}", l.id())
+        })
+        .collect();
+    let errors = aya::programs::loaded_links().filter(|l| l.is_err()).count();
+    let progs: Vec<String> = names
+        .values()
+        .filter(|n| n.starts_with("enf"))
+        .cloned()
+        .collect();
+    let pins: Vec<String> = walk(Path::new(PIN_ROOT));
+    format!("{links:?} ({errors} errors); enf programs {progs:?}; pins: {pins:?}")
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path().display().to_string());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
 }
 
 fn cat_in(cg: &Cgroup, file: &str) -> Result<super::command::Captured> {
@@ -279,7 +313,8 @@ fn sigterm_keeps_enforcement_and_unload_removes_it() -> Result<()> {
     let read = cat_in(&cg, "secret")?;
     ensure!(
         read.status.success() && read.stdout == "secret\n",
-        "after unload the read is still refused: {read}"
+        "after unload the read is still refused: {read}\nattached: {}",
+        attached_programs()
     );
     ensure!(
         pinned().is_empty(),
