@@ -35,6 +35,10 @@ pub struct Config<S = SinkConfig> {
     /// every verdict still applies (a deny still denies); the records are not sent and the next
     /// one sent carries how many were suppressed. Default 100; 0: no limit.
     pub event_rate_limit: u32,
+    /// Self-protection: tasks under enforcement may not signal or ptrace the daemon, reach BPF
+    /// objects by pin or id, or touch the state directory and the pin root. Default off: it
+    /// attaches the file and path programs to every plan (`--self-protection` turns it on).
+    pub self_protection: bool,
 }
 
 /// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
@@ -174,6 +178,7 @@ impl<S> Default for Config<S> {
             metrics: MetricsConfig::default(),
             pin_root: PathBuf::from(crate::pinning::DEFAULT_PIN_ROOT),
             event_rate_limit: crate::kernel_settings::DEFAULT_EVENT_RATE_LIMIT,
+            self_protection: false,
         }
     }
 }
@@ -238,6 +243,7 @@ impl Config {
             metrics: raw.metrics,
             pin_root: raw.pin_root,
             event_rate_limit: raw.event_rate_limit,
+            self_protection: raw.self_protection,
         })
     }
 

@@ -47,6 +47,7 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
         metrics.address,
         pin_root,
         event_rate_limit,
+        self_protection,
     );
     let mut c = Changes::default();
     for (name, changed) in keys {

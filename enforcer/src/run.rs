@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// /sys/fs/bpf/enforcer.
     #[arg(long, value_name = "DIR", env = pinning::PIN_ROOT_ENV)]
     pub pin_root: Option<String>,
+    /// Turn self-protection on (the config's `self_protection`): tasks under enforcement may
+    /// not signal or ptrace the daemon, reach BPF objects by pin or id, or touch its state
+    /// directory and pin root.
+    #[arg(long)]
+    pub self_protection: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -297,6 +302,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             state_dir: state_dir.clone(),
         });
     let guard = match &compiler {
+        Some(_) if !(args.self_protection || config.self_protection) => None,
         Some(c) if c.bpf_lsm() => Some(crate::self_guard::of_daemon(
             &state_dir,
             pins.as_ref().map(|p| p.root.as_path()),

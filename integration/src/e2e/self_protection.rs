@@ -153,7 +153,7 @@ fn a_covered_process_cannot_tamper_with_the_enforcer() -> Result<()> {
     let map_id = pin_a_map()?;
     let cg = Cgroup::create(CGROUP)?;
     let mut enforcer = Enforcer::start_with_timeout(
-        &["--policy", &policy_path],
+        &["--policy", &policy_path, "--self-protection"],
         super::enforcer_process::DEFAULT_READY_TIMEOUT * 4,
     )?;
     let pid = enforcer.pid().context("the enforcer's pid")? as i32;
