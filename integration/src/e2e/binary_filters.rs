@@ -11,9 +11,9 @@ use anyhow::{ensure, Context, Result};
 
 use super::cgroup::Cgroup;
 use super::command::{capture, Captured};
+use super::enforcer_process::query_events as query;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[
     Test::new(
@@ -87,19 +87,6 @@ fn run_in(cg: &Cgroup, program: &str, args: &[&str]) -> Result<Captured> {
 
 fn denied(c: &Captured) -> bool {
     !c.status.success() && c.stderr.contains("Operation not permitted")
-}
-
-fn query(state: &std::path::Path, extra: &[&str]) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--state-dir"])
-            .arg(state)
-            .args(extra),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
 }
 
 fn except_from_and_from_pick_the_acting_binary() -> Result<()> {

@@ -197,3 +197,18 @@ impl Drop for Enforcer {
         }
     }
 }
+
+/// `enforcer events query --format json --state-dir STATE EXTRA...`: the stored events, as the
+/// CLI prints them.
+pub fn query_events(state: &Path, extra: &[&str]) -> Result<Vec<serde_json::Value>> {
+    let out = super::command::capture(
+        Command::new(GUEST_ENFORCER)
+            .args(["events", "query", "--format", "json", "--state-dir"])
+            .arg(state)
+            .args(extra),
+    )?
+    .success()?;
+    let events: serde_json::Value = serde_json::from_str(&out.stdout)
+        .with_context(|| format!("query printed no JSON: {out}"))?;
+    Ok(events.as_array().cloned().unwrap_or_default())
+}

@@ -13,6 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::cgroup::Cgroup;
 use super::command::{capture, Captured};
+use super::enforcer_process::query_events as query;
 use super::enforcer_process::Enforcer;
 use super::Test;
 use crate::guest_rootfs::GUEST_ENFORCER;
@@ -183,27 +184,6 @@ fn fine(what: &str, r: &Result<Captured>) -> Result<()> {
         Ok(c) => ensure!(c.status.success(), "{what}: expected success: {c}"),
     }
     Ok(())
-}
-
-fn query(state: &Path, extra: &[&str]) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args([
-                "events",
-                "query",
-                "--limit",
-                "0",
-                "--format",
-                "json",
-                "--state-dir",
-            ])
-            .arg(state)
-            .args(extra),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
 }
 
 fn audit_learn_enforce_with_the_template() -> Result<()> {

@@ -202,7 +202,7 @@ fn cat_in(cg: &Cgroup, file: &str) -> Result<super::command::Captured> {
 }
 
 fn events_of(state: &Path, rule: &str) -> Result<usize> {
-    Ok(super::rate_limit::query_rule(state, rule)?.len())
+    Ok(super::enforcer_process::query_events(state, &["--limit", "0", "--rule", rule])?.len())
 }
 
 fn stop(enforcer: Enforcer) -> Result<()> {

@@ -8,9 +8,9 @@ use anyhow::{ensure, Context, Result};
 
 use super::cgroup::Cgroup;
 use super::command::{capture, Captured};
+use super::enforcer_process::query_events as query;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[
     Test::new(
@@ -91,19 +91,6 @@ fn exec_refused(cg: &Cgroup, program: &str, args: &[&str]) -> Result<()> {
         }
         Ok(ran) => anyhow::bail!("exec of {program} was not refused: {ran}"),
     }
-}
-
-fn query(state: &std::path::Path, extra: &[&str]) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--state-dir"])
-            .arg(state)
-            .args(extra),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
 }
 
 fn policy_file_is_enforced_in_its_cgroup() -> Result<()> {

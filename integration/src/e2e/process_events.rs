@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 
 use super::cgroup::Cgroup;
-use super::command::capture;
+use super::enforcer_process::query_events;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[Test::new(
     "deny_audit_and_alert_are_enriched_within_a_second",
@@ -46,18 +45,6 @@ const POLICY: &str = "policies:
         action: alert
         condition: evt.class = exec and proc.name in (nginx, httpd) and exec.path regex '/(ba)?sh$'
 ";
-
-fn query(state: &std::path::Path) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--state-dir"])
-            .arg(state),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
-}
 
 fn deny_audit_and_alert_are_enriched_within_a_second() -> Result<()> {
     let _ = fs::remove_dir_all(DIR);
@@ -121,7 +108,7 @@ fn deny_audit_and_alert_are_enriched_within_a_second() -> Result<()> {
     let mut events = Vec::new();
     let mut found = (None, None, None);
     while Instant::now() < acted + Duration::from_secs(1) {
-        events = query(&state)?;
+        events = query_events(&state, &[])?;
         found = (
             find(&events, "denied", "no-secret"),
             find(&events, "audited", "watch-config"),

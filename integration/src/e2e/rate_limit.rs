@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 
 use super::cgroup::Cgroup;
-use super::command::capture;
+use super::enforcer_process::query_events;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::GUEST_ENFORCER;
 
 pub const TESTS: &[Test] = &[Test::new(
     "guard_a_denied_loop_is_rate_limited_and_accounted_for",
@@ -58,20 +57,6 @@ fn open_loop(file: &str, n: u64) -> String {
          if true < {file}; then ok=$((ok+1)); else failed=$((failed+1)); fi; i=$((i+1)); done; \
          echo \"$ok $failed\""
     )
-}
-
-/// Every stored event of `rule`, as `enforcer events query --format json` prints them.
-pub(super) fn query_rule(state: &std::path::Path, rule: &str) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--limit", "0"])
-            .args(["--rule", rule, "--state-dir"])
-            .arg(state),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
 }
 
 /// (records, sum of their `suppressed`)
@@ -161,7 +146,7 @@ fn a_denied_loop_is_rate_limited_and_accounted_for() -> Result<()> {
     let drops = kernel["ringbuf_drops"].as_u64().context("ringbuf_drops")?;
     ensure!(drops == 0, "ring-buffer drops: {kernel}");
 
-    let a = query_rule(&state, "loop-a")?;
+    let a = query_events(&state, &["--limit", "0", "--rule", "loop-a"])?;
     let (sent, carried) = tally(&a);
     ensure!(
         a.iter()
@@ -194,7 +179,7 @@ fn a_denied_loop_is_rate_limited_and_accounted_for() -> Result<()> {
         a.last()
     );
 
-    let b = query_rule(&state, "quiet-b")?;
+    let b = query_events(&state, &["--limit", "0", "--rule", "quiet-b"])?;
     let (b_sent, b_carried) = tally(&b);
     ensure!(
         b_sent == QUIET && b_carried == 0,

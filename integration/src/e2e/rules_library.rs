@@ -26,9 +26,10 @@ use anyhow::{bail, Context, Result};
 
 use super::cgroup::{spawn_fn, Cgroup};
 use super::command::capture;
+use super::enforcer_process::query_events;
 use super::enforcer_process::Enforcer;
 use super::Test;
-use crate::guest_rootfs::{GUEST_E2E, GUEST_ENFORCER};
+use crate::guest_rootfs::GUEST_E2E;
 
 pub const TESTS: &[Test] =
     &[Test::new("every_rule_attack_and_benign", every_rule_attack_and_benign).with_timeout(900)];
@@ -1563,19 +1564,6 @@ fn setup() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // Events.
 
-fn query(state: &Path) -> Result<Vec<serde_json::Value>> {
-    let out = capture(
-        Command::new(GUEST_ENFORCER)
-            .args(["events", "query", "--format", "json", "--limit", "0"])
-            .arg("--state-dir")
-            .arg(state),
-    )?
-    .success()?;
-    let events: serde_json::Value = serde_json::from_str(&out.stdout)
-        .with_context(|| format!("query printed no JSON: {out}"))?;
-    Ok(events.as_array().cloned().unwrap_or_default())
-}
-
 /// Whether `e` is of `rule` (`policy/rule`).
 fn of_rule(e: &serde_json::Value, rule: &str) -> bool {
     rule.split_once('/')
@@ -1702,7 +1690,7 @@ fn run_cases() -> Result<()> {
     let deadline = Instant::now() + EVENT_DEADLINE;
     let mut events;
     loop {
-        events = query(&state)?;
+        events = query_events(&state, &["--limit", "0"])?;
         let missing = done.iter().any(|(case, attack, _)| {
             !events.iter().any(|e| {
                 of_rule(e, case.rule) && e["verdict"] == verdict_name(case.expect) && by(e, attack)
@@ -1715,7 +1703,7 @@ fn run_cases() -> Result<()> {
     }
     // A little longer for anything the benign actions might have caused.
     std::thread::sleep(Duration::from_secs(1));
-    events = query(&state)?;
+    events = query_events(&state, &["--limit", "0"])?;
 
     for (case, attack, benign) in &done {
         let verdict = verdict_name(case.expect);
