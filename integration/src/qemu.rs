@@ -1,5 +1,6 @@
 //! Boots a kernel and initramfs under qemu, streams the console (the first serial port) to the
-//! terminal while keeping it, and enforces a hard timeout.
+//! terminal while keeping it, and enforces a hard timeout and, optionally, a limit on how long
+//! the console may stay silent.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -52,6 +53,9 @@ pub struct Boot<'a> {
     /// Prefix of the streamed console lines, e.g. `6.1`.
     pub label: &'a str,
     pub timeout: Duration,
+    /// The guest counts as hung once its console has been silent this long (`None`: never, for
+    /// a user's script that may print nothing for a long time).
+    pub idle_timeout: Option<Duration>,
     /// The console transcript is also written here.
     pub console_log: &'a Path,
     /// A file that receives the guest's second serial port (`/dev/ttyS1`).
@@ -65,6 +69,8 @@ pub enum BootEnd {
     Exited(ExitStatus),
     /// Killed after the timeout.
     TimedOut,
+    /// Killed after the console had been silent for the idle timeout.
+    Silent(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +89,11 @@ impl BootResult {
         match &self.end {
             BootEnd::TimedOut => Some(format!(
                 "the VM hung: killed after {} s",
+                self.elapsed.as_secs()
+            )),
+            BootEnd::Silent(idle) => Some(format!(
+                "the VM hung: its console was silent for {} s, killed after {} s",
+                idle.as_secs(),
                 self.elapsed.as_secs()
             )),
             BootEnd::Exited(status) if !status.success() => Some(format!("qemu failed ({status})")),
@@ -151,15 +162,24 @@ pub fn boot(boot: &Boot) -> Result<BootResult> {
         .with_context(|| format!("creating {}", boot.console_log.display()))?;
     let mut console = Vec::new();
     let mut deadline = started + boot.timeout;
-    let mut timed_out = false;
+    let mut last_line = started;
+    let mut killed = None;
     let stdout = std::io::stdout();
     loop {
         let now = Instant::now();
+        let silent_until = boot.idle_timeout.map(|idle| last_line + idle);
         if now >= deadline {
-            timed_out = true;
+            killed = Some(BootEnd::TimedOut);
             break;
         }
-        match lines_rx.recv_timeout(deadline - now) {
+        if let (Some(until), Some(idle)) = (silent_until, boot.idle_timeout) {
+            if now >= until {
+                killed = Some(BootEnd::Silent(idle));
+                break;
+            }
+        }
+        let wake = silent_until.map_or(deadline, |until| until.min(deadline));
+        match lines_rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(line) => {
                 let mut out = stdout.lock();
                 // The terminal is only a view: a closed stdout must not stop the VM.
@@ -171,19 +191,18 @@ pub fn boot(boot: &Boot) -> Result<BootResult> {
                     deadline = deadline.min(Instant::now() + PANIC_GRACE);
                 }
                 console.push(line);
+                last_line = Instant::now();
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
-            }
+            // The checks at the top of the loop say which limit passed.
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let end = if timed_out {
+    let end = if let Some(end) = killed {
         // Killing qemu closes its stdout, which ends the reader thread.
         child.kill().context("killing qemu")?;
         child.wait().context("waiting for qemu")?;
-        BootEnd::TimedOut
+        end
     } else {
         BootEnd::Exited(child.wait().context("waiting for qemu")?)
     };
@@ -195,4 +214,78 @@ pub fn boot(boot: &Boot) -> Result<BootResult> {
         console,
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Stands in for qemu: prints one line, then says nothing for `silence` seconds.
+    fn fake_emulator(dir: &Path, silence: u32) -> Emulator {
+        let binary = dir.join("fake-qemu");
+        fs::write(
+            &binary,
+            format!("#!/bin/sh\necho booted\nexec sleep {silence}\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).unwrap();
+        Emulator {
+            binary,
+            firmware_dirs: Vec::new(),
+            description: "fake".to_string(),
+        }
+    }
+
+    fn boot_fake(silence: u32, timeout: Duration, idle: Option<Duration>) -> BootResult {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = fake_emulator(dir.path(), silence);
+        let console_log = dir.path().join("console.log");
+        boot(&Boot {
+            emulator: &emulator,
+            vmlinuz: Path::new("vmlinuz"),
+            initramfs: Path::new("initramfs"),
+            label: "fake",
+            timeout,
+            idle_timeout: idle,
+            console_log: &console_log,
+            second_serial: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_silent_guest_is_stopped_at_the_idle_limit_not_the_hard_one() {
+        let result = boot_fake(
+            60,
+            Duration::from_secs(60),
+            Some(Duration::from_millis(500)),
+        );
+        assert_eq!(result.end, BootEnd::Silent(Duration::from_millis(500)));
+        assert!(
+            result.elapsed < Duration::from_secs(30),
+            "{:?}",
+            result.elapsed
+        );
+        assert_eq!(result.console, vec!["booted".to_string()]);
+        assert!(result
+            .vm_failure()
+            .is_some_and(|f| f.contains("console was silent")));
+    }
+
+    #[test]
+    fn without_an_idle_limit_only_the_hard_limit_stops_the_guest() {
+        let result = boot_fake(60, Duration::from_secs(1), None);
+        assert_eq!(result.end, BootEnd::TimedOut);
+        assert!(result
+            .vm_failure()
+            .is_some_and(|f| f.contains("killed after")));
+    }
+
+    #[test]
+    fn a_guest_that_ends_in_time_is_not_killed() {
+        let result = boot_fake(0, Duration::from_secs(60), Some(Duration::from_secs(30)));
+        assert!(matches!(result.end, BootEnd::Exited(status) if status.success()));
+        assert_eq!(result.vm_failure(), None);
+    }
 }

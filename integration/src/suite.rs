@@ -15,6 +15,11 @@ use crate::prerequisites;
 use crate::qemu::{self, Boot};
 use crate::workspace::{build_guest_binaries, EnforcerBinary, Workspace};
 
+/// The guest's runner prints a line at least every minute while a test runs, and clearing a
+/// test's pins takes at most two; a console silent for this long means the guest hung, which is
+/// then reported long before the hard limit.
+const SILENT_GUEST: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 pub struct SuiteOptions {
     pub kernels: Vec<KernelSeries>,
@@ -70,6 +75,7 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
                     initramfs: &initramfs,
                     label: series.label(),
                     timeout: options.timeout,
+                    idle_timeout: Some(SILENT_GUEST),
                     console_log: &console_log,
                     second_serial: None,
                 })?;

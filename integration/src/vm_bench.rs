@@ -129,6 +129,7 @@ pub fn run(ws: &Workspace, options: &BenchOptions) -> Result<bool> {
                     initramfs: &initramfs,
                     label: series.label(),
                     timeout: options.timeout,
+                    idle_timeout: None,
                     console_log: &out.join(format!("console-{}.log", series.label())),
                     second_serial: Some(&serial),
                 })?;

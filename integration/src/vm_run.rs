@@ -127,6 +127,7 @@ pub fn run(ws: &Workspace, options: &RunOptions) -> Result<i32> {
         initramfs: &initramfs,
         label: options.kernel.label(),
         timeout: options.timeout,
+        idle_timeout: None,
         console_log: &out.join("console.log"),
         second_serial: Some(&serial),
     })?;

@@ -38,8 +38,9 @@ enum Top {
     /// Everything CI runs: prerequisites, fmt, clippy, host tests, the VM suite on every kernel
     /// and the `vm run` tests. The last line is the combined `N passed, N failed`.
     Test {
-        /// Hard limit for each VM boot, in seconds.
-        #[arg(long, env = "ENFORCER_VM_TIMEOUT", default_value_t = 600)]
+        /// Hard limit for each boot of the VM suite, in seconds (a guest whose console stays
+        /// silent for five minutes is stopped before that).
+        #[arg(long, env = "ENFORCER_VM_TIMEOUT", default_value_t = 1800)]
         vm_timeout: u64,
     },
 }
@@ -72,8 +73,9 @@ enum Vm {
         /// Only the tests whose name contains this (e.g. `file_open::`).
         #[arg(long)]
         test: Option<String>,
-        /// Hard limit for each boot, in seconds.
-        #[arg(long, env = "ENFORCER_VM_TIMEOUT", default_value_t = 600)]
+        /// Hard limit for each boot, in seconds (a guest whose console stays silent for five
+        /// minutes is stopped before that).
+        #[arg(long, env = "ENFORCER_VM_TIMEOUT", default_value_t = 1800)]
         timeout: u64,
         /// Leaves the enforcer out of the guest (for working on the runner while the enforcer
         /// does not build); its tests then fail.

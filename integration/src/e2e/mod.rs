@@ -43,7 +43,7 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Once};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::guest_report::{summary_line, test_line, Outcome};
 
@@ -190,7 +190,8 @@ fn run_one(name: &str, test: Test) -> Outcome {
     if let Err(error) = spawned {
         return Outcome::Failed(format!("could not start the test thread: {error}"));
     }
-    rx.recv_timeout(test.timeout).unwrap_or_else(|_| {
+    let mut stdout = std::io::stdout();
+    wait_reporting_progress(name, &rx, test.timeout, HEARTBEAT, &mut stdout).unwrap_or_else(|| {
         // A thread cannot be killed: it is left behind. The helpers' handles (cgroups, the
         // enforcer) clean up only when dropped, so later tests may see its leftovers.
         Outcome::Failed(format!(
@@ -198,6 +199,45 @@ fn run_one(name: &str, test: Test) -> Outcome {
             test.timeout.as_secs()
         ))
     })
+}
+
+/// The host treats a silent console as a hung guest (`HEARTBEAT` is well under its idle limit),
+/// so a long test says it is still running.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+
+/// The test's outcome, or `None` once `timeout` has passed, writing a line every `heartbeat`.
+fn wait_reporting_progress(
+    name: &str,
+    rx: &mpsc::Receiver<Outcome>,
+    timeout: Duration,
+    heartbeat: Duration,
+    out: &mut impl Write,
+) -> Option<Outcome> {
+    let started = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return None;
+        }
+        match rx.recv_timeout(left.min(heartbeat)) {
+            Ok(outcome) => return Some(outcome),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Some(Outcome::Failed(
+                    "the test thread ended without a result".to_string(),
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if started.elapsed() < timeout {
+                    let _ = writeln!(
+                        out,
+                        "e2e: still running {name} ({} s)",
+                        started.elapsed().as_secs()
+                    );
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +297,39 @@ mod tests {
         );
         assert_eq!(results[4], "e2e: test t::after ... ok");
         assert_eq!(results[5], "e2e: 2 passed, 3 failed");
+    }
+
+    #[test]
+    fn a_long_test_says_it_is_still_running() {
+        let (tx, rx) = mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            tx.send(Outcome::Passed).unwrap();
+        });
+        let mut out = Vec::new();
+        let outcome = wait_reporting_progress(
+            "t::slow",
+            &rx,
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            &mut out,
+        );
+        sender.join().unwrap();
+        assert_eq!(outcome, Some(Outcome::Passed));
+        let out = String::from_utf8(out).unwrap();
+        let beats = out.lines().collect::<Vec<_>>();
+        assert!(beats.len() >= 2, "{out}");
+        assert!(
+            beats
+                .iter()
+                .all(|l| l.starts_with("e2e: still running t::slow (")),
+            "{out}"
+        );
+        // Progress lines are neither results nor a summary for the host's parser.
+        let report = crate::guest_report::SuiteReport::parse(
+            &beats.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+        );
+        assert!(report.tests.is_empty() && report.summary.is_none());
     }
 
     #[test]
