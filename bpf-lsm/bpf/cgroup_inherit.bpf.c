@@ -4,10 +4,12 @@
  * policies gets its parent's policies in the kernel, at creation, so a new
  * container is covered from its first instruction; a removed cgroup's entry
  * goes (cgroup ids are never reused). Both run under cgroup_mutex, before
- * anything can be moved into the new cgroup.
+ * anything can be moved into the new cgroup. With Kubernetes namespace
+ * selectors, a new pod cgroup is also remembered by its uid (pods.h).
  */
 #include "include/common.h"
 #include "include/maps.h"
+#include "include/pods.h"
 
 /* Only the default (v2) hierarchy: v1 hierarchies number their kernfs nodes
  * separately, so their ids could alias a cgroup2 id. */
@@ -25,11 +27,12 @@ int BPF_PROG(enf_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 
 	if (!enf_on_cgroup2(cgrp))
 		return 0;
+	id = BPF_CORE_READ(cgrp, kn, id);
+	enf_pod_record_cgroup(cgrp, id);
 	parent_id = BPF_CORE_READ(cgrp, self.parent, cgroup, kn, id);
 	parent = bpf_map_lookup_elem(&enf_cgroup_policies, &parent_id);
 	if (!parent)
 		return 0;
-	id = BPF_CORE_READ(cgrp, kn, id);
 	/* NOEXIST: an entry the loader wrote for this id wins. */
 	err = bpf_map_update_elem(&enf_cgroup_policies, &id, parent, BPF_NOEXIST);
 	if (err == 0)

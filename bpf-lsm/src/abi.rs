@@ -4,7 +4,7 @@
 //! so the two cannot drift apart silently.
 
 /// Bumped whenever a struct below changes; records carry it.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 pub const PATH_MAX: usize = 4096;
 pub const COMM_LEN: usize = 16;
 pub const NAME_MAX: usize = 255;
@@ -142,6 +142,9 @@ pub const STAT_BINARY_UNKNOWN: u32 = 4;
 pub const STAT_BINARY_STORE_FAILED: u32 = 5;
 /// Verdict records the rate limit did not send (the verdicts applied).
 pub const STAT_RATE_SUPPRESSED: u32 = 6;
+/// Pod log directories of a selected namespace created for a pod whose cgroup the kernel had
+/// not seen (the pod is not covered by the namespace).
+pub const STAT_POD_UNKNOWN: u32 = 7;
 pub const STAT_MAX: u32 = 8;
 
 /// `struct enf_event_header`: the head of every ring-buffer record.
@@ -180,6 +183,46 @@ pub struct Config {
     pub _pad: u32,
     /// ... and its inode number; 0: no task is exempt by its executable.
     pub daemon_exe_ino: u64,
+    /// Kubernetes namespace selectors: the kubelet's pod log directory (`s_dev`, kernel
+    /// encoding) ...
+    pub pod_logs_dev: u32,
+    pub _pad2: u32,
+    /// ... and its inode number; 0: namespace selectors are off.
+    pub pod_logs_ino: u64,
+}
+
+pub const POD_UID_LEN: usize = 36;
+pub const K8S_NAME_LEN: usize = 64;
+
+/// `struct enf_pod_uid`: key of `enf_pod_cgroups`, the uid lowercase with dashes, a 32-digit
+/// static pod hash zero-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PodUid {
+    pub uid: [u8; POD_UID_LEN],
+}
+
+impl Default for PodUid {
+    fn default() -> Self {
+        PodUid {
+            uid: [0; POD_UID_LEN],
+        }
+    }
+}
+
+/// `struct enf_k8s_name`: key of `enf_k8s_namespaces`, zero-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct K8sName {
+    pub name: [u8; K8S_NAME_LEN],
+}
+
+/// `struct enf_k8s_namespace`: a pod of the namespace gets `(existing | add) & !remove`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct K8sNamespace {
+    pub add: u64,
+    pub remove: u64,
 }
 
 /// `struct enf_guard_dir`: a directory self-protection guards.
@@ -507,6 +550,12 @@ unsafe impl aya::Pod for KernelList {}
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.
 unsafe impl aya::Pod for GuardDir {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PodUid {}
+// SAFETY: as above.
+unsafe impl aya::Pod for K8sName {}
+// SAFETY: as above.
+unsafe impl aya::Pod for K8sNamespace {}
 
 /// Byte offset of the path within a file record (the record's fixed part).
 pub const FILE_EVENT_PATH_OFFSET: usize = core::mem::offset_of!(FileEvent, path);
@@ -564,9 +613,15 @@ mod tests {
                     daemon_tgid,
                     daemon_exe_dev,
                     _pad,
-                    daemon_exe_ino
+                    daemon_exe_ino,
+                    pod_logs_dev,
+                    _pad2,
+                    pod_logs_ino
                 ]
             ),
+            layout!("enf_pod_uid", PodUid, [uid]),
+            layout!("enf_k8s_name", K8sName, [name]),
+            layout!("enf_k8s_namespace", K8sNamespace, [add, remove]),
             layout!("enf_guard_dir", GuardDir, [len, _pad, path]),
             layout!(
                 "enf_file_event",

@@ -19,6 +19,7 @@ pub mod path_hash;
 pub mod path_hooks;
 pub mod pins;
 pub mod plan;
+pub mod pods;
 pub mod probe;
 mod task_binaries;
 

@@ -405,6 +405,14 @@ impl Loaded {
             .map_max_entries("enf_net_ports", size(entries.net_ports.len()))
             .map_max_entries("enf_kernel_lists", size(entries.kernel.lists.len()))
             .map_max_entries("enf_kernel_rules", size(entries.kernel.rules.len()))
+            .map_max_entries(
+                "enf_pod_cgroups",
+                entries.pods.as_ref().map_or(1, |p| p.pod_capacity()),
+            )
+            .map_max_entries(
+                "enf_k8s_namespaces",
+                size(entries.pods.as_ref().map_or(0, |p| p.namespaces.len())),
+            )
             .load(bytes)
             .map_err(|source| LoadError::Object {
                 object: OBJECT,
@@ -420,6 +428,15 @@ impl Loaded {
             Some(g) if guard.is_some() => g.daemon_exe.unwrap_or_default(),
             _ => crate::guard::ExeId::default(),
         };
+        // Namespace selectors go with any hook, like the cgroup inheritance they extend.
+        let pods = entries
+            .pods
+            .as_ref()
+            .filter(|p| entries.hooks.any() && !p.namespaces.is_empty());
+        if let Some(p) = pods {
+            write_hash(&mut ebpf, "enf_k8s_namespaces", &p.namespaces)?;
+            write_hash(&mut ebpf, "enf_pod_cgroups", &p.pod_cgroups)?;
+        }
         write_array(
             &mut ebpf,
             "enf_config",
@@ -431,6 +448,9 @@ impl Loaded {
                     daemon_exe_dev: exe.dev,
                     _pad: 0,
                     daemon_exe_ino: exe.ino,
+                    pod_logs_dev: pods.map_or(0, |p| p.logs_dir.dev),
+                    _pad2: 0,
+                    pod_logs_ino: pods.map_or(0, |p| p.logs_dir.ino),
                 },
             )],
         )?;
@@ -551,6 +571,10 @@ impl Loaded {
         if h.any() {
             hooks.push((MKDIR, "cgroup_mkdir"));
             hooks.push((RMDIR, "cgroup_rmdir"));
+        }
+        if pods.is_some() {
+            // After cgroup_mkdir, which records the pod cgroups it classifies.
+            hooks.push((crate::pods::PROGRAM, "inode_mkdir"));
         }
         if h.process_events {
             // Before the LSM hooks: a process they report on is known.
@@ -998,6 +1022,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         exec_mechanism: ExecMechanism::Lsm,
         rate_limit: 0,
         self_guard: None,
+        pods: None,
     })
 }
 

@@ -359,6 +359,9 @@ pub struct KernelPlan {
     /// Self-protection of the enforcer from the tasks under enforcement (guard.rs); applied
     /// when the plan covers any cgroup.
     pub self_guard: Option<crate::guard::SelfGuard>,
+    /// Kubernetes namespace selectors (pods.rs): pods created after the load get their
+    /// namespace's policies in the kernel.
+    pub pods: Option<crate::pods::PodScoping>,
 }
 
 /// The binary filters of a plan: which executables are in which binary set,
@@ -412,6 +415,8 @@ pub enum PlanError {
     Network(String),
     #[error("kernel class: {0}")]
     Kernel(String),
+    #[error("namespace selectors: {0}")]
+    Pods(String),
 }
 
 /// The hooks a plan needs.
@@ -463,6 +468,7 @@ pub(crate) struct MapEntries {
     pub net_rules: Vec<abi::NetRule>,
     pub net_ports: Vec<abi::PortRange>,
     pub kernel: crate::kernel_ops::KernelEntries,
+    pub pods: Option<crate::pods::PodEntries>,
 }
 
 fn name_bytes(bytes: &[u8]) -> [u8; abi::NAME_BYTES] {
@@ -572,6 +578,11 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         out.cgroups
             .push((cg.cgroup_id, abi::CgroupPolicies { slots: set }));
     }
+    out.pods = plan
+        .pods
+        .as_ref()
+        .map(|p| crate::pods::entries(p, &slots))
+        .transpose()?;
     let headroom = plan.cgroup_headroom.unwrap_or(DEFAULT_CGROUP_HEADROOM);
     out.cgroup_capacity = u32_of(plan.cgroups.len()).saturating_add(headroom).max(1);
 
@@ -1096,6 +1107,7 @@ mod tests {
             exec_mechanism: ExecMechanism::Lsm,
             rate_limit: 0,
             self_guard: None,
+            pods: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct Config<S = SinkConfig> {
     /// objects by pin or id, or touch the state directory and the pin root. Default off: it
     /// attaches the file and path programs to every plan (`--self-protection` turns it on).
     pub self_protection: bool,
+    /// The kubelet's pod log directory (its `podLogsDir`), which Kubernetes namespace
+    /// selectors read and watch. Default `/var/log/pods`.
+    pub pod_logs_dir: PathBuf,
 }
 
 /// `[metrics]`: where `enforcer run` serves Prometheus metrics (`GET /metrics`).
@@ -179,6 +182,7 @@ impl<S> Default for Config<S> {
             pin_root: PathBuf::from(crate::pinning::DEFAULT_PIN_ROOT),
             event_rate_limit: crate::kernel_settings::DEFAULT_EVENT_RATE_LIMIT,
             self_protection: false,
+            pod_logs_dir: PathBuf::from(enforcer::pod_logs::DEFAULT_POD_LOGS_DIR),
         }
     }
 }
@@ -244,6 +248,7 @@ impl Config {
             pin_root: raw.pin_root,
             event_rate_limit: raw.event_rate_limit,
             self_protection: raw.self_protection,
+            pod_logs_dir: raw.pod_logs_dir,
         })
     }
 

@@ -48,6 +48,7 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
         pin_root,
         event_rate_limit,
         self_protection,
+        pod_logs_dir,
     );
     let mut c = Changes::default();
     for (name, changed) in keys {

@@ -10,6 +10,8 @@ use bpf_lsm::plan::{
     Mode, NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries,
     SuffixAccept, Wildcard,
 };
+use bpf_lsm::pods::{NamespacePolicies, PodScoping};
+use enforcer::pod_logs::PodDirectory;
 use policy_lang::matcher::PathMatcher;
 use policy_lang::model::{Action as RuleAction, Class, Mode as PolicyMode, NetOp, Posture};
 use policy_lang::plan::{Enforcement, LpmEntry, Plan, PlanPolicy, PlanRule, PlanSelector};
@@ -257,16 +259,75 @@ fn self_and_ancestors(path: &str) -> Vec<&str> {
 /// A cgroup is selected when it or an ancestor matches the selector (a new child would
 /// inherit in the kernel, so an existing one is treated the same) and neither it nor an
 /// ancestor is excluded.
-fn selected(sel: &PlanSelector, path: &str) -> bool {
+///
+/// `namespace` is the Kubernetes namespace of the pod the cgroup belongs to, if any.
+fn selected(sel: &PlanSelector, path: &str, namespace: Option<&str>) -> bool {
     let chain = self_and_ancestors(path);
+    let in_namespaces = |list: &[String]| namespace.is_some_and(|ns| list.iter().any(|n| n == ns));
     let included = sel.host
         || chain
             .iter()
-            .any(|p| sel.cgroups.iter().any(|pat| pat.matches(p)));
+            .any(|p| sel.cgroups.iter().any(|pat| pat.matches(p)))
+        || in_namespaces(&sel.namespaces);
     let excluded = chain
         .iter()
-        .any(|p| sel.exclude_cgroups.iter().any(|pat| pat.matches(p)));
+        .any(|p| sel.exclude_cgroups.iter().any(|pat| pat.matches(p)))
+        || in_namespaces(&sel.exclude_namespaces);
     included && !excluded
+}
+
+fn uses_namespaces(s: &PlanSelector) -> bool {
+    !s.namespaces.is_empty() || !s.exclude_namespaces.is_empty()
+}
+
+/// Whether some policy of `plan` selects or excludes by Kubernetes namespace (the daemon then
+/// reads the pod log directory).
+pub fn needs_pods(plan: &Plan) -> bool {
+    plan.policies.iter().any(|p| uses_namespaces(&p.select))
+}
+
+/// The pod uid of a cgroup that is a pod's own (not one of its containers').
+fn pod_cgroup_uid(path: &str) -> Option<String> {
+    let uid = enforcer::enrich::cgroup_path::parse(path).pod_uid?;
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    enforcer::enrich::cgroup_path::parse(parent)
+        .pod_uid
+        .is_none()
+        .then_some(uid)
+}
+
+/// What the kernel needs to give new pods their namespace's policies.
+fn pod_scoping(plan: &Plan, tree: &[CgroupNode], pods: &PodDirectory) -> PodScoping {
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for p in &plan.policies {
+        names.extend(p.select.namespaces.iter().map(String::as_str));
+        names.extend(p.select.exclude_namespaces.iter().map(String::as_str));
+    }
+    let namespaces = names
+        .into_iter()
+        .map(|name| {
+            let having = |list: fn(&PlanSelector) -> &Vec<String>| {
+                plan.policies
+                    .iter()
+                    .filter(|p| list(&p.select).iter().any(|n| n == name))
+                    .map(|p| p.id)
+                    .collect()
+            };
+            NamespacePolicies {
+                name: name.to_string(),
+                add: having(|s| &s.namespaces),
+                remove: having(|s| &s.exclude_namespaces),
+            }
+        })
+        .collect();
+    PodScoping {
+        logs_dir: pods.id,
+        namespaces,
+        pod_cgroups: tree
+            .iter()
+            .filter_map(|n| Some((pod_cgroup_uid(&n.path)?, n.id)))
+            .collect(),
+    }
 }
 
 /// What feeds each `alert` rule of `plan`, one line per rule, for the log.
@@ -314,8 +375,19 @@ pub fn network_part(plan: &Plan) -> (Plan, Vec<String>) {
     (part, names)
 }
 
-/// Translates `plan` for the kernel, scoping policies to the cgroups of `tree`.
+/// Translates `plan` for the kernel, scoping policies to the cgroups of `tree` (a plan with
+/// namespace selectors needs [`kernel_plan_with_pods`]).
+#[cfg(test)]
 pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<Unsupported>> {
+    kernel_plan_with_pods(plan, tree, None)
+}
+
+/// [`kernel_plan`] with the node's pods, for namespace selectors.
+pub fn kernel_plan_with_pods(
+    plan: &Plan,
+    tree: &[CgroupNode],
+    pods: Option<&PodDirectory>,
+) -> Result<KernelPlan, Vec<Unsupported>> {
     let mut gaps = Vec::new();
     let bpf_lsm = plan.kernel.bpf_lsm;
     for p in &plan.policies {
@@ -340,15 +412,27 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
             }
         }
         let s = &p.select;
-        if !s.namespaces.is_empty()
-            || !s.labels.is_empty()
-            || !s.exclude_namespaces.is_empty()
-            || !s.exclude_labels.is_empty()
-        {
+        if !s.labels.is_empty() || !s.exclude_labels.is_empty() {
             gaps.push(Unsupported {
                 what: p.name.clone(),
-                why: "Kubernetes namespace and label selectors need pod metadata, which this \
-                      build does not resolve yet; select pods by cgroup path instead"
+                why: "Kubernetes label selectors need the Kubernetes API, which this build does \
+                      not watch yet; select by `namespaces` or by cgroup path instead"
+                    .into(),
+            });
+        }
+        if uses_namespaces(s) && !bpf_lsm {
+            gaps.push(Unsupported {
+                what: p.name.clone(),
+                why: "Kubernetes namespace selectors need BPF LSM: the kernel gives a new pod \
+                      its namespace's policies when the kubelet creates the pod's log directory \
+                      (lsm/inode_mkdir); select pods by cgroup path instead"
+                    .into(),
+            });
+        } else if uses_namespaces(s) && pods.is_none() {
+            gaps.push(Unsupported {
+                what: p.name.clone(),
+                why: "Kubernetes namespace selectors need the pod log directory, which was not \
+                      read"
                     .into(),
             });
         }
@@ -399,8 +483,13 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         .collect();
     let mut by_cgroup: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for node in tree {
+        let namespace = pods.and_then(|d| {
+            enforcer::enrich::cgroup_path::parse(&node.path)
+                .pod_uid
+                .and_then(|uid| d.namespace_of(&uid).map(str::to_string))
+        });
         for p in &plan.policies {
-            if selected(&p.select, &node.path) {
+            if selected(&p.select, &node.path, namespace.as_deref()) {
                 by_cgroup.entry(node.id).or_default().push(p.id);
             }
         }
@@ -431,6 +520,9 @@ pub fn kernel_plan(plan: &Plan, tree: &[CgroupNode]) -> Result<KernelPlan, Vec<U
         // From the config (kernel_settings.rs), when the daemon loads the plan.
         rate_limit: 0,
         self_guard: None,
+        pods: pods
+            .filter(|_| needs_pods(plan))
+            .map(|d| pod_scoping(plan, tree, d)),
     };
     k.binaries = crate::binary_filters::binary_filters(plan, &k);
     Ok(k)
@@ -603,6 +695,136 @@ policies:
         for e in &k.file_matcher.edges {
             assert_eq!(e.hash, bpf_lsm::path_hash::path_hash(&e.segment));
         }
+    }
+
+    const WEB_POD: &str = "0f5e2b7a-1c2d-4e3f-8a9b-0c1d2e3f4a5b";
+    const DB_POD: &str = "1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d";
+
+    fn pods() -> PodDirectory {
+        PodDirectory {
+            id: bpf_lsm::guard::ExeId { dev: 8, ino: 1234 },
+            pods: [(WEB_POD, "web", "shop-1"), (DB_POD, "db", "pg-0")]
+                .into_iter()
+                .map(|(uid, namespace, name)| {
+                    (
+                        uid.to_string(),
+                        enforcer::pod_logs::PodName {
+                            namespace: namespace.into(),
+                            name: name.into(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn namespace_selectors_cover_the_pods_of_the_namespace_and_tell_the_kernel_about_new_ones() {
+        let plan = compile(
+            "
+policies:
+  - name: web-only
+    select: {namespaces: [web]}
+    mode: enforce
+    rules:
+      - name: r
+        action: deny
+        file: {path: /etc/shadow, ops: [read]}
+  - name: all-but-db
+    select: {cgroups: [/kubepods.slice/**], exclude: {namespaces: [db]}}
+    mode: audit
+    rules:
+      - name: r
+        action: deny
+        file: {path: /etc/passwd, ops: [read]}
+",
+        );
+        let web_pod = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice",
+            WEB_POD.replace('-', "_")
+        );
+        let db_pod = format!(
+            "/kubepods.slice/kubepods-pod{}.slice",
+            DB_POD.replace('-', "_")
+        );
+        let nodes = tree(&[
+            "/",
+            "/kubepods.slice",
+            "/kubepods.slice/kubepods-besteffort.slice",
+            &web_pod,
+            &format!("{web_pod}/cri-containerd-{}.scope", "a".repeat(64)),
+            &db_pod,
+            &format!("{db_pod}/cri-containerd-{}.scope", "b".repeat(64)),
+            "/system.slice",
+        ]);
+        let k = kernel_plan_with_pods(&plan, &nodes, Some(&pods())).unwrap();
+        let (web, all) = (k.policies[0].id, k.policies[1].id);
+        let by_id: BTreeMap<u64, Vec<u32>> = k
+            .cgroups
+            .iter()
+            .map(|c| (c.cgroup_id, c.policies.clone()))
+            .collect();
+        // kubepods.slice and the QoS slice: the cgroup policy only.
+        assert_eq!(by_id[&101], vec![all]);
+        assert_eq!(by_id[&102], vec![all]);
+        // The web pod and its container: both policies.
+        assert_eq!(by_id[&103], vec![web, all]);
+        assert_eq!(by_id[&104], vec![web, all]);
+        // The db pod is excluded by namespace, and no policy names the rest.
+        for id in [100, 105, 106, 107] {
+            assert!(!by_id.contains_key(&id), "cgroup {id}: {by_id:?}");
+        }
+        let scoping = k.pods.unwrap();
+        assert_eq!(scoping.logs_dir.ino, 1234);
+        assert_eq!(
+            scoping.namespaces,
+            vec![
+                NamespacePolicies {
+                    name: "db".into(),
+                    add: vec![],
+                    remove: vec![all],
+                },
+                NamespacePolicies {
+                    name: "web".into(),
+                    add: vec![web],
+                    remove: vec![],
+                },
+            ]
+        );
+        // Pod cgroups only, not their containers'.
+        assert_eq!(
+            scoping.pod_cgroups,
+            vec![(WEB_POD.to_string(), 103), (DB_POD.to_string(), 105)]
+        );
+    }
+
+    #[test]
+    fn label_selectors_and_namespaces_without_bpf_lsm_are_refused_by_name() {
+        let yaml = "
+policies:
+  - name: labelled
+    select: {labels: {app: web}}
+    mode: enforce
+    rules:
+      - name: r
+        action: deny
+        network: {ops: [connect], cidr: [10.0.0.0/8]}
+";
+        let gaps = kernel_plan_with_pods(&compile(yaml), &tree(&["/"]), Some(&pods())).unwrap_err();
+        assert!(
+            gaps[0]
+                .why
+                .contains("label selectors need the Kubernetes API"),
+            "{gaps:?}"
+        );
+        let ns = yaml.replace("{labels: {app: web}}", "{namespaces: [web]}");
+        let gaps = kernel_plan_with_pods(&compile_without_lsm(&ns), &tree(&["/"]), Some(&pods()))
+            .unwrap_err();
+        assert!(
+            gaps[0].why.contains("namespace selectors need BPF LSM"),
+            "{gaps:?}"
+        );
+        assert!(kernel_plan_with_pods(&compile(&ns), &tree(&["/"]), Some(&pods())).is_ok());
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub struct Prepared {
     pub policies: Vec<PolicyInfo>,
     /// Warnings of the policy set, rendered `file:line:col: ...`.
     pub warnings: String,
+    /// The kubelet's pod log directory, for namespace selectors.
+    pub pod_logs_dir: PathBuf,
 }
 
 impl Prepared {
@@ -140,6 +142,7 @@ impl Prepared {
                 rules: n,
             }],
             warnings: String::new(),
+            pod_logs_dir: PathBuf::from(enforcer::pod_logs::DEFAULT_POD_LOGS_DIR),
         }
     }
 }
@@ -150,6 +153,7 @@ pub struct Compiler {
     paths: Vec<PathBuf>,
     mode: Option<ModeArg>,
     kernel: KernelFeatures,
+    pod_logs_dir: PathBuf,
 }
 
 /// A default `deny` is enforced in the kernel even without any rule.
@@ -166,7 +170,14 @@ impl Compiler {
             paths,
             mode,
             kernel: policy_cmd::kernel_features(None)?,
+            pod_logs_dir: PathBuf::from(enforcer::pod_logs::DEFAULT_POD_LOGS_DIR),
         })
+    }
+
+    /// Where namespace selectors read the node's pods (the config's `pod_logs_dir`).
+    pub fn with_pod_logs_dir(mut self, dir: PathBuf) -> Self {
+        self.pod_logs_dir = dir;
+        self
     }
 
     /// BPF LSM programs attach on this kernel (self-protection needs them).
@@ -272,9 +283,10 @@ impl Compiler {
                 plan: None,
                 policies,
                 warnings,
+                pod_logs_dir: self.pod_logs_dir.clone(),
             });
         }
-        let kernel_plan = translate(&plan)?;
+        let kernel_plan = translate(&plan, &self.pod_logs_dir)?;
         for line in kernel_apply::alert_feeds(&plan) {
             tracing::info!("{line}");
         }
@@ -292,18 +304,30 @@ impl Compiler {
             plan: Some(plan),
             policies,
             warnings,
+            pod_logs_dir: self.pod_logs_dir.clone(),
         })
     }
 }
 
-/// The plan for the kernel programs, its cgroup selectors resolved against the tree as it is
-/// now.
-fn translate(plan: &policy_lang::Plan) -> Result<bpf_lsm::plan::KernelPlan, Rejected> {
+/// The plan for the kernel programs, its cgroup selectors resolved against the tree (and, for
+/// namespace selectors, the pods in `pod_logs_dir`) as they are now.
+fn translate(
+    plan: &policy_lang::Plan,
+    pod_logs_dir: &Path,
+) -> Result<bpf_lsm::plan::KernelPlan, Rejected> {
     let root = cgroup::cgroup2_root().map_err(|e| Rejected::new(exit_code::ERROR, e))?;
     let tree = kernel_apply::cgroup_tree(&root)
         .with_context(|| format!("walking the cgroup tree under `{}`", root.display()))
         .map_err(|e| Rejected::new(exit_code::ERROR, e))?;
-    kernel_apply::kernel_plan(plan, &tree).map_err(|gaps| Rejected {
+    let pods = if kernel_apply::needs_pods(plan) {
+        Some(
+            enforcer::pod_logs::PodDirectory::open(pod_logs_dir)
+                .map_err(|e| Rejected::new(exit_code::ERROR, e))?,
+        )
+    } else {
+        None
+    };
+    kernel_apply::kernel_plan_with_pods(plan, &tree, pods.as_ref()).map_err(|gaps| Rejected {
         details: gaps.iter().map(|g| format!("error: rule {g}\n")).collect(),
         ..Rejected::new(
             exit_code::POLICY,
@@ -354,6 +378,7 @@ pub fn activate(
         mut rules,
         plan,
         policies,
+        pod_logs_dir,
         ..
     } = prepared;
     let (loaded, rule_count, cgroups) = match &mut rules.load {
@@ -374,7 +399,7 @@ pub fn activate(
             let mut loaded =
                 Loaded::apply(k).map_err(|e| Rejected::new(exit_code::KERNEL_LOAD, e))?;
             if let Some(plan) = &plan {
-                cover_new_cgroups(plan, &mut loaded);
+                cover_new_cgroups(plan, &pod_logs_dir, &mut loaded);
                 if k.binaries.any() {
                     // After the attach: from here on the kernel sets a task's
                     // binary sets at exec and fork; the rest come from /proc.
@@ -444,8 +469,8 @@ pub fn activate(
 /// The second resolution of the cgroup selectors, after the attach. A failure here leaves the
 /// plan as loaded (covering every cgroup of the first resolution and those inherited since),
 /// so it is a warning.
-fn cover_new_cgroups(plan: &policy_lang::Plan, loaded: &mut Loaded) {
-    let again = match translate(plan) {
+fn cover_new_cgroups(plan: &policy_lang::Plan, pod_logs_dir: &Path, loaded: &mut Loaded) {
+    let again = match translate(plan, pod_logs_dir) {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!(error = %e.error, "resolving the cgroup selectors again after the attach failed");

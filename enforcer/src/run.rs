@@ -250,7 +250,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             )
         }
         Source::Files(_) | Source::Embedded => {
-            let compiler = Compiler::new(source.paths().to_vec(), mode)?;
+            let compiler = Compiler::new(source.paths().to_vec(), mode)?
+                .with_pod_logs_dir(config.pod_logs_dir.clone());
             let prepared = compiler.compile().map_err(Rejected::into_failure)?;
             eprint!("{}", prepared.warnings);
             (prepared, Some(Arc::new(compiler)))
@@ -327,6 +328,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         state_dir,
         pins,
         settings,
+        pod_logs_dir: config.pod_logs_dir.clone(),
         config: args
             .config
             .clone()
@@ -633,6 +635,8 @@ struct Reloading {
     settings: Arc<KernelSettings>,
     /// `--config`: SIGHUP reads it again.
     config: Option<crate::config_reload::RunningConfig>,
+    /// The kubelet's pod log directory: events of a pod get its namespace and name from it.
+    pod_logs_dir: PathBuf,
 }
 
 /// How long the ring buffer of a replaced plan is still read after its programs were
@@ -936,8 +940,9 @@ async fn watch(
     metrics.set_plan(1, unix_seconds());
 
     let mut decode_errors = 0u64;
-    let (enricher, scan) =
+    let (mut enricher, scan) =
         Enricher::start(EnrichConfig::default()).context("scanning /proc for running processes")?;
+    enricher.set_pod_logs_dir(reloading.pod_logs_dir.clone());
     tracing::info!(
         processes = scan.loaded,
         unreadable = scan.failed,

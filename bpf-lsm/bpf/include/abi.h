@@ -11,7 +11,7 @@
 #ifndef ENFORCER_ABI_H
 #define ENFORCER_ABI_H
 
-#define ENF_ABI_VERSION 8
+#define ENF_ABI_VERSION 9
 
 /* Paths are matched up to PATH_MAX: no 200- or 256-byte truncation. */
 #define ENF_PATH_MAX 4096
@@ -184,6 +184,9 @@
 #define ENF_STAT_BINARY_STORE_FAILED 5
 /* Verdict records the rate limit did not send (the verdict itself applied). */
 #define ENF_STAT_RATE_SUPPRESSED 6
+/* A pod log directory of a selected namespace was created for a pod whose
+ * cgroup the kernel had not seen: the pod is not covered by the namespace. */
+#define ENF_STAT_POD_UNKNOWN 7
 #define ENF_STAT_MAX 8
 
 /* Common head of every ring-buffer record. */
@@ -478,6 +481,10 @@ struct enf_config {
 					* s_dev (kernel encoding, major<<20 | minor) */
 	__u32 _pad;
 	__u64 daemon_exe_ino;          /* ... and inode number; 0: no exemption */
+	__u32 pod_logs_dev;            /* Kubernetes namespace selectors: the
+					* kubelet's pod log directory (s_dev) */
+	__u32 _pad2;
+	__u64 pod_logs_ino;            /* ... and inode number; 0: off */
 };
 
 /* Protected directories (self-protection; `enf_guard_dirs`, array): a path
@@ -487,6 +494,35 @@ struct enf_guard_dir {
 	__u32 len;                     /* bytes of path, no trailing '/'; 0: unused */
 	__u32 _pad;
 	char path[ENF_NAME_BYTES];     /* at most ENF_NAME_MAX bytes, zero-padded */
+};
+
+/*
+ * Kubernetes namespace selectors (pods.h). The kubelet creates a pod's cgroup
+ * (`pod<uid>` or `kubepods[-<qos>]-pod<uid_>.slice`), then the pod's log
+ * directory `<namespace>_<pod name>_<uid>` in its pod log directory, and only
+ * then asks the runtime for the pod's containers: the kernel gives the pod
+ * cgroup its namespace's policies at that mkdir, and the containers' cgroups
+ * inherit them when they are created.
+ */
+#define ENF_POD_UID_LEN 36       /* a UUID; a static pod's 32-hex-digit hash is zero-padded */
+#define ENF_K8S_NAME_LEN 64      /* a namespace name (a DNS label, at most 63), zero-padded */
+
+/* Key of `enf_pod_cgroups` (LRU hash -> the pod cgroup's id): the pod uid,
+ * lowercase, with dashes (the systemd driver writes underscores). */
+struct enf_pod_uid {
+	char uid[ENF_POD_UID_LEN];
+};
+
+/* Key of `enf_k8s_namespaces`. */
+struct enf_k8s_name {
+	char name[ENF_K8S_NAME_LEN];
+};
+
+/* Value of `enf_k8s_namespaces`: a pod of the namespace gets slots
+ * (existing | add) & ~remove (`exclude: namespaces` removes). */
+struct enf_k8s_namespace {
+	__u64 add;
+	__u64 remove;
 };
 
 #endif /* ENFORCER_ABI_H */

@@ -22,6 +22,24 @@ struct {
 	__type(value, struct enf_cgroup_policies);
 } enf_cgroup_policies SEC(".maps");
 
+/* Kubernetes namespace selectors (pods.h): pod uid -> the pod cgroup's id,
+ * recorded when the pod cgroup is created and needed until the pod's log
+ * directory is (LRU: a pod deleted long ago makes room); and namespace name ->
+ * the slots its pods get. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_pod_uid);
+	__type(value, __u64);
+} enf_pod_cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_k8s_name);
+	__type(value, struct enf_k8s_namespace);
+} enf_k8s_namespaces SEC(".maps");
+
 /* Policy slot -> its defaults and fail-closed ops. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

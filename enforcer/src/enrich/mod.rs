@@ -64,7 +64,14 @@ pub struct Enricher {
     /// Pod uid to (namespace, pod name), from whoever knows them (the
     /// Kubernetes API, the CRI): without both, `kubernetes` stays unset.
     pod_names: HashMap<String, (String, String)>,
+    /// The kubelet's pod log directory, where an unknown pod is looked up once (a miss is
+    /// remembered as empty names).
+    pod_logs_dir: Option<std::path::PathBuf>,
 }
+
+/// Pods remembered at most; past it the names are forgotten and looked up again (deleted
+/// pods' names would otherwise pile up in a long-running daemon).
+const MAX_POD_NAMES: usize = 16_384;
 
 impl Enricher {
     /// Reads the boot id, `/etc/passwd` and the cgroup2 tree, and scans
@@ -80,6 +87,7 @@ impl Enricher {
             table,
             ancestors_depth,
             pod_names: HashMap::new(),
+            pod_logs_dir: None,
         }
     }
 
@@ -109,6 +117,27 @@ impl Enricher {
             pod_uid.to_string(),
             (namespace.to_string(), name.to_string()),
         );
+    }
+
+    /// Names pods from the kubelet's pod log directory (`<namespace>_<name>_<uid>`).
+    pub fn set_pod_logs_dir(&mut self, dir: std::path::PathBuf) {
+        self.pod_logs_dir = Some(dir);
+    }
+
+    fn look_up_pod(&mut self, uid: &str) {
+        let Some(dir) = &self.pod_logs_dir else {
+            return;
+        };
+        if self.pod_names.contains_key(uid) {
+            return;
+        }
+        if self.pod_names.len() >= MAX_POD_NAMES {
+            self.pod_names.clear();
+        }
+        let names = crate::pod_logs::lookup(dir, uid)
+            .map(|p| (p.namespace, p.name))
+            .unwrap_or_default();
+        self.pod_names.insert(uid.to_string(), names);
     }
 
     pub fn forget_pod(&mut self, pod_uid: &str) {
@@ -188,12 +217,17 @@ impl Enricher {
             }
             if ev.kubernetes.is_none() {
                 if let Some(uid) = &w.pod_uid {
-                    ev.kubernetes = self.pod_names.get(uid).map(|(ns, name)| Kubernetes {
-                        namespace: ns.clone(),
-                        pod_name: name.clone(),
-                        pod_uid: Some(uid.clone()),
-                        qos: w.qos,
-                    });
+                    self.look_up_pod(uid);
+                    ev.kubernetes = self
+                        .pod_names
+                        .get(uid)
+                        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                        .map(|(ns, name)| Kubernetes {
+                            namespace: ns.clone(),
+                            pod_name: name.clone(),
+                            pod_uid: Some(uid.clone()),
+                            qos: w.qos,
+                        });
                 }
             }
         }

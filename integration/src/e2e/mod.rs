@@ -32,6 +32,7 @@ pub mod memfd_exec;
 pub mod network;
 pub mod path_hooks;
 pub mod pinning;
+pub mod pods;
 pub mod policy_run;
 pub mod process_events;
 pub mod rate_limit;
@@ -98,6 +99,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("memfd_exec", memfd_exec::TESTS),
     ("rate_limit", rate_limit::TESTS),
     ("self_protection", self_protection::TESTS),
+    ("pods", pods::TESTS),
     // Last: it changes the guest (files in /etc and /usr, addresses on `lo`).
     ("rules_library", rules_library::TESTS),
     ("pinning", pinning::TESTS),
