@@ -81,6 +81,8 @@ pub const OP_MMAP_EXEC: u32 = 1 << 11;
 /// A chmod whose new mode sets S_ISUID / S_ISGID (decided instead of OP_CHMOD).
 pub const OP_CHMOD_SETUID: u32 = 1 << 12;
 pub const OP_CHMOD_SETGID: u32 = 1 << 13;
+/// A new symlink whose target names the path; no class default covers it.
+pub const OP_SYMLINK_TO: u32 = 1 << 14;
 
 pub const NET_CONNECT: u32 = 1 << 0;
 pub const NET_BIND: u32 = 1 << 1;

@@ -22,7 +22,7 @@ pub struct PathRecord {
 }
 
 /// policy-lang's names of the file operations, by bit.
-const OP_NAMES: [(u32, &str); 14] = [
+const OP_NAMES: [(u32, &str); 15] = [
     (abi::OP_READ, "read"),
     (abi::OP_WRITE, "write"),
     (abi::OP_APPEND, "append"),
@@ -37,6 +37,7 @@ const OP_NAMES: [(u32, &str); 14] = [
     (abi::OP_MMAP_EXEC, "mmap_exec"),
     (abi::OP_CHMOD_SETUID, "chmod_setuid"),
     (abi::OP_CHMOD_SETGID, "chmod_setgid"),
+    (abi::OP_SYMLINK_TO, "symlink_to"),
 ];
 
 /// The operations the path hooks report.
@@ -47,6 +48,7 @@ const PATH_OPS: u32 = abi::OP_CREATE
     | abi::OP_CHMOD
     | abi::OP_CHMOD_SETUID
     | abi::OP_CHMOD_SETGID
+    | abi::OP_SYMLINK_TO
     | abi::OP_CHOWN
     | abi::OP_TRUNCATE
     | abi::OP_MMAP_EXEC;

@@ -38,7 +38,7 @@ pub const PATH_PROGRAMS: &[PathProgram] = &[
     p(
         "enf_path_symlink",
         "path_symlink",
-        abi::OP_CREATE | abi::OP_LINK,
+        abi::OP_CREATE | abi::OP_LINK | abi::OP_SYMLINK_TO,
     ),
     p("enf_path_unlink", "path_unlink", abi::OP_DELETE),
     p("enf_path_rmdir", "path_rmdir", abi::OP_DELETE),
@@ -62,6 +62,7 @@ pub const PATH_OPS: u32 = abi::OP_CREATE
     | abi::OP_DELETE
     | abi::OP_RENAME
     | abi::OP_LINK
+    | abi::OP_SYMLINK_TO
     | CHMOD_OPS
     | abi::OP_CHOWN
     | abi::OP_TRUNCATE
@@ -104,6 +105,10 @@ mod tests {
         assert_eq!(
             names(&programs_for(abi::OP_CHMOD_SETUID, |_| true)),
             vec!["path_chmod"]
+        );
+        assert_eq!(
+            names(&programs_for(abi::OP_SYMLINK_TO, |_| true)),
+            vec!["path_symlink"]
         );
     }
 

@@ -72,6 +72,7 @@ pub mod ops {
     pub const MMAP_EXEC: u32 = crate::abi::OP_MMAP_EXEC;
     pub const CHMOD_SETUID: u32 = crate::abi::OP_CHMOD_SETUID;
     pub const CHMOD_SETGID: u32 = crate::abi::OP_CHMOD_SETGID;
+    pub const SYMLINK_TO: u32 = crate::abi::OP_SYMLINK_TO;
     /// Every file operation (`FileOp::ALL`: 14 of them).
     pub const ALL: u32 = (1 << 14) - 1;
 }

@@ -334,10 +334,15 @@ impl<'p> Evaluator<'p> {
             }
         }
         alerts.sort();
-        // The default posture covers named kernel operations, not capabilities or syscalls.
+        // The default posture covers named kernel operations, not capabilities or syscalls,
+        // and file operations but a symlink's target.
         let default_applies = !matches!(
             ev.op,
             Operation::Kernel(KernelEvent::Capability(_) | KernelEvent::Syscall(_))
+                | Operation::File {
+                    op: FileOp::SymlinkTo,
+                    ..
+                }
         );
         let mut best: Option<(Verdict, String, Option<Enforcement>)> = None;
         let mut consider = |v: Verdict, name: String, e: Option<Enforcement>| {

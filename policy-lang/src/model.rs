@@ -62,6 +62,9 @@ vocabulary!(
         // A chmod whose new mode has the setuid or setgid bit. Rules name them as `chmod`
         // with `mode: [setuid, setgid]`; `chmod` alone covers them too.
         ChmodSetuid => "chmod_setuid", ChmodSetgid => "chmod_setgid",
+        // A new symlink whose target names the path (the link's own name is `create` and
+        // `link`). No default posture covers it: only rules that name it decide.
+        SymlinkTo => "symlink_to",
     }
 );
 vocabulary!(

@@ -454,6 +454,7 @@ pub fn file_hooks(op: FileOp) -> &'static [&'static str] {
         FileOp::Delete => &["path_unlink", "path_rmdir"],
         FileOp::Rename => &["path_rename"],
         FileOp::Link => &["path_link", "path_symlink"],
+        FileOp::SymlinkTo => &["path_symlink"],
         FileOp::Chmod | FileOp::ChmodSetuid | FileOp::ChmodSetgid => &["path_chmod"],
         FileOp::Chown => &["path_chown"],
         // file_truncate (Linux 6.2+, attached where the kernel has it) sees ftruncate and

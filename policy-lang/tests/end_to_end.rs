@@ -209,6 +209,41 @@ fn chmod_mode_picks_setuid_and_setgid() {
     passes_its_tests("setid.yaml", SETID);
 }
 
+const SYMLINKS: &str = r#"
+policies:
+  - name: locked
+    select: {host: true}
+    mode: enforce
+    defaults: {file: deny}
+    rules:
+      - name: tmp
+        action: allow
+        file: {path: /tmp/**, ops: [create, link]}
+      - name: no-links-to-shadow
+        action: deny
+        file: {path: /etc/shadow, ops: [link, symlink_to]}
+tests:
+  - name: a symlink to the shadow file is refused by the rule naming symlink_to
+    process: /bin/ln
+    file: {op: symlink_to, path: /etc/shadow}
+    expect: {verdict: deny, rule: locked/no-links-to-shadow}
+  - name: the file default does not cover a symlink's target
+    process: /bin/ln
+    file: {op: symlink_to, path: /usr/bin/python3}
+    expect: allow
+  - name: the link's own name is still create and link under the default
+    process: /bin/ln
+    file: {op: link, path: /home/u/python}
+    expect: {verdict: deny, rule: locked/default}
+"#;
+
+/// `symlink_to` is decided only by rules that name it: a symlink pointing at a program is
+/// ordinary, even in a default-deny policy.
+#[test]
+fn symlink_to_is_left_out_of_the_file_default() {
+    passes_its_tests("symlinks.yaml", SYMLINKS);
+}
+
 #[test]
 fn plan_is_json_and_explains_itself() {
     let set = load_sources([("web.yaml", WEB)]).unwrap();

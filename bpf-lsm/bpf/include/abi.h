@@ -119,6 +119,9 @@
  * (a plain `chmod` rule holds these bits too). */
 #define ENF_OP_CHMOD_SETUID (1u << 12)
 #define ENF_OP_CHMOD_SETGID (1u << 13)
+/* A new symlink whose target names the path (symlink_target.h); no class
+ * default covers it. */
+#define ENF_OP_SYMLINK_TO (1u << 14)
 
 /* Network operation bits (enf_net_rule.ops, enf_net_event.op): bit i is the
  * i-th operation of policy-lang's NetOp list. */

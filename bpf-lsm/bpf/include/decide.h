@@ -65,7 +65,7 @@ static long enf_decide_step(__u32 i, void *data)
 		 * cannot be proven to, and nobody is killed on a guess. */
 		if (p->deny_ops[cls] & c->access)
 			action = ENF_ACTION_DENY;
-		else if (p->dflt[cls] != ENF_ACTION_ALLOW) {
+		else if (!c->no_default && p->dflt[cls] != ENF_ACTION_ALLOW) {
 			action = p->dflt[cls];
 			flags = ENF_FLAG_DEFAULT;
 		} else if (p->audit_ops[cls] & c->access)
@@ -167,7 +167,9 @@ static __always_inline int enf_decide_file(struct file *file, const char *path, 
 		enf_walk_path(path, len, &m);
 	if (file)
 		enf_hit_inode(file, &m);
-	enf_decide_policies(h, class, access, slots, !resolved, d);
+	/* A symlink's target is decided by the rules that name it only. */
+	enf_decide_policies_ex(h, class, access, slots, !resolved,
+			       class == ENF_CLASS_FILE && access == ENF_OP_SYMLINK_TO, d);
 	return 0;
 }
 

@@ -9,7 +9,9 @@
  * new name and the existing file) is decided on each: either one matching a
  * deny rule denies. An operation that is two file operations (a symlink is
  * `create` and `link` of its new name) is decided as each: the stricter
- * wins, as policy-lang's evaluator decides them one by one.
+ * wins, as policy-lang's evaluator decides them one by one. A symlink is
+ * also decided as `symlink_to` on the path its target names
+ * (symlink_target.h), which no class default covers.
  */
 #ifndef ENFORCER_PATH_HOOKS_H
 #define ENFORCER_PATH_HOOKS_H
@@ -20,6 +22,7 @@
 #include "decide.h"
 #include "dentry_path.h"
 #include "guard.h"
+#include "symlink_target.h"
 
 /* The record is assembled here; `second` holds the second path while it is
  * decided (the matcher reads a path from byte 0 of its buffer). */
@@ -62,10 +65,12 @@ static __always_inline void enf_decide_ops(const char *path, __u32 len, bool res
 
 /*
  * Decides file operation(s) `ops` on (mnt, dentry), and on (mnt2, dentry2)
- * when dentry2 is not NULL. Returns the hook's verdict: 0 or -EPERM.
+ * when dentry2 is not NULL, or `symlink_to` on the path a new symlink's `target`
+ * names when that is not NULL. Returns the hook's verdict: 0 or -EPERM.
  */
-static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struct dentry *dentry,
-					  struct vfsmount *mnt2, struct dentry *dentry2)
+static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt,
+						 struct dentry *dentry, struct vfsmount *mnt2,
+						 struct dentry *dentry2, const char *target)
 {
 	struct enf_cgroup_policies *scope;
 	struct enf_path_scratch *s;
@@ -102,10 +107,19 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 			enf_count(ENF_STAT_PATH_UNRESOLVED);
 		enf_decide_ops(s->second, len2, resolved2, ops, slots, &d2);
 		enf_decision_merge(&d, &d2);
+	} else if (target) {
+		n = enf_symlink_target(mnt, dentry, target, s->second);
+		resolved2 = n > 0;
+		if (resolved2)
+			len2 = (__u32)n & (ENF_PATH_MAX - 1);
+		else
+			enf_count(ENF_STAT_PATH_UNRESOLVED);
+		enf_decide_ops(s->second, len2, resolved2, ENF_OP_SYMLINK_TO, slots, &d2);
+		enf_decision_merge(&d, &d2);
 	}
 	/* Self-protection wins over any policy: the enforcer's directories. */
 	if ((resolved && enf_guarded_path(s->ev.paths, len)) ||
-	    (dentry2 && resolved2 && enf_guarded_path(s->second, len2)))
+	    ((dentry2 || target) && resolved2 && enf_guarded_path(s->second, len2)))
 		enf_guard_decision(&d);
 	if (d.action == ENF_ACTION_ALLOW)
 		return 0;
@@ -117,10 +131,10 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 		flags |= ENF_FLAG_KILLED;
 	enf_fill_header(&s->ev.hdr, ENF_EVENT_PATH, enf_verdict_of(d.action), cgroup_id, d.rule_id,
 			d.policy_id, flags);
-	s->ev.op = ops;
+	s->ev.op = target ? ops | ENF_OP_SYMLINK_TO : ops;
 	s->ev.path_len = len;
 	s->ev.path2_len = len2;
-	s->ev.has_path2 = dentry2 ? 1 : 0;
+	s->ev.has_path2 = (dentry2 || target) ? 1 : 0;
 	/* The second path follows the first. */
 	if (len2 && bpf_probe_read_kernel(s->ev.paths + (len & (ENF_PATH_MAX - 1)),
 					  len2 & (ENF_PATH_MAX - 1), s->second))
@@ -129,6 +143,12 @@ static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struc
 				     (s->ev.path2_len & (ENF_PATH_MAX - 1)));
 
 	return d.action >= ENF_ACTION_DENY ? -EPERM : 0;
+}
+
+static __always_inline int enf_path_check(__u32 ops, struct vfsmount *mnt, struct dentry *dentry,
+					  struct vfsmount *mnt2, struct dentry *dentry2)
+{
+	return enf_path_check_target(ops, mnt, dentry, mnt2, dentry2, NULL);
 }
 
 #endif /* ENFORCER_PATH_HOOKS_H */

@@ -309,7 +309,8 @@ fn create_is_denied_inside_only() -> Result<()> {
     // Opening an existing file with O_CREAT creates nothing.
     allow(Some(&cg), &["touch", &format!("{prot}/f")])?;
 
-    let sym = ops::CREATE | ops::LINK;
+    // A symlink's records name the target's decision too.
+    let sym = ops::CREATE | ops::LINK | ops::SYMLINK_TO;
     expect_records(
         &mut ring,
         RULE,
@@ -318,7 +319,7 @@ fn create_is_denied_inside_only() -> Result<()> {
             (mkdir, ops::CREATE, &format!("{prot}/d"), None),
             (touch, ops::CREATE, &format!("{prot}/f"), None),
             (mknod, ops::CREATE, &format!("{prot}/fifo"), None),
-            (symlink, sym, &format!("{prot}/s"), None),
+            (symlink, sym, &format!("{prot}/s"), Some("/etc/passwd")),
         ],
     )
 }
@@ -403,7 +404,7 @@ fn link_checks_the_new_name_and_the_target() -> Result<()> {
     let (_l, mut ring) = load(&plan(
         &cg,
         Mode::Enforce,
-        &[(&prot, Action::Deny, ops::LINK)],
+        &[(&prot, Action::Deny, ops::LINK | ops::SYMLINK_TO)],
     )?)?;
 
     // A hard link elsewhere to the protected file: the rule on the target decides.
@@ -415,6 +416,44 @@ fn link_checks_the_new_name_and_the_target() -> Result<()> {
     let into = deny_in(&cg, &["ln", &format!("{free}/f"), &format!("{prot}/l")])?;
     // A symlink in it is a link too.
     let sym = deny_in(&cg, &["ln", "-s", "/etc/passwd", &format!("{prot}/s")])?;
+    // A symlink elsewhere pointing at the protected file, however the target is written:
+    // absolute, relative with `..`, with `.` and doubled slashes.
+    let sym_abs = deny_in(
+        &cg,
+        &["ln", "-s", &format!("{prot}/shadow"), &format!("{free}/s1")],
+    )?;
+    let sym_rel = deny_in(&cg, &["ln", "-s", "../prot/shadow", &format!("{free}/s2")])?;
+    let sym_odd = deny_in(
+        &cg,
+        &[
+            "ln",
+            "-s",
+            &format!("{free}/./..//prot/./shadow"),
+            &format!("{free}/s3"),
+        ],
+    )?;
+    // `..` above the root stays at the root.
+    let above = format!("../../../../../../../..{prot}/shadow");
+    let sym_above = deny_in(&cg, &["ln", "-s", &above, &format!("{free}/s4")])?;
+    // Symlinks to other files, relative or not, are fine.
+    allow(Some(&cg), &["ln", "-s", "f", &format!("{free}/ok1")])?;
+    allow(
+        Some(&cg),
+        &["ln", "-s", "../free/f", &format!("{free}/ok2")],
+    )?;
+    allow(
+        Some(&cg),
+        &["ln", "-s", "/etc/passwd", &format!("{free}/ok3")],
+    )?;
+    // A name that only starts like the protected directory.
+    allow(
+        Some(&cg),
+        &["ln", "-s", "../prot-not/x", &format!("{free}/ok4")],
+    )?;
+    allow(
+        None,
+        &["ln", "-s", "../prot/shadow", &format!("{free}/outside")],
+    )?;
     allow(
         Some(&cg),
         &["ln", &format!("{free}/f"), &format!("{free}/f2")],
@@ -440,7 +479,36 @@ fn link_checks_the_new_name_and_the_target() -> Result<()> {
                 &format!("{prot}/l"),
                 Some(&format!("{free}/f")),
             ),
-            (sym, ops::CREATE | ops::LINK, &format!("{prot}/s"), None),
+            (
+                sym,
+                ops::CREATE | ops::LINK | ops::SYMLINK_TO,
+                &format!("{prot}/s"),
+                Some("/etc/passwd"),
+            ),
+            (
+                sym_abs,
+                ops::CREATE | ops::LINK | ops::SYMLINK_TO,
+                &format!("{free}/s1"),
+                Some(&format!("{prot}/shadow")),
+            ),
+            (
+                sym_rel,
+                ops::CREATE | ops::LINK | ops::SYMLINK_TO,
+                &format!("{free}/s2"),
+                Some(&format!("{prot}/shadow")),
+            ),
+            (
+                sym_odd,
+                ops::CREATE | ops::LINK | ops::SYMLINK_TO,
+                &format!("{free}/s3"),
+                Some(&format!("{prot}/shadow")),
+            ),
+            (
+                sym_above,
+                ops::CREATE | ops::LINK | ops::SYMLINK_TO,
+                &format!("{free}/s4"),
+                Some(&format!("{prot}/shadow")),
+            ),
         ],
     )
 }

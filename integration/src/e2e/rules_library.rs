@@ -262,6 +262,20 @@ const CASES: &[Case] = &[
         },
     ),
     case(
+        "host-hardening/links-to-credentials",
+        "a symlink to /etc/shadow written relative to its directory; benign: a symlink to \
+         /etc/passwd",
+        Expect::Denied,
+        |c| {
+            symlink_in(
+                &c.host,
+                "../../../../../../etc/shadow",
+                &format!("{DIR}/shadow-symlink"),
+            )
+        },
+        |c| symlink_in(&c.host, "/etc/passwd", &format!("{DIR}/passwd-symlink")),
+    ),
+    case(
         "host-only-hardening/credential-files",
         "cat reads /etc/shadow on the host; benign: the same busybox copied to an \
          authentication binary's path (unix_chkpwd) does",
@@ -403,8 +417,8 @@ const CASES: &[Case] = &[
         "container-hardening/system-binaries-changed",
         "a container drops a symlink into /usr/local/bin; benign: into its own data",
         Expect::Denied,
-        |c| symlink_in(&c.container, "/usr/local/bin/e2e-rules-ln"),
-        |c| symlink_in(&c.container, &format!("{DIR}/data/ln")),
+        |c| symlink_in(&c.container, "/bin/busybox", "/usr/local/bin/e2e-rules-ln"),
+        |c| symlink_in(&c.container, "/bin/busybox", &format!("{DIR}/data/ln")),
     ),
     case(
         "container-hardening/system-binaries-changed",
@@ -1062,6 +1076,15 @@ fn link_in(cg: &Cgroup, from: &str, to: &str) -> Result<Done> {
     })
 }
 
+fn symlink_in(cg: &Cgroup, target: &str, to: &str) -> Result<Done> {
+    let _ = fs::remove_file(to);
+    let (f, t) = (cstring(target)?, cstring(to)?);
+    // SAFETY: valid C strings.
+    op_in(cg, &[], move || {
+        errno_of(unsafe { libc::symlink(f.as_ptr(), t.as_ptr()) }.into())
+    })
+}
+
 fn truncate_in(cg: &Cgroup, path: &str) -> Result<Done> {
     let p = cstring(path)?;
     // SAFETY: a valid C string.
@@ -1312,14 +1335,6 @@ fn rename_in(cg: &Cgroup, from: &str, to: &str) -> Result<Done> {
     // SAFETY: valid C strings.
     op_in(cg, &[], move || {
         errno_of(unsafe { libc::rename(f.as_ptr(), t.as_ptr()) }.into())
-    })
-}
-
-fn symlink_in(cg: &Cgroup, link: &str) -> Result<Done> {
-    let l = cstring(link)?;
-    // SAFETY: valid C strings.
-    op_in(cg, &[], move || {
-        errno_of(unsafe { libc::symlink(c"/bin/busybox".as_ptr(), l.as_ptr()) }.into())
     })
 }
 
