@@ -17,6 +17,7 @@ use aya::programs::{
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use crate::plan::Mode;
 
@@ -371,6 +372,27 @@ fn attach_dirs(n: &NetworkPlan) -> Result<Vec<PathBuf>, LoadError> {
         .collect())
 }
 
+/// One debug line per program and a summary naming the slowest.
+fn log_load_times(times: &[(&'static str, Duration)]) {
+    for (program, took) in times {
+        tracing::debug!(
+            program,
+            ms = took.as_millis() as u64,
+            "program verified and loaded"
+        );
+    }
+    if let Some((slowest, took)) = times.iter().max_by_key(|(_, took)| *took) {
+        let total: Duration = times.iter().map(|(_, took)| *took).sum();
+        tracing::info!(
+            programs = times.len(),
+            total_ms = total.as_millis() as u64,
+            slowest,
+            slowest_ms = took.as_millis() as u64,
+            "the kernel verified the programs"
+        );
+    }
+}
+
 impl Loaded {
     /// Loads the programs `plan` needs, fills their maps and attaches them:
     /// `lsm/file_open` when there are file rules or a file default deny,
@@ -624,7 +646,11 @@ impl Loaded {
             hooks.push((SYS_ENTER, "sys_enter"));
         }
         let mut links = Vec::new();
+        // How long the kernel took to verify each program: on a slow machine a
+        // program that verifies slowly is what makes a start or a reload slow.
+        let mut load_times = Vec::new();
         for &(program, target) in &hooks {
+            let started = Instant::now();
             let prog = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::MissingProgram { program })?;
@@ -640,6 +666,7 @@ impl Loaded {
                     .map_err(|e| LoadError::program(program, e))?;
                 tp.load(target, &btf)
                     .map_err(|e| LoadError::program(program, e))?;
+                load_times.push((program, started.elapsed()));
                 let id = tp.attach().map_err(|e| LoadError::program(program, e))?;
                 let link = tp
                     .take_link(id)
@@ -654,6 +681,7 @@ impl Loaded {
                     lsm.load(target, &btf)
                         .map_err(|e| LoadError::program(program, e))?;
                 }
+                load_times.push((program, started.elapsed()));
                 let id = lsm.attach().map_err(|e| LoadError::program(program, e))?;
                 let link = lsm
                     .take_link(id)
@@ -661,6 +689,7 @@ impl Loaded {
                 links.push((crate::pins::link_name(program, None), FdLink::from(link)));
             }
         }
+        log_load_times(&load_times);
         let mut attached: Vec<&'static str> = hooks.iter().map(|(p, _)| *p).collect();
         if net_mechanism == Some(NetMechanism::CgroupSock) {
             for &(program, op) in NET_CGROUP {

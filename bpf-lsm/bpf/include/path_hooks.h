@@ -64,6 +64,36 @@ static __always_inline void enf_decide_ops(const char *path, __u32 len, bool res
 }
 
 /*
+ * The path a new symlink's `target` names, for the symlink created as
+ * (mnt, dentry), into s->second. Returns its length, or 0 when it cannot be
+ * worked out.
+ *
+ * A global function, so the verifier checks it once on its own and the hook
+ * sees only its result: inlined, the normaliser's bpf_loop made Linux 6.12
+ * (which compares the states after a callback loop exactly) take minutes to
+ * load path_symlink. Hence scalar arguments, the path in map memory, and the
+ * decision left to the hook (its stack and this one's share 512 bytes).
+ */
+__noinline int enf_symlink_to(__u64 mnt, __u64 dentry, __u64 target)
+{
+	struct enf_path_scratch *s;
+	__u32 zero = 0;
+	long n;
+
+	s = bpf_map_lookup_elem(&enf_path_scratch, &zero);
+	if (!s)
+		return 0;
+	n = enf_symlink_target((struct vfsmount *)mnt, (struct dentry *)dentry,
+			       (const char *)target, s->second);
+	if (n <= 0) {
+		enf_count(ENF_STAT_PATH_UNRESOLVED);
+		return 0;
+	}
+	return (__u32)n & (ENF_PATH_MAX - 1);
+}
+
+
+/*
  * Decides file operation(s) `ops` on (mnt, dentry), and on (mnt2, dentry2)
  * when dentry2 is not NULL, or `symlink_to` on the path a new symlink's `target`
  * names when that is not NULL. Returns the hook's verdict: 0 or -EPERM.
@@ -108,12 +138,9 @@ static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt
 		enf_decide_ops(s->second, len2, resolved2, ops, slots, &d2);
 		enf_decision_merge(&d, &d2);
 	} else if (target) {
-		n = enf_symlink_target(mnt, dentry, target, s->second);
-		resolved2 = n > 0;
-		if (resolved2)
-			len2 = (__u32)n & (ENF_PATH_MAX - 1);
-		else
-			enf_count(ENF_STAT_PATH_UNRESOLVED);
+		len2 = (__u32)enf_symlink_to(enf_scalar(mnt), enf_scalar(dentry),
+					     enf_scalar(target)) & (ENF_PATH_MAX - 1);
+		resolved2 = len2 > 0;
 		enf_decide_ops(s->second, len2, resolved2, ENF_OP_SYMLINK_TO, slots, &d2);
 		enf_decision_merge(&d, &d2);
 	}
@@ -136,8 +163,10 @@ static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt
 	s->ev.path2_len = len2;
 	s->ev.has_path2 = (dentry2 || target) ? 1 : 0;
 	/* The second path follows the first. */
+	/* enf_masked: len2 is masked where it is set, and the compiler would
+	 * drop this mask as redundant, which the verifier cannot see. */
 	if (len2 && bpf_probe_read_kernel(s->ev.paths + (len & (ENF_PATH_MAX - 1)),
-					  len2 & (ENF_PATH_MAX - 1), s->second))
+					  enf_masked(len2, ENF_PATH_MAX - 1), s->second))
 		s->ev.path2_len = 0;
 	enf_emit(&s->ev.hdr, offsetof(struct enf_path_event, paths) + (len & (ENF_PATH_MAX - 1)) +
 				     (s->ev.path2_len & (ENF_PATH_MAX - 1)));

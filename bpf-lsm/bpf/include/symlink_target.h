@@ -17,15 +17,28 @@
 /* Components deep: a path of ENF_PATH_MAX bytes has at most half as many. */
 #define ENF_TARGET_DEPTH (ENF_PATH_MAX / 2)
 
+/* The normaliser's counters. They live in the scratch map value, not on
+ * the stack: the verifier never tracks map memory, so every bpf_loop
+ * callback iteration reads them as unknown values and its states converge at
+ * once. From Linux 6.7 the verifier checks a callback until they do; with the
+ * counters on the stack it stepped through every constant they took (each
+ * `clen++` after a `clen == 0` check), and on 6.12 loading never ended. Up to
+ * 6.6 it checks a callback once, with the first call's state: values known
+ * there would have their other branches removed as dead, which map memory
+ * also rules out. */
+struct enf_tnorm {
+	__u32 raw_len;
+	__u32 olen;   /* bytes of out, `/a/b` (the root: 0) */
+	__u32 clen;   /* bytes of the component being read, at out[olen + 1..] */
+	__u32 depth;
+	__u32 failed;
+};
+
 /* Kernel-internal scratch (not ABI). */
 struct enf_target_scratch {
 	char raw[ENF_TARGET_RAW];          /* `<link's dir>/<target>` or `<target>` */
 	__u16 starts[ENF_TARGET_DEPTH];    /* per kept component: the output length before it */
-	/* Never written, so always 0; the verifier cannot know that. Up to
-	 * Linux 6.6 it checks a bpf_loop callback once, with the state of the
-	 * first call: the walk's counters start from these, not from constants,
-	 * or the branches taken only in later calls would be removed as dead. */
-	__u32 zero;
+	struct enf_tnorm t;
 };
 
 struct {
@@ -43,30 +56,28 @@ static __always_inline __u32 enf_masked(__u32 v, __u32 mask)
 	return v & mask;
 }
 
-#define ENF_OUT(t, i) ((t)->out[enf_masked((i), ENF_PATH_MAX - 1)])
+#define ENF_OUT(x, i) ((x)->out[enf_masked((i), ENF_PATH_MAX - 1)])
 
-struct enf_tnorm {
-	char *raw;
-	__u16 *starts;
+/* bpf_loop's context must be on the stack: pointers only, the state is in
+ * the map value. */
+struct enf_tnorm_ctx {
+	struct enf_target_scratch *s;
 	char *out;
-	__u32 raw_len;
-	__u32 olen;   /* bytes of out, `/a/b` (the root: 0) */
-	__u32 clen;   /* bytes of the component being read, at out[olen + 1..] */
-	__u32 depth;
-	__u32 failed;
 };
 
 /* One byte of raw per iteration; the byte after its end ends the last
  * component. */
 static long enf_tnorm_step(__u32 i, void *ctx)
 {
-	struct enf_tnorm *t = ctx;
+	struct enf_tnorm_ctx *x = ctx;
+	struct enf_target_scratch *s = x->s;
+	struct enf_tnorm *t = &s->t;
 	__u32 at;
 	char c;
 
 	if (i > t->raw_len)
 		return 1;
-	c = i == t->raw_len ? '/' : t->raw[enf_masked(i, ENF_TARGET_RAW - 1)];
+	c = i == t->raw_len ? '/' : s->raw[enf_masked(i, ENF_TARGET_RAW - 1)];
 	if (c != '/') {
 		at = t->olen + 1 + t->clen;
 		/* The result must fit a path (ENF_PATH_MAX - 1 bytes). */
@@ -75,31 +86,31 @@ static long enf_tnorm_step(__u32 i, void *ctx)
 			return 1;
 		}
 		if (t->clen == 0)
-			ENF_OUT(t, t->olen) = '/';
-		ENF_OUT(t, at) = c;
+			ENF_OUT(x, t->olen) = '/';
+		ENF_OUT(x, at) = c;
 		t->clen++;
 		return 0;
 	}
 	if (t->clen == 0)
 		return 0;
-	if (t->clen == 1 && ENF_OUT(t, t->olen + 1) == '.') {
+	if (t->clen == 1 && ENF_OUT(x, t->olen + 1) == '.') {
 		t->clen = 0;
 		return 0;
 	}
-	if (t->clen == 2 && ENF_OUT(t, t->olen + 1) == '.' && ENF_OUT(t, t->olen + 2) == '.') {
+	if (t->clen == 2 && ENF_OUT(x, t->olen + 1) == '.' && ENF_OUT(x, t->olen + 2) == '.') {
 		t->clen = 0;
 		/* `..` of the root is the root. */
 		if (t->depth == 0)
 			return 0;
 		t->depth--;
-		t->olen = t->starts[enf_masked(t->depth, ENF_TARGET_DEPTH - 1)];
+		t->olen = s->starts[enf_masked(t->depth, ENF_TARGET_DEPTH - 1)];
 		return 0;
 	}
 	if (t->depth >= ENF_TARGET_DEPTH) {
 		t->failed = 1;
 		return 1;
 	}
-	t->starts[enf_masked(t->depth, ENF_TARGET_DEPTH - 1)] = (__u16)t->olen;
+	s->starts[enf_masked(t->depth, ENF_TARGET_DEPTH - 1)] = (__u16)t->olen;
 	t->depth++;
 	t->olen += 1 + t->clen;
 	t->clen = 0;
@@ -116,7 +127,7 @@ static __always_inline long enf_symlink_target(struct vfsmount *mnt, struct dent
 					       const char *target, char *out)
 {
 	struct enf_target_scratch *s;
-	struct enf_tnorm t = {};
+	struct enf_tnorm_ctx x;
 	__u32 zero = 0, dir_len = 0;
 	long n;
 
@@ -138,22 +149,17 @@ static __always_inline long enf_symlink_target(struct vfsmount *mnt, struct dent
 				      target);
 	if (n <= 0)
 		return -1;
-	t.raw = s->raw;
-	t.starts = s->starts;
-	t.out = out;
-	t.olen = s->zero;
-	t.clen = s->zero;
-	t.depth = s->zero;
-	t.failed = s->zero;
-	t.raw_len = dir_len + (__u32)(n - 1);
-	bpf_loop(ENF_TARGET_RAW + 1, enf_tnorm_step, &t, 0);
-	if (t.failed)
+	s->t = (struct enf_tnorm){ .raw_len = dir_len + (__u32)(n - 1) };
+	x.s = s;
+	x.out = out;
+	bpf_loop(ENF_TARGET_RAW + 1, enf_tnorm_step, &x, 0);
+	if (s->t.failed)
 		return -1;
-	if (t.olen == 0) {
+	if (s->t.olen == 0) {
 		out[0] = '/';
 		return 1;
 	}
-	return t.olen & (ENF_PATH_MAX - 1);
+	return s->t.olen & (ENF_PATH_MAX - 1);
 }
 
 #endif /* ENFORCER_SYMLINK_TARGET_H */
