@@ -18,14 +18,13 @@
 #define ENF_TARGET_DEPTH (ENF_PATH_MAX / 2)
 
 /* The normaliser's counters. They live in the scratch map value, not on
- * the stack: the verifier never tracks map memory, so every bpf_loop
- * callback iteration reads them as unknown values and its states converge at
- * once. From Linux 6.7 the verifier checks a callback until they do; with the
- * counters on the stack it stepped through every constant they took (each
- * `clen++` after a `clen == 0` check), and on 6.12 loading never ended. Up to
- * 6.6 it checks a callback once, with the first call's state: values known
- * there would have their other branches removed as dead, which map memory
- * also rules out. */
+ * the stack: the verifier never tracks map memory, so each bpf_loop callback
+ * iteration reads them as unknown values. From Linux 6.7 the verifier checks
+ * a callback until its states converge, which constants stepping through a
+ * loop (`clen++` after `clen == 0`) delay; up to 6.6 it checks a callback
+ * once, with the first call's state, and values known there would have their
+ * other branches removed as dead. (The caller, enf_symlink_to in
+ * path_hooks.h, is a global function for the 6.12 verifier's sake too.) */
 struct enf_tnorm {
 	__u32 raw_len;
 	__u32 olen;   /* bytes of out, `/a/b` (the root: 0) */
