@@ -371,6 +371,21 @@ pub struct Rule {
     pub from_sets: u64,
     /// Binary sets of `except_from`; 0: none.
     pub except_sets: u64,
+    /// Binary sets of an exec rule's `parent`; 0: any parent.
+    pub parent_sets: u64,
+    /// Binary sets of an exec rule's `ancestor`; 0: any ancestry.
+    pub ancestor_sets: u64,
+    /// 1: the rule applies only to the real uids [`RuleUid`] lists under its id.
+    pub uid_filter: u32,
+    pub _pad: u32,
+}
+
+/// `struct enf_rule_uid`: key of `enf_rule_uids`, a uid an exec rule's `uid` lists.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleUid {
+    pub rule_id: u32,
+    pub uid: u32,
 }
 
 /// `struct enf_task_bins`: value of the task storage map `enf_task_bins`.
@@ -532,6 +547,8 @@ unsafe impl aya::Pod for State {}
 unsafe impl aya::Pod for InodeKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Rule {}
+// SAFETY: as above.
+unsafe impl aya::Pod for RuleUid {}
 // SAFETY: repr(C), integers only, explicit padding.
 unsafe impl aya::Pod for TaskBins {}
 // SAFETY: as above.
@@ -651,8 +668,20 @@ mod tests {
             layout!(
                 "enf_rule",
                 Rule,
-                [id, slot, action, ops, from_sets, except_sets]
+                [
+                    id,
+                    slot,
+                    action,
+                    ops,
+                    from_sets,
+                    except_sets,
+                    parent_sets,
+                    ancestor_sets,
+                    uid_filter,
+                    _pad
+                ]
             ),
+            layout!("enf_rule_uid", RuleUid, [rule_id, uid]),
             layout!("enf_task_bins", TaskBins, [sets, known, _pad]),
             layout!(
                 "enf_net_event",

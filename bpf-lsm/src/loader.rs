@@ -421,6 +421,7 @@ impl Loaded {
             .map_max_entries("enf_suffixes", size(entries.suffixes.len()))
             .map_max_entries("enf_rule_list", size(entries.rule_list.len()))
             .map_max_entries("enf_file_inodes", size(inodes.len()))
+            .map_max_entries("enf_rule_uids", size(entries.rule_uids.len()))
             .map_max_entries("enf_net_v4", size(entries.net_v4.len()))
             .map_max_entries("enf_net_v6", size(entries.net_v6.len()))
             .map_max_entries("enf_net_rules", size(entries.net_rules.len()))
@@ -488,6 +489,7 @@ impl Loaded {
         write_hash(&mut ebpf, "enf_states", &entries.states)?;
         write_hash(&mut ebpf, "enf_suffixes", &entries.suffixes)?;
         write_hash(&mut ebpf, "enf_file_inodes", &inodes)?;
+        write_hash(&mut ebpf, "enf_rule_uids", &entries.rule_uids)?;
         write_array(
             &mut ebpf,
             "enf_rule_list",

@@ -377,19 +377,39 @@ pub struct BinaryFilters {
     pub rules: BTreeMap<u32, RuleBinaries>,
 }
 
-/// A rule's binary sets, as bit masks (bit i: set id i).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A rule's binary sets, as bit masks (bit i: set id i), and the process filters that go
+/// with them on exec rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleBinaries {
     /// `from`: the rule applies only to a task in one of these; 0: any.
     pub from: u64,
     /// `except_from`: never to a task in one of these.
     pub except: u64,
+    /// Exec `parent`: only when the task's parent process is in one of these; 0: any.
+    pub parent: u64,
+    /// Exec `ancestor`: only when some ancestor process is in one of these; 0: any.
+    pub ancestor: u64,
+    /// Exec `uid`: only for these real uids; empty: any.
+    pub uids: Vec<u32>,
+}
+
+impl RuleBinaries {
+    /// Whether the rule needs the tasks' binary sets.
+    pub fn uses_sets(&self) -> bool {
+        self.from | self.except | self.parent | self.ancestor != 0
+    }
+
+    /// Whether the rule has any filter at all.
+    pub fn any(&self) -> bool {
+        self.uses_sets() || !self.uids.is_empty()
+    }
 }
 
 impl BinaryFilters {
-    /// Whether any rule is filtered (the binary programs are attached then).
+    /// Whether any rule's filter needs the tasks' binary sets (the binary programs are
+    /// attached then).
     pub fn any(&self) -> bool {
-        self.rules.values().any(|r| r.from | r.except != 0)
+        self.rules.values().any(RuleBinaries::uses_sets)
     }
 }
 
@@ -470,6 +490,8 @@ pub(crate) struct MapEntries {
     pub net_ports: Vec<abi::PortRange>,
     pub kernel: crate::kernel_ops::KernelEntries,
     pub pods: Option<crate::pods::PodEntries>,
+    /// Exec rules' `uid` lists.
+    pub rule_uids: Vec<(abi::RuleUid, u8)>,
 }
 
 fn name_bytes(bytes: &[u8]) -> [u8; abi::NAME_BYTES] {
@@ -648,7 +670,7 @@ fn compile_binaries(
     compile_matcher(abi::MATCHER_BINARY, "binaries", m, &sets, policies, out)?;
 
     for (id, f) in &b.rules {
-        if f.from | f.except != 0 && !rule_ids.contains(id) {
+        if f.any() && !rule_ids.contains(id) {
             return Err(err(format!(
                 "rule {id} has binary filters but is not a file, exec, network or kernel rule \
                  of the plan"
@@ -663,6 +685,14 @@ fn compile_binaries(
         if let Some(f) = b.rules.get(&r.id) {
             r.from_sets = f.from;
             r.except_sets = f.except;
+            r.parent_sets = f.parent;
+            r.ancestor_sets = f.ancestor;
+            r.uid_filter = u32::from(!f.uids.is_empty());
+        }
+    }
+    for (id, f) in &b.rules {
+        for &uid in &f.uids {
+            out.rule_uids.push((abi::RuleUid { rule_id: *id, uid }, 1));
         }
     }
     // Network rules: the LSM hooks check them; the loader refuses them for the
@@ -1126,8 +1156,8 @@ mod tests {
         p.binaries.rules.insert(
             7,
             RuleBinaries {
-                from: 0,
                 except: 1 << 5,
+                ..RuleBinaries::default()
             },
         );
         p
@@ -1163,6 +1193,53 @@ mod tests {
         assert_eq!(ids, vec![0, 5]);
         // Set entries belong to no policy: no fail-closed ops from them.
         assert_eq!(e.policies[0].1.deny_ops[0], ops::READ);
+        assert!(e.rule_uids.is_empty());
+    }
+
+    #[test]
+    fn exec_process_filters_go_on_every_copy_of_the_rule_and_uids_into_their_map() {
+        let mut p = with_binaries();
+        p.binaries.rules.insert(
+            7,
+            RuleBinaries {
+                parent: 1 << 2,
+                ancestor: 1 << 3,
+                uids: vec![0, 1000],
+                ..RuleBinaries::default()
+            },
+        );
+        let e = compile(&p).unwrap();
+        assert!(e.hooks.binaries);
+        for r in e.rule_list.iter().filter(|r| r.slot != u32::MAX) {
+            let want = if r.id == 7 {
+                (1 << 2, 1 << 3, 1)
+            } else {
+                (0, 0, 0)
+            };
+            assert_eq!(
+                (r.parent_sets, r.ancestor_sets, r.uid_filter),
+                want,
+                "{r:?}"
+            );
+        }
+        let uids: Vec<(u32, u32)> = e
+            .rule_uids
+            .iter()
+            .map(|(k, _)| (k.rule_id, k.uid))
+            .collect();
+        assert_eq!(uids, [(7, 0), (7, 1000)]);
+
+        // A uid alone needs no binary sets: the binary programs stay detached.
+        p.binaries.rules.insert(
+            7,
+            RuleBinaries {
+                uids: vec![0],
+                ..RuleBinaries::default()
+            },
+        );
+        let e = compile(&p).unwrap();
+        assert!(!e.hooks.binaries);
+        assert_eq!(e.rule_uids.len(), 1);
     }
 
     #[test]
@@ -1173,9 +1250,13 @@ mod tests {
         assert!(err.contains("binary set 64"), "{err}");
 
         let mut p = with_binaries();
-        p.binaries
-            .rules
-            .insert(1234, RuleBinaries { from: 1, except: 0 });
+        p.binaries.rules.insert(
+            1234,
+            RuleBinaries {
+                from: 1,
+                ..RuleBinaries::default()
+            },
+        );
         let err = compile(&p).unwrap_err().to_string();
         assert!(err.contains("rule 1234 has binary filters"), "{err}");
     }
@@ -1405,7 +1486,7 @@ mod tests {
             21,
             RuleBinaries {
                 from: 1 << 3,
-                except: 0,
+                ..RuleBinaries::default()
             },
         );
         let e = compile(&p).unwrap();

@@ -52,10 +52,13 @@ pub fn binary_filters(plan: &Plan, k: &KernelPlan) -> BinaryFilters {
                 RuleBinaries {
                     from: mask(r.from_set),
                     except: mask(r.except_set),
+                    parent: mask(r.parent_set),
+                    ancestor: mask(r.ancestor_set),
+                    uids: r.uids.clone(),
                 },
             )
         })
-        .filter(|(_, b)| b.from | b.except != 0)
+        .filter(|(_, b)| b.any())
         .collect();
     if rules.is_empty() {
         return BinaryFilters::default();

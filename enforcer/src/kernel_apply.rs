@@ -144,12 +144,6 @@ fn rule_gap(r: &PlanRule, kernel: &KernelFeatures) -> Option<String> {
                 .into(),
         );
     }
-    if r.parent_set.is_some() || r.ancestor_set.is_some() {
-        needs.push("`parent`/`ancestor` (the process tree in the kernel)".into());
-    }
-    if !r.uids.is_empty() {
-        needs.push("`uid`".into());
-    }
     (!needs.is_empty()).then(|| {
         format!(
             "needs {}, which this build's kernel programs do not have yet",
@@ -876,23 +870,31 @@ policies:
     }
 
     #[test]
-    fn rules_beyond_this_build_are_refused_by_name() {
+    fn exec_parent_ancestor_and_uid_become_kernel_filters() {
         let plan = compile_host_rules(
-            "      - name: shadow
-        action: deny
-        file: {path: /etc/shadow, ops: [read], except_from: [/usr/sbin/sshd]}
-      - name: web-shell
+            "      - name: web-shell
         action: deny
         exec: {path: /bin/sh, parent: [/usr/sbin/nginx]}
-      - name: metadata
+      - name: under-nginx
+        action: kill
+        exec: {path: /bin/bash, ancestor: [/usr/sbin/nginx]}
+      - name: root-curl
         action: deny
-        network: {ops: [connect], cidr: [169.254.169.254], from: [/usr/bin/curl]}
-      - name: ptrace
-        action: deny
-        kernel: {ops: [ptrace]}
+        exec: {path: /usr/bin/curl, uid: [0, 1000]}
 ",
         );
-        assert_refused(&plan, &["/"], &["`p/web-shell`: needs `parent`/`ancestor`"]);
+        let k = kernel_plan(&plan, &tree(&["/"])).unwrap();
+        let id = |name: &str| plan.rules.iter().find(|r| r.name == name).unwrap().id;
+        let b = &k.binaries;
+        // Parent and ancestor need the tasks' binary sets; the same list is one set.
+        assert!(b.any());
+        let web = &b.rules[&id("web-shell")];
+        assert_eq!((web.from, web.except, web.ancestor), (0, 0, 0));
+        assert_eq!(web.parent.count_ones(), 1);
+        assert_eq!(b.rules[&id("under-nginx")].ancestor, web.parent);
+        let curl = &b.rules[&id("root-curl")];
+        assert_eq!(curl.uids, [0, 1000]);
+        assert!(!curl.uses_sets());
     }
 
     /// `plan` is refused on the cgroup tree `cgroups` with exactly these gaps, in order, each
@@ -950,11 +952,11 @@ policies:
         let b = &k.binaries;
         assert!(b.any());
         // The same list in another order is the same set.
-        let shadow = b.rules[&id("shadow")];
+        let shadow = &b.rules[&id("shadow")];
         assert_eq!(shadow.from, 0);
         assert_eq!(shadow.except.count_ones(), 1);
-        assert_eq!(b.rules[&id("usr-bin")], shadow);
-        let curl = b.rules[&id("curl-keys")];
+        assert_eq!(&b.rules[&id("usr-bin")], shadow);
+        let curl = &b.rules[&id("curl-keys")];
         assert_eq!((curl.from.count_ones(), curl.except), (1, 0));
         assert_ne!(curl.from, shadow.except);
         assert_eq!(b.rules[&id("ptrace")].from.count_ones(), 1);

@@ -319,6 +319,20 @@ struct enf_rule {
 	__u64 from_sets;               /* binary sets of `from`: the rule applies only
 					* to a task in one of them; 0: any task */
 	__u64 except_sets;             /* `except_from`: not to a task in one of them */
+	__u64 parent_sets;             /* exec `parent`: only when the task's parent
+					* process is in one of them; 0: any */
+	__u64 ancestor_sets;           /* exec `ancestor`: only when some ancestor
+					* process is in one of them; 0: any */
+	__u32 uid_filter;              /* exec `uid`: 1: only for the real uids
+					* enf_rule_uids lists under this rule's id */
+	__u32 _pad;
+};
+
+/* Key of `enf_rule_uids` (hash, value unused): a uid an exec rule's `uid`
+ * lists. */
+struct enf_rule_uid {
+	__u32 rule_id;
+	__u32 uid;
 };
 
 /* Value of the task storage map `enf_task_bins`: the binary sets the task's

@@ -136,6 +136,14 @@ struct {
 	__type(value, struct enf_rule);
 } enf_kernel_rules SEC(".maps");
 
+/* The uids of exec rules with `uid` (binary_sets.h); sized by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct enf_rule_uid);
+	__type(value, __u8);
+} enf_rule_uids SEC(".maps");
+
 /* Per task: the binary sets its executable is in (binary_sets.h). Task
  * storage lives and dies with the task: no size to set, nothing to reap. */
 struct {

@@ -32,6 +32,10 @@ pub const TESTS: &[Test] = &[
         "network_except_from_lets_one_binary_connect",
         network_except_from_lets_one_binary_connect,
     ),
+    Test::new(
+        "exec_parent_ancestor_and_uid_are_decided_in_the_kernel",
+        exec_parent_ancestor_and_uid_are_decided_in_the_kernel,
+    ),
 ];
 
 const DIR: &str = "/tmp/e2e-bin";
@@ -328,5 +332,123 @@ fn network_except_from_lets_one_binary_connect() -> Result<()> {
             && events[0]["target"]["network"]["dst_port"] == port,
         "one denial, of busybox nc: {events:#?}"
     );
+    Ok(())
+}
+
+/// The server whose descendants the lineage rules watch, and the programs they run (busybox
+/// copies: `/opt/web/sh` is a shell, `/opt/lineage/true` is `true`).
+const WEB_SH: &str = "/opt/web/sh";
+const LINEAGE: &str = "/opt/lineage";
+/// A user id nothing else runs as.
+const TEST_UID: u32 = 4242;
+
+/// Exec rules with `parent`, `ancestor` and `uid`: the kernel walks the process tree (parent
+/// and every ancestor by their binary sets) and reads the real uid at the exec.
+fn exec_parent_ancestor_and_uid_are_decided_in_the_kernel() -> Result<()> {
+    let cgroup = "e2e-bin-lineage";
+    let cg = Cgroup::create(cgroup)?;
+    fs::create_dir_all("/opt/web")?;
+    fs::create_dir_all(LINEAGE)?;
+    for bin in [
+        WEB_SH.to_string(),
+        format!("{LINEAGE}/true"),
+        format!("{LINEAGE}/echo"),
+        format!("{LINEAGE}/id"),
+    ] {
+        if !std::path::Path::new(&bin).exists() {
+            fs::copy("/bin/busybox", &bin).with_context(|| format!("copying busybox to {bin}"))?;
+        }
+    }
+    fs::create_dir_all(DIR)?;
+    let policy = format!("{DIR}/lineage.yaml");
+    fs::write(
+        &policy,
+        format!(
+            "policies:
+  - name: e2e-lineage
+    select: {{cgroups: [/{cgroup}]}}
+    mode: enforce
+    rules:
+      - name: child-of-web
+        action: deny
+        exec: {{path: {LINEAGE}/true, parent: [{WEB_SH}]}}
+      - name: below-web
+        action: deny
+        exec: {{path: {LINEAGE}/echo, ancestor: [{WEB_SH}]}}
+      - name: as-test-user
+        action: deny
+        exec: {{path: {LINEAGE}/id, uid: [{TEST_UID}]}}
+"
+        ),
+    )?;
+    let enforcer = Enforcer::start(&["--policy", &policy])?;
+    // `; echo rc=$?` keeps the shell from exec'ing its last command itself: the program runs in
+    // a forked child of the shell, whose parent is that shell.
+    let true_then_rc = format!("{LINEAGE}/true; echo rc=$?");
+    let echo_then_rc = format!("{LINEAGE}/echo hi; echo rc=$?");
+    let nested = format!("/bin/sh -c '{echo_then_rc}'; /bin/sh -c '{true_then_rc}'");
+    let web_true = run_in(&cg, WEB_SH, &["-c", &true_then_rc])?;
+    let sh_true = run_in(&cg, "/bin/sh", &["-c", &true_then_rc])?;
+    // Below the server through another shell: an ancestor, not the parent.
+    let web_nested = run_in(&cg, WEB_SH, &["-c", &nested])?;
+    let sh_nested = run_in(&cg, "/bin/sh", &["-c", &nested])?;
+    let id_then_rc = format!("{LINEAGE}/id -u; echo rc=$?");
+    let id_as_user = {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", &id_then_rc]).stdin(Stdio::null());
+        std::os::unix::process::CommandExt::uid(&mut cmd, TEST_UID);
+        cg.run(&mut cmd)?
+    };
+    let id_as_root = run_in(&cg, "/bin/sh", &["-c", &id_then_rc])?;
+    // Outside the policy's cgroup nothing applies.
+    let outside = capture(Command::new(WEB_SH).args(["-c", &true_then_rc]))?;
+    let state = enforcer.state_dir().to_path_buf();
+    let log = enforcer.log().unwrap_or_default();
+    let status = enforcer.stop()?;
+    ensure!(status.success(), "enforcer exited with {status}: {log}");
+
+    let refused = |c: &Captured, what: &str| -> Result<()> {
+        ensure!(
+            c.stdout.contains("rc=126") && !c.stdout.contains("rc=0"),
+            "{what} must be refused: {c}"
+        );
+        Ok(())
+    };
+    refused(&web_true, "`true` as a child of the server")?;
+    ensure!(
+        sh_true.stdout.contains("rc=0"),
+        "`true` from /bin/sh: {sh_true}"
+    );
+    // Nested: `echo` is below the server (refused), `true`'s parent is /bin/sh (runs).
+    ensure!(
+        web_nested.stdout.contains("rc=126") && web_nested.stdout.contains("rc=0"),
+        "below the server, echo must be refused and true must run: {web_nested}"
+    );
+    ensure!(
+        !web_nested.stdout.contains("hi"),
+        "echo ran below the server: {web_nested}"
+    );
+    ensure!(
+        sh_nested.stdout.matches("rc=0").count() == 2 && sh_nested.stdout.contains("hi"),
+        "with no server above, both run: {sh_nested}"
+    );
+    refused(&id_as_user, &format!("`id` as uid {TEST_UID}"))?;
+    ensure!(
+        id_as_root.stdout == "0\nrc=0\n",
+        "`id` as root: {id_as_root}"
+    );
+    ensure!(
+        outside.stdout.contains("rc=0"),
+        "outside the cgroup: {outside}"
+    );
+
+    let events = query(&state, &["--verdict", "denied"])?;
+    for (rule, want) in [("child-of-web", 1), ("below-web", 1), ("as-test-user", 1)] {
+        let n = events.iter().filter(|e| e["rule"] == rule).count();
+        ensure!(
+            n == want,
+            "{n} denied events of `{rule}`, expected {want}: {events:?}"
+        );
+    }
     Ok(())
 }
