@@ -30,6 +30,7 @@ struct enf_path_scratch {
 	struct enf_path_event ev;
 	char slack[ENF_PATH_SLACK];
 	char second[ENF_PATH_MAX + ENF_PATH_SLACK];
+	struct enf_decision first;   /* the first path's decision while the second is decided */
 };
 
 struct {
@@ -127,6 +128,12 @@ static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt
 	else
 		enf_count(ENF_STAT_PATH_UNRESOLVED);
 	enf_decide_ops(s->ev.paths, len, resolved, ops, slots, &d);
+	/* With a second path, the first decision waits in map memory, which the
+	 * verifier does not track: each outcome of the first decision would
+	 * otherwise be explored through the whole second one (on 6.12 that made
+	 * rename, link and symlink the slowest programs to load). */
+	if (dentry2 || target)
+		s->first = d;
 
 	if (dentry2) {
 		n = enf_dentry_path(mnt2, dentry2, s->second);
@@ -136,12 +143,14 @@ static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt
 		else
 			enf_count(ENF_STAT_PATH_UNRESOLVED);
 		enf_decide_ops(s->second, len2, resolved2, ops, slots, &d2);
+		d = s->first;
 		enf_decision_merge(&d, &d2);
 	} else if (target) {
 		len2 = (__u32)enf_symlink_to(enf_scalar(mnt), enf_scalar(dentry),
 					     enf_scalar(target)) & (ENF_PATH_MAX - 1);
 		resolved2 = len2 > 0;
 		enf_decide_ops(s->second, len2, resolved2, ENF_OP_SYMLINK_TO, slots, &d2);
+		d = s->first;
 		enf_decision_merge(&d, &d2);
 	}
 	/* Self-protection wins over any policy: the enforcer's directories. */
