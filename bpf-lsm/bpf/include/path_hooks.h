@@ -93,7 +93,6 @@ __noinline int enf_symlink_to(__u64 mnt, __u64 dentry, __u64 target)
 	return (__u32)n & (ENF_PATH_MAX - 1);
 }
 
-
 /*
  * Decides file operation(s) `ops` on (mnt, dentry), and on (mnt2, dentry2)
  * when dentry2 is not NULL, or `symlink_to` on the path a new symlink's `target`
@@ -171,9 +170,9 @@ static __always_inline int enf_path_check_target(__u32 ops, struct vfsmount *mnt
 	s->ev.path_len = len;
 	s->ev.path2_len = len2;
 	s->ev.has_path2 = (dentry2 || target) ? 1 : 0;
-	/* The second path follows the first. */
-	/* enf_masked: len2 is masked where it is set, and the compiler would
-	 * drop this mask as redundant, which the verifier cannot see. */
+	/* The second path follows the first. enf_masked: len2 is masked where it
+	 * is set, and the compiler would drop this mask as redundant, which the
+	 * verifier cannot see. */
 	if (len2 && bpf_probe_read_kernel(s->ev.paths + (len & (ENF_PATH_MAX - 1)),
 					  enf_masked(len2, ENF_PATH_MAX - 1), s->second))
 		s->ev.path2_len = 0;
