@@ -10,6 +10,7 @@
 
 pub mod apt_sources;
 pub mod bench;
+pub mod conformance_table;
 #[cfg(feature = "guest")]
 pub mod e2e;
 pub mod emulator;
@@ -21,6 +22,7 @@ pub mod initramfs;
 pub mod kernel_cache;
 pub mod prerequisites;
 pub mod qemu;
+pub mod replay_plan;
 pub mod suite;
 pub mod test_pipeline;
 pub mod vm_bench;

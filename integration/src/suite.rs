@@ -13,6 +13,7 @@ use crate::guest_rootfs::{base_image, GUEST_E2E, GUEST_ENFORCER};
 use crate::kernel_cache::{KernelCache, KernelSeries};
 use crate::prerequisites;
 use crate::qemu::{self, Boot};
+use crate::replay_plan::GUEST_REPLAY;
 use crate::workspace::{build_guest_binaries, EnforcerBinary, Workspace};
 
 /// The guest's runner prints a line at least every minute while a test runs, and clearing a
@@ -51,7 +52,10 @@ pub fn run(ws: &Workspace, options: &SuiteOptions) -> Result<Vec<KernelResult>> 
 
     let dir = ws.target_dir.join("vm-suite");
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut guest_binaries = vec![(GUEST_E2E, binaries.e2e.as_path())];
+    let mut guest_binaries = vec![
+        (GUEST_E2E, binaries.e2e.as_path()),
+        (GUEST_REPLAY, binaries.replay.as_path()),
+    ];
     if let Some(enforcer) = &binaries.enforcer {
         guest_binaries.push((GUEST_ENFORCER, enforcer.as_path()));
     }

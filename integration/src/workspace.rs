@@ -72,6 +72,8 @@ pub enum EnforcerBinary {
 pub struct GuestBinaries {
     pub enforcer: Option<PathBuf>,
     pub e2e: PathBuf,
+    /// `enforcer-replay`, which performs the shared table's cases (`replay_plan`).
+    pub replay: PathBuf,
 }
 
 /// Builds the guest binaries in release mode (the guest runs under TCG emulation, where debug
@@ -94,6 +96,8 @@ pub fn build_guest_binaries(ws: &Workspace, enforcer: EnforcerBinary) -> Result<
             "integration",
             "--bin",
             "enforcer-e2e",
+            "--bin",
+            "enforcer-replay",
         ],
     };
     println!("building guest binaries: cargo {}", args.join(" "));
@@ -109,6 +113,7 @@ pub fn build_guest_binaries(ws: &Workspace, enforcer: EnforcerBinary) -> Result<
     }
     let release = ws.target_dir.join("release");
     let e2e = existing(&release.join("enforcer-e2e"), "integration")?;
+    let replay = existing(&release.join("enforcer-replay"), "integration")?;
     let enforcer = match enforcer {
         EnforcerBinary::Required => Some(existing(&release.join("enforcer"), "enforcer")?),
         EnforcerBinary::Omitted => {
@@ -116,7 +121,11 @@ pub fn build_guest_binaries(ws: &Workspace, enforcer: EnforcerBinary) -> Result<
             None
         }
     };
-    Ok(GuestBinaries { enforcer, e2e })
+    Ok(GuestBinaries {
+        enforcer,
+        e2e,
+        replay,
+    })
 }
 
 fn existing(path: &Path, package: &str) -> Result<PathBuf> {

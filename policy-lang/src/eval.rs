@@ -110,7 +110,25 @@ pub struct Evaluator<'p> {
     userspace: Vec<(u32, Compiled)>,
 }
 
-/// Does the policy select this workload? (The daemon's cgroup resolution.)
+/// `path` and every cgroup above it, `/` last.
+fn cgroup_and_ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = match current.rfind('/') {
+            _ if current == "/" => None,
+            Some(0) => Some("/"),
+            Some(i) => Some(&current[..i]),
+            None => None,
+        };
+        Some(current)
+    })
+}
+
+/// Does the policy select this workload? (The daemon's cgroup resolution.) A cgroup pattern
+/// selects (or excludes) the cgroups it matches and everything below them: a cgroup created
+/// below a selected one inherits its policies in the kernel, so one that already exists is
+/// treated the same.
 pub fn selects(p: &PlanPolicy, ev: &OwnedEvent) -> bool {
     let s = &p.select;
     let labels_match = |want: &[(String, String)]| {
@@ -119,7 +137,10 @@ pub fn selects(p: &PlanPolicy, ev: &OwnedEvent) -> bool {
                 .all(|(k, v)| pod.labels.iter().any(|(pk, pv)| pk == k && pv == v))
         })
     };
-    let excluded = s.exclude_cgroups.iter().any(|c| c.matches(&ev.cgroup))
+    let matches = |patterns: &[crate::pattern::PathPattern]| {
+        cgroup_and_ancestors(&ev.cgroup).any(|c| patterns.iter().any(|pat| pat.matches(c)))
+    };
+    let excluded = matches(&s.exclude_cgroups)
         || ev
             .pod
             .as_ref()
@@ -134,7 +155,7 @@ pub fn selects(p: &PlanPolicy, ev: &OwnedEvent) -> bool {
             .as_ref()
             .is_some_and(|pod| s.namespaces.is_empty() || s.namespaces.contains(&pod.namespace))
         && labels_match(&s.labels);
-    s.host || s.cgroups.iter().any(|c| c.matches(&ev.cgroup)) || k8s
+    s.host || matches(&s.cgroups) || k8s
 }
 
 fn effect(e: Enforcement) -> Option<Verdict> {

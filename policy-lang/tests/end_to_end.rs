@@ -244,6 +244,53 @@ fn symlink_to_is_left_out_of_the_file_default() {
     passes_its_tests("symlinks.yaml", SYMLINKS);
 }
 
+const SUBTREES: &str = r#"
+policies:
+  - name: nginx
+    select:
+      cgroups: [/system.slice/nginx.service]
+      exclude: {cgroups: [/system.slice/nginx.service/debug]}
+    mode: enforce
+    rules:
+      - name: no-shadow
+        action: deny
+        file: {path: /etc/shadow}
+tests:
+  - name: the selected cgroup
+    process: /usr/sbin/nginx
+    cgroup: /system.slice/nginx.service
+    file: {op: read, path: /etc/shadow}
+    expect: {verdict: deny, rule: nginx/no-shadow}
+  - name: a cgroup below it, as the kernel's inheritance gives
+    process: /usr/sbin/nginx
+    cgroup: /system.slice/nginx.service/worker/1
+    file: {op: read, path: /etc/shadow}
+    expect: {verdict: deny, rule: nginx/no-shadow}
+  - name: an excluded cgroup and what is below it
+    process: /usr/sbin/nginx
+    cgroup: /system.slice/nginx.service/debug/shell
+    file: {op: read, path: /etc/shadow}
+    expect: allow
+  - name: a sibling whose name only starts the same
+    process: /usr/sbin/nginx
+    cgroup: /system.slice/nginx.service2
+    file: {op: read, path: /etc/shadow}
+    expect: allow
+  - name: the parent
+    process: /usr/sbin/nginx
+    cgroup: /system.slice
+    file: {op: read, path: /etc/shadow}
+    expect: allow
+"#;
+
+/// A cgroup pattern selects the cgroups below a match too, as the daemon resolves them and
+/// as the kernel's `cgroup_mkdir` inheritance gives a new one (found by the conformance
+/// table: the evaluator used to select the matching cgroup only).
+#[test]
+fn evaluator_selected_only_the_matching_cgroup_not_its_subtree() {
+    passes_its_tests("subtrees.yaml", SUBTREES);
+}
+
 #[test]
 fn plan_is_json_and_explains_itself() {
     let set = load_sources([("web.yaml", WEB)]).unwrap();

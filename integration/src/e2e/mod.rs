@@ -18,6 +18,7 @@ pub mod bench;
 pub mod binary_filters;
 pub mod cgroup;
 pub mod command;
+pub mod conformance;
 pub mod doctor;
 pub mod enforcer_process;
 pub mod exec_fallback;
@@ -88,6 +89,7 @@ pub const GROUPS: &[(&str, &[Test])] = &[
     ("policy_run", policy_run::TESTS),
     ("export", export::TESTS),
     ("network", network::TESTS),
+    ("conformance", conformance::TESTS),
     ("process_events", process_events::TESTS),
     ("hardening", hardening::TESTS),
     ("path_hooks", path_hooks::TESTS),
