@@ -63,6 +63,10 @@ pub const CLASSES: usize = 4;
 /// The matcher of executable paths (`EdgeKey::matcher`): its lists hold
 /// binary-set ids. Not a class.
 pub const MATCHER_BINARY: u32 = 4;
+/// The matcher of cgroup paths, walked at cgroup creation: one list entry per selector
+/// pattern, `Rule::slot` its policy, `Rule::ops` [`SELECT_EXCLUDE`] for an exclusion.
+pub const MATCHER_CGROUP: u32 = 5;
+pub const SELECT_EXCLUDE: u32 = 1;
 /// Binary sets per plan: a task's sets are one u64.
 pub const MAX_BINARY_SETS: usize = 64;
 
@@ -182,7 +186,8 @@ pub struct Config {
     /// Self-protection: the super block `s_dev` (kernel encoding, `major << 20 | minor`) of
     /// the enforcer's executable, whose tasks may use the enforcer's directories.
     pub daemon_exe_dev: u32,
-    pub _pad: u32,
+    /// 1: the kernel walks a new cgroup's path through [`MATCHER_CGROUP`].
+    pub cgroup_selectors: u32,
     /// ... and its inode number; 0: no task is exempt by its executable.
     pub daemon_exe_ino: u64,
     /// Kubernetes namespace selectors: the kubelet's pod log directory (`s_dev`, kernel
@@ -191,6 +196,30 @@ pub struct Config {
     pub _pad2: u32,
     /// ... and its inode number; 0: namespace selectors are off.
     pub pod_logs_ino: u64,
+    /// Entries of `enf_cgroup_globs` in use.
+    pub cgroup_globs: u32,
+    pub _pad3: u32,
+}
+
+/// Entries of `enf_cgroup_globs` at most.
+pub const MAX_CGROUP_GLOBS: usize = 64;
+
+/// `struct enf_cgroup_glob`: a cgroup selector pattern `PARENT/PREFIX*SUFFIX`, checked when a
+/// cgroup is created.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CgroupGlob {
+    pub slot: u32,
+    /// 1: an `exclude` pattern.
+    pub exclude: u32,
+    /// 0: the root cgroup.
+    pub parent_len: u32,
+    pub prefix_len: u32,
+    pub suffix_len: u32,
+    pub _pad: u32,
+    pub parent: [u8; NAME_BYTES],
+    pub prefix: [u8; NAME_BYTES],
+    pub suffix: [u8; NAME_BYTES],
 }
 
 pub const POD_UID_LEN: usize = 36;
@@ -289,6 +318,9 @@ pub struct PathEvent {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CgroupPolicies {
     pub slots: u64,
+    /// The policies that exclude the cgroup or a cgroup above it: a child created later
+    /// does not get them back from a pattern that matches it.
+    pub excluded: u64,
 }
 
 /// `struct enf_policy`: value of `enf_policies`.
@@ -567,6 +599,9 @@ unsafe impl aya::Pod for KernelKey {}
 unsafe impl aya::Pod for KernelList {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Config {}
+// SAFETY: `#[repr(C)]` plain data, every bit pattern valid, no padding (checked against the
+// object's BTF).
+unsafe impl aya::Pod for CgroupGlob {}
 // SAFETY: as above.
 unsafe impl aya::Pod for GuardDir {}
 // SAFETY: as above.
@@ -631,12 +666,19 @@ mod tests {
                     rate_limit,
                     daemon_tgid,
                     daemon_exe_dev,
-                    _pad,
+                    cgroup_selectors,
                     daemon_exe_ino,
                     pod_logs_dev,
                     _pad2,
-                    pod_logs_ino
+                    pod_logs_ino,
+                    cgroup_globs,
+                    _pad3
                 ]
+            ),
+            layout!(
+                "enf_cgroup_glob",
+                CgroupGlob,
+                [slot, exclude, parent_len, prefix_len, suffix_len, _pad, parent, prefix, suffix]
             ),
             layout!("enf_pod_uid", PodUid, [uid]),
             layout!("enf_k8s_name", K8sName, [name]),
@@ -653,7 +695,7 @@ mod tests {
                 PathEvent,
                 [hdr, op, path_len, path2_len, has_path2, paths]
             ),
-            layout!("enf_cgroup_policies", CgroupPolicies, [slots]),
+            layout!("enf_cgroup_policies", CgroupPolicies, [slots, excluded]),
             layout!("enf_policy", Policy, [id, dflt, deny_ops, audit_ops, _pad]),
             layout!("enf_edge_key", EdgeKey, [matcher, state, hash]),
             layout!("enf_edge", Edge, [to, len, name]),

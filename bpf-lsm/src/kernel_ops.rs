@@ -261,6 +261,7 @@ mod tests {
 
     fn plan(kernel: KernelOpsPlan) -> KernelPlan {
         KernelPlan {
+            cgroup_selectors: Default::default(),
             policies: vec![policy(1, Mode::Enforce), policy(2, Mode::Audit)],
             kernel,
             ..KernelPlan::default()

@@ -469,13 +469,25 @@ impl Loaded {
                     rate_limit: plan.rate_limit,
                     daemon_tgid: guard.as_ref().map_or(0, |g| g.0),
                     daemon_exe_dev: exe.dev,
-                    _pad: 0,
+                    cgroup_selectors: u32::from(entries.cgroup_selectors),
                     daemon_exe_ino: exe.ino,
                     pod_logs_dev: pods.map_or(0, |p| p.logs_dir.dev),
                     _pad2: 0,
                     pod_logs_ino: pods.map_or(0, |p| p.logs_dir.ino),
+                    cgroup_globs: u32::try_from(entries.cgroup_globs.len()).unwrap_or(0),
+                    _pad3: 0,
                 },
             )],
+        )?;
+        write_array(
+            &mut ebpf,
+            "enf_cgroup_globs",
+            entries
+                .cgroup_globs
+                .iter()
+                .copied()
+                .zip(0u32..)
+                .map(|(g, i)| (i, g)),
         )?;
         if let Some((_, dirs)) = &guard {
             write_array(
@@ -1018,6 +1030,7 @@ fn file_open_plan(p: &FileOpenPlan) -> Result<KernelPlan, LoadError> {
         .map(|(state, rules)| Accept { state, rules })
         .collect();
     Ok(KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![KernelPolicy {
             id: 0,
             mode,

@@ -154,6 +154,35 @@ pub struct CgroupPolicies {
     pub policies: Vec<u32>,
 }
 
+/// Cgroup selectors the kernel applies when a cgroup is created (`tp_btf/cgroup_mkdir`): a
+/// new cgroup starts from its parent's policies, adds those with a `cgroups` pattern that
+/// matches its path and takes away those that exclude it or a cgroup above it. So a
+/// cgroup that matches a selector is covered from its creation even when its parent is
+/// not (a systemd unit started after the load), and an excluded one stays excluded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CgroupSelectors {
+    /// cgroup path (from the cgroup2 root, `/a/b`) -> selector tags: `policy id * 2` for
+    /// a policy's pattern, `policy id * 2 + 1` for its exclusion.
+    pub matcher: PathMatcherEntries,
+    /// Cgroups that exist at load and the policies that exclude them (or a cgroup above
+    /// them): their children created later inherit the exclusion.
+    pub excluded: Vec<CgroupPolicies>,
+    /// Patterns `PARENT/PREFIX*SUFFIX`, with the same tags; at most
+    /// [`abi::MAX_CGROUP_GLOBS`].
+    pub globs: Vec<CgroupGlob>,
+}
+
+/// A cgroup selector pattern `PARENT/PREFIX*SUFFIX`: a new cgroup whose parent's path is
+/// `parent` (empty for the root) and whose name starts with `prefix` and ends with `suffix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupGlob {
+    pub parent: Vec<u8>,
+    pub prefix: Vec<u8>,
+    pub suffix: Vec<u8>,
+    /// `policy id * 2`, `+ 1` for an exclusion.
+    pub tag: u32,
+}
+
 /// A literal edge: from `from`, a component equal to `segment` leads to `to`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Edge {
@@ -335,6 +364,8 @@ impl NetworkPlan {
 pub struct KernelPlan {
     pub policies: Vec<KernelPolicy>,
     pub cgroups: Vec<CgroupPolicies>,
+    /// Selectors applied to cgroups created after the load.
+    pub cgroup_selectors: CgroupSelectors,
     pub file_matcher: PathMatcherEntries,
     pub exec_matcher: PathMatcherEntries,
     pub rules: Vec<KernelRule>,
@@ -479,6 +510,9 @@ pub(crate) struct MapEntries {
     pub hooks: Hooks,
     pub cgroups: Vec<(u64, abi::CgroupPolicies)>,
     pub cgroup_capacity: u32,
+    /// The cgroup matcher has entries: the kernel walks new cgroups' paths.
+    pub cgroup_selectors: bool,
+    pub cgroup_globs: Vec<abi::CgroupGlob>,
     pub policies: Vec<(u32, abi::Policy)>,
     pub edges: Vec<(abi::EdgeKey, abi::Edge)>,
     pub states: Vec<(abi::StateKey, abi::State)>,
@@ -598,16 +632,22 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
             })?;
             set |= 1u64 << slot;
         }
-        out.cgroups
-            .push((cg.cgroup_id, abi::CgroupPolicies { slots: set }));
+        out.cgroups.push((
+            cg.cgroup_id,
+            abi::CgroupPolicies {
+                slots: set,
+                excluded: 0,
+            },
+        ));
     }
+    compile_cgroup_selectors(&plan.cgroup_selectors, &slots, &mut out)?;
     out.pods = plan
         .pods
         .as_ref()
         .map(|p| crate::pods::entries(p, &slots))
         .transpose()?;
     let headroom = plan.cgroup_headroom.unwrap_or(DEFAULT_CGROUP_HEADROOM);
-    out.cgroup_capacity = u32_of(plan.cgroups.len()).saturating_add(headroom).max(1);
+    out.cgroup_capacity = u32_of(out.cgroups.len()).saturating_add(headroom).max(1);
 
     out.hooks = Hooks {
         file_open: plan.file_matcher.matches_anything()
@@ -627,6 +667,117 @@ pub(crate) fn compile(plan: &KernelPlan) -> Result<MapEntries, PlanError> {
         binaries: plan.binaries.any(),
     };
     Ok(out)
+}
+
+/// Lays out the cgroup matcher (matcher id [`abi::MATCHER_CGROUP`]) and marks the existing
+/// cgroups' exclusions on their entries (an excluded cgroup with no policy gets an entry of
+/// its own, with no slots: its children inherit the exclusion).
+fn compile_cgroup_selectors(
+    sel: &CgroupSelectors,
+    slots: &HashMap<u32, (u32, Mode)>,
+    out: &mut MapEntries,
+) -> Result<(), PlanError> {
+    let slot_of = |policy: u32, what: String| {
+        slots
+            .get(&policy)
+            .map(|&(slot, _)| slot)
+            .ok_or(PlanError::UnknownPolicy { what, policy })
+    };
+    let mut tags: HashMap<u32, abi::Rule> = HashMap::new();
+    let m = &sel.matcher;
+    for &tag in m
+        .accepts
+        .iter()
+        .flat_map(|a| a.rules.iter())
+        .chain(m.suffixes.iter().flat_map(|s| s.rules.iter()))
+    {
+        let slot = slot_of(tag / 2, format!("cgroup selector {tag}"))?;
+        // Not a rule: ALLOW with no ops adds nothing to a policy's fail-closed ops.
+        tags.insert(
+            tag,
+            abi::Rule {
+                id: tag,
+                slot,
+                action: abi::ACTION_ALLOW,
+                ops: if tag % 2 == 1 { abi::SELECT_EXCLUDE } else { 0 },
+                ..abi::Rule::default()
+            },
+        );
+    }
+    out.cgroup_selectors = !tags.is_empty();
+    if sel.globs.len() > abi::MAX_CGROUP_GLOBS {
+        return Err(PlanError::Matcher {
+            matcher: "cgroups",
+            detail: format!(
+                "{} cgroup patterns of the form PARENT/PREFIX*SUFFIX; the kernel takes at most {}",
+                sel.globs.len(),
+                abi::MAX_CGROUP_GLOBS
+            ),
+        });
+    }
+    for g in &sel.globs {
+        let part = |bytes: &[u8], what: &str| {
+            if bytes.len() > abi::NAME_MAX || bytes.contains(&0) {
+                Err(PlanError::Matcher {
+                    matcher: "cgroups",
+                    detail: format!(
+                        "the {what} `{}` of a cgroup pattern is over {} bytes or has a NUL",
+                        String::from_utf8_lossy(bytes),
+                        abi::NAME_MAX
+                    ),
+                })
+            } else {
+                Ok((u32_of(bytes.len()), name_bytes(bytes)))
+            }
+        };
+        let (parent_len, parent) = part(&g.parent, "parent")?;
+        let (prefix_len, prefix) = part(&g.prefix, "prefix")?;
+        let (suffix_len, suffix) = part(&g.suffix, "suffix")?;
+        out.cgroup_globs.push(abi::CgroupGlob {
+            slot: slot_of(g.tag / 2, format!("cgroup pattern {}", g.tag))?,
+            exclude: g.tag % 2,
+            parent_len,
+            prefix_len,
+            suffix_len,
+            _pad: 0,
+            parent,
+            prefix,
+            suffix,
+        });
+    }
+    // No policy's fail-closed ops come from selectors: no policies to update.
+    compile_matcher(abi::MATCHER_CGROUP, "cgroups", m, &tags, &mut [], out)?;
+
+    let mut index: HashMap<u64, usize> = out
+        .cgroups
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    for cg in &sel.excluded {
+        let mut set = 0u64;
+        for &p in &cg.policies {
+            set |= 1u64 << slot_of(p, format!("excluded cgroup {}", cg.cgroup_id))?;
+        }
+        match index.get(&cg.cgroup_id) {
+            Some(&i) => {
+                let entry = &mut out.cgroups[i].1;
+                entry.excluded |= set;
+                entry.slots &= !set;
+            }
+            None => {
+                index.insert(cg.cgroup_id, out.cgroups.len());
+                out.cgroups.push((
+                    cg.cgroup_id,
+                    abi::CgroupPolicies {
+                        slots: 0,
+                        excluded: set,
+                    },
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Lays out the binaries matcher (matcher id [`abi::MATCHER_BINARY`], its
@@ -1107,9 +1258,93 @@ mod tests {
         }
     }
 
+    /// Selector tags become list entries of the cgroup matcher with their policy's slot
+    /// (and the exclusion mark); existing cgroups' exclusions go on their entries, one of
+    /// their own when no policy selects the cgroup.
+    #[test]
+    fn cgroup_selectors_become_the_cgroup_matcher_and_exclusions() {
+        let mut p = small();
+        p.cgroup_selectors = CgroupSelectors {
+            // `/svc` selects for policy 11 (tag 22); `/svc/debug` excludes it (tag 23).
+            matcher: PathMatcherEntries {
+                edges: vec![Edge::new(1, b"svc", 2), Edge::new(2, b"debug", 3)],
+                wildcards: vec![],
+                accepts: vec![
+                    Accept {
+                        state: 2,
+                        rules: vec![22],
+                    },
+                    Accept {
+                        state: 3,
+                        rules: vec![23],
+                    },
+                ],
+                suffixes: vec![],
+            },
+            excluded: vec![
+                CgroupPolicies {
+                    cgroup_id: 99,
+                    policies: vec![11],
+                },
+                CgroupPolicies {
+                    cgroup_id: 100,
+                    policies: vec![10],
+                },
+            ],
+            globs: vec![CgroupGlob {
+                parent: b"/system.slice".to_vec(),
+                prefix: b"docker-".to_vec(),
+                suffix: b".scope".to_vec(),
+                tag: 23,
+            }],
+        };
+        let e = compile(&p).unwrap();
+        assert!(e.cgroup_selectors);
+        let lists: Vec<(u32, u32, u32)> = e
+            .states
+            .iter()
+            .filter(|(k, _)| k.matcher == abi::MATCHER_CGROUP)
+            .flat_map(|(_, s)| {
+                &e.rule_list[s.list_off as usize..(s.list_off + s.list_len) as usize]
+            })
+            .map(|r| (r.id, r.slot, r.ops))
+            .collect();
+        assert_eq!(lists.len(), 2);
+        assert!(lists.contains(&(22, 1, 0)));
+        assert!(lists.contains(&(23, 1, abi::SELECT_EXCLUDE)));
+        let entry = |id: u64| e.cgroups.iter().find(|(c, _)| *c == id).unwrap().1;
+        assert_eq!(
+            entry(99),
+            abi::CgroupPolicies {
+                slots: 0b01,
+                excluded: 0b10
+            }
+        );
+        assert_eq!(
+            entry(100),
+            abi::CgroupPolicies {
+                slots: 0,
+                excluded: 0b01
+            }
+        );
+        assert_eq!(e.cgroup_capacity, 2 + 5);
+        let g = e.cgroup_globs[0];
+        assert_eq!((g.slot, g.exclude), (1, 1));
+        assert_eq!((g.parent_len, g.prefix_len, g.suffix_len), (13, 7, 6));
+        assert_eq!(&g.parent[..14], b"/system.slice\0");
+        assert_eq!(&g.suffix[..7], b".scope\0");
+
+        p.cgroup_selectors.excluded[0].policies = vec![42];
+        assert!(matches!(
+            compile(&p),
+            Err(PlanError::UnknownPolicy { policy: 42, .. })
+        ));
+    }
+
     /// `/etc/shadow` (rule 7, deny read) and `*.pem` under /etc (rule 8).
     fn small() -> KernelPlan {
         KernelPlan {
+            cgroup_selectors: Default::default(),
             policies: vec![policy(10, Mode::Enforce), policy(11, Mode::Audit)],
             cgroups: vec![CgroupPolicies {
                 cgroup_id: 99,
@@ -1273,7 +1508,16 @@ mod tests {
                 ..Hooks::default()
             }
         );
-        assert_eq!(e.cgroups, vec![(99, abi::CgroupPolicies { slots: 0b11 })]);
+        assert_eq!(
+            e.cgroups,
+            vec![(
+                99,
+                abi::CgroupPolicies {
+                    slots: 0b11,
+                    excluded: 0
+                }
+            )]
+        );
         assert_eq!(e.cgroup_capacity, 6);
         assert_eq!(e.edges.len(), 2);
         let (k, v) = &e.edges[1];
@@ -1363,6 +1607,7 @@ mod tests {
     #[test]
     fn more_than_64_policies_is_an_error() {
         let mut p = KernelPlan {
+            cgroup_selectors: Default::default(),
             policies: (0..65).map(|i| policy(i, Mode::Enforce)).collect(),
             ..KernelPlan::default()
         };

@@ -124,6 +124,7 @@ fn cgroup_connect_denies_inside_the_cgroup_only() {
     let id = std::fs::metadata(&cg.0).unwrap().ino();
 
     let plan = KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![KernelPolicy {
             id: POLICY,
             mode: Mode::Enforce,

@@ -66,6 +66,7 @@ fn exec_fork_and_exit_of_processes_in_scope_are_reported() {
     let cg = TestCgroup(dir.clone());
     let id = std::fs::metadata(&cg.0).unwrap().ino();
     let plan = KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![KernelPolicy {
             id: 3,
             mode: Mode::Enforce,

@@ -6,9 +6,9 @@
 //! name, with what it needs: the enforcer never loads a silently weaker policy.
 
 use bpf_lsm::plan::{
-    Accept, Action, CgroupPolicies, Edge, ExecMechanism, KernelPlan, KernelPolicy, KernelRule,
-    Mode, NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan, PathMatcherEntries,
-    SuffixAccept, Wildcard,
+    Accept, Action, CgroupPolicies, CgroupSelectors, Edge, ExecMechanism, KernelPlan, KernelPolicy,
+    KernelRule, Mode, NetMechanism, NetPrefix, NetRule, NetworkDefault, NetworkPlan,
+    PathMatcherEntries, SuffixAccept, Wildcard,
 };
 use bpf_lsm::pods::{NamespacePolicies, PodScoping};
 use enforcer::pod_logs::PodDirectory;
@@ -270,6 +270,46 @@ fn selected(sel: &PlanSelector, path: &str, namespace: Option<&str>) -> bool {
     included && !excluded
 }
 
+/// What the kernel needs to select the cgroups created after the load: the selectors'
+/// patterns, and the existing cgroups' exclusions (which their new children inherit).
+fn cgroup_selectors(plan: &Plan, tree: &[CgroupNode]) -> CgroupSelectors {
+    let excluded = tree
+        .iter()
+        .filter_map(|node| {
+            let chain = self_and_ancestors(&node.path);
+            let policies: Vec<u32> = plan
+                .policies
+                .iter()
+                .filter(|p| {
+                    chain
+                        .iter()
+                        .any(|c| p.select.exclude_cgroups.iter().any(|pat| pat.matches(c)))
+                })
+                .map(|p| p.id)
+                .collect();
+            (!policies.is_empty()).then_some(CgroupPolicies {
+                cgroup_id: node.id,
+                policies,
+            })
+        })
+        .collect();
+    CgroupSelectors {
+        matcher: entries(&plan.maps.cgroups),
+        excluded,
+        globs: plan
+            .maps
+            .cgroup_globs
+            .iter()
+            .map(|g| bpf_lsm::plan::CgroupGlob {
+                parent: g.parent.as_bytes().to_vec(),
+                prefix: g.prefix.as_bytes().to_vec(),
+                suffix: g.suffix.as_bytes().to_vec(),
+                tag: g.tag,
+            })
+            .collect(),
+    }
+}
+
 fn uses_namespaces(s: &PlanSelector) -> bool {
     !s.namespaces.is_empty() || !s.exclude_namespaces.is_empty()
 }
@@ -490,6 +530,7 @@ pub fn kernel_plan_with_pods(
     }
     let network = network_plan(plan, &by_cgroup, tree);
     let mut k = KernelPlan {
+        cgroup_selectors: cgroup_selectors(plan, tree),
         policies,
         cgroups: by_cgroup
             .into_iter()
@@ -843,6 +884,67 @@ policies:
         let ids: Vec<u64> = k.cgroups.iter().map(|c| c.cgroup_id).collect();
         assert_eq!(ids, vec![100, 103]);
         assert_eq!(k.policies[0].mode, Mode::Audit);
+    }
+
+    /// Cgroups created after the load are selected in the kernel by the selectors' patterns:
+    /// the plan carries them as the cgroup matcher (tag `policy id * 2`, `+ 1` for an
+    /// exclusion), and the existing cgroups' exclusions for their future children. A pattern
+    /// the kernel cannot evaluate stays in user space (and `W0604` says so).
+    #[test]
+    fn cgroups_created_later_are_selected_by_pattern_in_the_kernel() {
+        let plan = compile(
+            "
+policies:
+  - name: units
+    select:
+      cgroups: [/system.slice/*.service, /system.slice/app-?.scope, /machine.slice/libpod-*.scope]
+      exclude: {cgroups: [/system.slice/debug.service]}
+    mode: enforce
+    rules:
+      - name: r
+        action: deny
+        file: {path: /etc/shadow, ops: [read]}
+",
+        );
+        let k = kernel_plan(
+            &plan,
+            &tree(&[
+                "/",
+                "/system.slice",
+                "/system.slice/debug.service",
+                "/system.slice/debug.service/x",
+                "/system.slice/nginx.service",
+            ]),
+        )
+        .unwrap();
+        let m = &k.cgroup_selectors.matcher;
+        let tags: BTreeSet<u32> = m
+            .accepts
+            .iter()
+            .flat_map(|a| a.rules.iter())
+            .chain(m.suffixes.iter().flat_map(|s| s.rules.iter()))
+            .copied()
+            .collect();
+        assert_eq!(tags, BTreeSet::from([0, 1]));
+        // `libpod-*.scope` has a kernel form of its own; `app-?.scope` has none.
+        assert_eq!(
+            k.cgroup_selectors.globs,
+            vec![bpf_lsm::plan::CgroupGlob {
+                parent: b"/machine.slice".to_vec(),
+                prefix: b"libpod-".to_vec(),
+                suffix: b".scope".to_vec(),
+                tag: 0,
+            }]
+        );
+        let excluded: Vec<(u64, Vec<u32>)> = k
+            .cgroup_selectors
+            .excluded
+            .iter()
+            .map(|c| (c.cgroup_id, c.policies.clone()))
+            .collect();
+        assert_eq!(excluded, vec![(102, vec![0]), (103, vec![0])]);
+        let ids: Vec<u64> = k.cgroups.iter().map(|c| c.cgroup_id).collect();
+        assert_eq!(ids, vec![104]);
     }
 
     #[test]

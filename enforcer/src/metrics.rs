@@ -468,14 +468,15 @@ impl DaemonMetrics {
         );
         x.counter(
             "enforcer_cgroup_inherit_failed_total",
-            "New cgroups that could not inherit their parent's policies (the cgroup map was \
-             full): they are not covered.",
+            "New cgroups that could not get their policies (the cgroup map was full): they \
+             are not covered.",
             &[],
             s.kernel.inherit_failed,
         );
         x.counter(
             "enforcer_cgroup_inherited_total",
-            "New cgroups that inherited their parent's policies in the kernel.",
+            "New cgroups that got policies in the kernel at creation (their parent's, or a \
+             selector's that matches their path).",
             &[],
             s.kernel.inherited,
         );

@@ -587,6 +587,27 @@ impl Checker {
         })
     }
 
+    /// A selector's cgroup patterns; one the kernel cannot evaluate gets `W0604`.
+    fn cgroup_patterns(&mut self, n: &Node) -> Vec<PathPattern> {
+        let patterns = self.patterns(n, "`cgroups`");
+        for p in &patterns {
+            if !p.value.kernel_evaluable() && crate::plan::CgroupGlob::of(&p.value, 0).is_none() {
+                self.err(
+                    Diagnostic::warning(
+                        "W0604",
+                        p.span,
+                        format!(
+                            "cgroup pattern `{}` is matched in user space only: a cgroup created later that it matches gets its policies at the next reload, not at creation",
+                            p.value.text
+                        ),
+                    )
+                    .with_help("the kernel matches whole names, `*`, `**`, a final `*.ext`, and whole names ending in one name with a `*` inside (`/system.slice/docker-*.scope`); a cgroup below a selected one is covered at creation whatever the pattern"),
+                );
+            }
+        }
+        patterns.into_iter().map(|p| p.value).collect()
+    }
+
     fn selector(&mut self, n: &Node) -> Option<Selector> {
         let f = self.fields(n, "`select`", SELECT_KEYS)?;
         let mut s = Selector::default();
@@ -594,11 +615,7 @@ impl Checker {
             s.host = self.boolean(h, "`host`").unwrap_or(false);
         }
         if let Some(c) = f.get("cgroups") {
-            s.cgroups = self
-                .patterns(c, "`cgroups`")
-                .into_iter()
-                .map(|p| p.value)
-                .collect();
+            s.cgroups = self.cgroup_patterns(c);
         }
         if let Some(ns) = f.get("namespaces") {
             s.namespaces = self
@@ -613,11 +630,7 @@ impl Checker {
         if let Some(e) = f.get("exclude") {
             if let Some(ef) = self.fields(e, "`exclude`", EXCLUDE_KEYS) {
                 if let Some(c) = ef.get("cgroups") {
-                    s.exclude.cgroups = self
-                        .patterns(c, "`cgroups`")
-                        .into_iter()
-                        .map(|p| p.value)
-                        .collect();
+                    s.exclude.cgroups = self.cgroup_patterns(c);
                 }
                 if let Some(ns) = ef.get("namespaces") {
                     s.exclude.namespaces = self

@@ -136,6 +136,28 @@ impl PathPattern {
         !self.segments.iter().any(|s| matches!(s, Segment::Glob(_)))
     }
 
+    /// A pattern of whole names ending in a name with one `*` inside it
+    /// (`/system.slice/docker-*.scope`): the parent path (`/system.slice`, empty for `/`), and
+    /// the text before and after the `*`. The kernel evaluates this form for new cgroups.
+    pub fn name_glob(&self) -> Option<(String, &str, &str)> {
+        let (Segment::Glob(last), parents) = self.segments.split_last()? else {
+            return None;
+        };
+        if last.matches('*').count() != 1 || last.contains(['?', '[', ']', '{', '}', '\\']) {
+            return None;
+        }
+        let mut parent = String::new();
+        for s in parents {
+            let Segment::Literal(name) = s else {
+                return None;
+            };
+            parent.push('/');
+            parent.push_str(name);
+        }
+        let (prefix, suffix) = last.split_once('*')?;
+        Some((parent, prefix, suffix))
+    }
+
     /// True for a pattern without any wildcard (one exact path).
     pub fn is_exact(&self) -> bool {
         self.segments

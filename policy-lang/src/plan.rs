@@ -148,11 +148,48 @@ pub struct Maps {
     /// ancestors).
     pub binaries: PathMatcher,
     pub binary_sets: Vec<BinarySet>,
+    /// At cgroup creation: cgroup path -> selector tags, `policy id * 2` for a policy's
+    /// `cgroups` pattern and `policy id * 2 + 1` for its `exclude: cgroups`. Only patterns the
+    /// kernel can evaluate are here (`W0604` names the others).
+    #[serde(default)]
+    pub cgroups: PathMatcher,
+    /// At cgroup creation too: selector patterns of whole names ending in one name with a
+    /// `*` inside (`/system.slice/docker-*.scope`), with the same tags.
+    #[serde(default)]
+    pub cgroup_globs: Vec<CgroupGlob>,
     pub net_v4: Vec<LpmEntry>,
     pub net_v6: Vec<LpmEntry>,
     pub kernel_ops: Vec<KeyedRules<KernelOp>>,
     pub capabilities: Vec<KeyedRules<u32>>,
     pub syscalls: Vec<KeyedRules<u32>>,
+}
+
+/// A cgroup selector pattern `PARENT/PREFIX*SUFFIX` (see `PathPattern::name_glob`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupGlob {
+    /// The parent cgroup's path, `""` for the root.
+    pub parent: String,
+    pub prefix: String,
+    pub suffix: String,
+    /// `policy id * 2`, `+ 1` for an exclusion.
+    pub tag: u32,
+}
+
+/// Longest parent path, prefix or suffix of a [`CgroupGlob`] the kernel takes (NAME_MAX).
+pub const CGROUP_GLOB_PART_MAX: usize = 255;
+
+impl CgroupGlob {
+    /// The kernel form of `pattern`, if it has one that fits.
+    pub fn of(pattern: &PathPattern, tag: u32) -> Option<CgroupGlob> {
+        let (parent, prefix, suffix) = pattern.name_glob()?;
+        let fits = |s: &str| s.len() <= CGROUP_GLOB_PART_MAX;
+        (fits(&parent) && fits(prefix) && fits(suffix)).then(|| CgroupGlob {
+            parent,
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+            tag,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -678,7 +715,7 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
         ("tp/sched/sched_process_exit", "process tracking"),
         (
             "tp/cgroup/cgroup_mkdir",
-            "new cgroups inherit their parent's policies",
+            "new cgroups inherit their parent's policies and get those whose selectors match them",
         ),
     ] {
         hooks.entry(h.into()).or_default().insert(why.into());
@@ -922,6 +959,23 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
         .flat_map(|(id, ps)| ps.iter().map(move |p| (p, *id)))
         .collect();
     let binaries = build(&bin_pairs, "binary");
+    let all_cgroup_pairs: Vec<(&PathPattern, u32)> = policies
+        .iter()
+        .flat_map(|p: &PlanPolicy| {
+            let tag = p.id.saturating_mul(2);
+            let include = p.select.cgroups.iter().map(move |c| (c, tag));
+            let exclude = p.select.exclude_cgroups.iter().map(move |c| (c, tag + 1));
+            include.chain(exclude)
+        })
+        .collect();
+    let (cgroup_pairs, others): (Vec<_>, Vec<_>) = all_cgroup_pairs
+        .into_iter()
+        .partition(|(c, _)| c.kernel_evaluable());
+    let cgroups = build(&cgroup_pairs, "cgroup selector");
+    let cgroup_globs: Vec<CgroupGlob> = others
+        .into_iter()
+        .filter_map(|(c, tag)| CgroupGlob::of(c, tag))
+        .collect();
     if diags.has_errors() {
         diags.sort();
         return Err(diags);
@@ -930,6 +984,8 @@ pub fn compile(set: &PolicySet, k: &KernelFeatures) -> Result<Plan, Diagnostics>
         file_paths,
         exec_paths,
         binaries,
+        cgroups,
+        cgroup_globs,
         binary_sets: bins
             .sets
             .iter()

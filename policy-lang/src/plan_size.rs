@@ -73,6 +73,14 @@ pub fn sizes(maps: &Maps, rules: usize, policies: usize) -> Vec<MapSize> {
     list_len += matcher("file", &maps.file_paths, &mut out);
     list_len += matcher("exec", &maps.exec_paths, &mut out);
     list_len += matcher("binaries", &maps.binaries, &mut out);
+    list_len += matcher("cgroups", &maps.cgroups, &mut out);
+    out.push(size(
+        "cgroup_globs",
+        "array",
+        maps.cgroup_globs.len(),
+        4,
+        800,
+    ));
     list_len += maps.net_v4.iter().map(|e| e.rules.len()).sum::<usize>();
     list_len += maps.net_v6.iter().map(|e| e.rules.len()).sum::<usize>();
     out.push(size("net_v4", "lpm_trie", maps.net_v4.len(), 8, 8));

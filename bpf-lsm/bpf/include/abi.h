@@ -98,6 +98,11 @@
 /* The matcher of executable paths (enf_edge_key.matcher): its accept lists
  * hold binary-set ids (enf_rule.id), not rules. Not a class. */
 #define ENF_MATCHER_BINARY 4
+/* The matcher of cgroup paths, walked when a cgroup is created: its lists
+ * hold one entry per selector pattern, enf_rule.slot the policy and
+ * enf_rule.ops ENF_SELECT_EXCLUDE for an `exclude` pattern. Not a class. */
+#define ENF_MATCHER_CGROUP 5
+#define ENF_SELECT_EXCLUDE 1
 /* Binary sets per plan: a task's sets are one u64. */
 #define ENF_MAX_BINARY_SETS 64
 
@@ -243,9 +248,12 @@ struct enf_path_event {
 };
 
 /* Value of `enf_cgroup_policies` (key: cgroup2 id): the policy slots that
- * apply to tasks in the cgroup. A new child cgroup copies its parent's. */
+ * apply to tasks in the cgroup, and those that exclude it or a cgroup above
+ * it. A new child cgroup starts from its parent's, adds the policies whose
+ * selectors match its path and takes away those that exclude it. */
 struct enf_cgroup_policies {
 	__u64 slots;
+	__u64 excluded;
 };
 
 /* Value of `enf_policies` (array, key: slot). Actions are effective: the
@@ -496,12 +504,31 @@ struct enf_config {
 	__u32 daemon_tgid;             /* self-protection: the enforcer's pid; 0: off */
 	__u32 daemon_exe_dev;          /* the enforcer's executable: its super block's
 					* s_dev (kernel encoding, major<<20 | minor) */
-	__u32 _pad;
+	__u32 cgroup_selectors;        /* 1: walk a new cgroup's path through
+					* ENF_MATCHER_CGROUP */
 	__u64 daemon_exe_ino;          /* ... and inode number; 0: no exemption */
 	__u32 pod_logs_dev;            /* Kubernetes namespace selectors: the
 					* kubelet's pod log directory (s_dev) */
 	__u32 _pad2;
 	__u64 pod_logs_ino;            /* ... and inode number; 0: off */
+	__u32 cgroup_globs;            /* entries of enf_cgroup_globs in use */
+	__u32 _pad3;
+};
+
+/* Cgroup selector patterns `PARENT/PREFIX*SUFFIX` (`enf_cgroup_globs`, array):
+ * a new cgroup whose parent's path is `parent` and whose name starts with
+ * `prefix` and ends with `suffix` (not overlapping) matches. */
+#define ENF_MAX_CGROUP_GLOBS 64
+struct enf_cgroup_glob {
+	__u32 slot;                    /* the pattern's policy */
+	__u32 exclude;                 /* 1: an `exclude` pattern */
+	__u32 parent_len;              /* 0: the root cgroup */
+	__u32 prefix_len;
+	__u32 suffix_len;
+	__u32 _pad;
+	char parent[ENF_NAME_BYTES];   /* each zero-padded, at most ENF_NAME_MAX */
+	char prefix[ENF_NAME_BYTES];
+	char suffix[ENF_NAME_BYTES];
 };
 
 /* Protected directories (self-protection; `enf_guard_dirs`, array): a path

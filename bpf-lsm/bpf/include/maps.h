@@ -186,6 +186,28 @@ struct {
 	__type(value, struct enf_file_scratch);
 } enf_file_scratch SEC(".maps");
 
+/* Cgroup selector patterns `PARENT/PREFIX*SUFFIX` (cgroup_inherit); the first
+ * enf_config.cgroup_globs entries are in use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ENF_MAX_CGROUP_GLOBS);
+	__type(key, __u32);
+	__type(value, struct enf_cgroup_glob);
+} enf_cgroup_globs SEC(".maps");
+
+/* A new cgroup's path, walked through the cgroup selectors (cgroup_inherit). */
+struct enf_cgroup_path {
+	char path[ENF_PATH_MAX];
+	char slack[ENF_PATH_SLACK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct enf_cgroup_path);
+} enf_cgroup_path SEC(".maps");
+
 struct enf_exec_scratch {
 	struct enf_exec_event ev;
 	char slack[ENF_PATH_SLACK];

@@ -27,10 +27,12 @@
 /* What a rule match is checked against. */
 struct enf_match_ctx {
 	struct enf_hits *hits;
-	__u64 slots;     /* the acting task's policies */
-	__u32 class;     /* ENF_CLASS_*, or ENF_MATCHER_BINARY */
+	__u64 slots;     /* the acting task's policies; ENF_MATCHER_CGROUP: the
+			  * policies whose exclusions matched */
+	__u32 class;     /* ENF_CLASS_*, ENF_MATCHER_BINARY or ENF_MATCHER_CGROUP */
 	__u32 access;    /* ENF_OP_* of the operation (file class) */
-	__u64 sets;      /* ENF_MATCHER_BINARY: the binary sets matched */
+	__u64 sets;      /* ENF_MATCHER_BINARY: the binary sets matched;
+			  * ENF_MATCHER_CGROUP: the policies whose selectors matched */
 };
 
 /* Records one matching rule if its policy applies and its ops cover the
@@ -42,6 +44,14 @@ static __always_inline void enf_hit(struct enf_match_ctx *m, const struct enf_ru
 	if (m->class == ENF_MATCHER_BINARY) {
 		/* The executable's walk: list entries are binary-set ids. */
 		m->sets |= 1ULL << (r->id & (ENF_MAX_BINARY_SETS - 1));
+		return;
+	}
+	if (m->class == ENF_MATCHER_CGROUP) {
+		/* A new cgroup's walk: list entries are selector patterns. */
+		if (r->ops & ENF_SELECT_EXCLUDE)
+			m->slots |= 1ULL << slot;
+		else
+			m->sets |= 1ULL << slot;
 		return;
 	}
 	if (!(m->slots & (1ULL << slot)))

@@ -93,6 +93,7 @@ pub fn file_plan(
     rules: Vec<KernelRule>,
 ) -> Result<KernelPlan> {
     Ok(KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![policy(policy_id, mode)],
         cgroups: vec![CgroupPolicies {
             cgroup_id: cg.id()?,

@@ -69,6 +69,7 @@ fn plan(cg: &Cgroup, mode: Mode, rules: &[R], default: Option<Action>) -> Result
         }
     }
     Ok(KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![KernelPolicy {
             id: POLICY,
             mode,

@@ -323,6 +323,7 @@ fn most_restrictive_policy_wins() -> Result<()> {
     let s = a.literal(&f);
     a.accept(s, &[1, 2, 3]);
     let plan = KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![
             KernelPolicy {
                 id: 20,
@@ -384,6 +385,7 @@ pub(super) fn exec_plan(cg: &Cgroup, path: &str, action: Action) -> Result<Kerne
     let s = a.literal(path);
     a.accept(s, &[RULE]);
     Ok(KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![policy(POLICY, Mode::Enforce)],
         cgroups: vec![CgroupPolicies {
             cgroup_id: cg.id()?,

@@ -51,6 +51,7 @@ fn prefix(addr: &str, len: u8, rules: &[u32]) -> Result<NetPrefix> {
 
 fn plan(cg: &Cgroup, mode: Mode, network: NetworkPlan) -> Result<KernelPlan> {
     Ok(KernelPlan {
+        cgroup_selectors: Default::default(),
         policies: vec![KernelPolicy {
             id: POLICY,
             mode,
