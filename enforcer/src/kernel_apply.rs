@@ -580,8 +580,9 @@ fn prefixes(entries: &[LpmEntry], known: &BTreeSet<u32>) -> Vec<NetPrefix> {
 }
 
 /// The network rules, prefixes and defaults, enforced by BPF LSM when the plan was compiled
-/// for a kernel with it, else by the cgroup socket programs attached to the topmost selected
-/// cgroups (their subtrees run them).
+/// for a kernel with it, else by the cgroup socket programs, attached at the root when a
+/// selector has cgroup patterns and else to the topmost selected cgroups (their subtrees run
+/// them).
 fn network_plan(
     plan: &Plan,
     by_cgroup: &BTreeMap<u64, Vec<u32>>,
@@ -624,16 +625,27 @@ fn network_plan(
         .filter(|n| by_cgroup.contains_key(&n.id))
         .map(|n| n.path.as_str())
         .collect();
-    let attach_cgroups = selected
-        .iter()
-        .filter(|path| {
-            !self_and_ancestors(path)
-                .iter()
-                .skip(1)
-                .any(|a| selected.contains(a))
-        })
-        .map(|p| (*p).to_string())
-        .collect();
+    // A cgroup a selector's pattern matches when it is created later can be anywhere: the
+    // programs then attach at the root (they decide per task cgroup from the cgroup map, so
+    // tasks no policy covers are allowed after one lookup).
+    let c = &plan.maps.cgroups;
+    let selects_new = !c.accepts.is_empty()
+        || !c.suffixes.is_empty()
+        || plan.maps.cgroup_globs.iter().any(|g| g.tag % 2 == 0);
+    let attach_cgroups = if selects_new {
+        vec!["/".to_string()]
+    } else {
+        selected
+            .iter()
+            .filter(|path| {
+                !self_and_ancestors(path)
+                    .iter()
+                    .skip(1)
+                    .any(|a| selected.contains(a))
+            })
+            .map(|p| (*p).to_string())
+            .collect()
+    };
     NetworkPlan {
         rules,
         v4: prefixes(&plan.maps.net_v4, &known),
@@ -1279,8 +1291,9 @@ policies:
         assert_eq!(sixteen.rules, vec![0, 2]);
         assert_eq!(n.v4.len(), 3);
         assert_eq!(n.v6.len(), 1);
-        // The selected cgroups are a, a/b and c; programs attach to a and c only.
-        assert_eq!(n.attach_cgroups, vec!["/app.slice/a", "/app.slice/c"]);
+        // The selectors' patterns can match a cgroup made later anywhere (a, removed and made
+        // again, has lost what was attached to it): the programs attach at the root.
+        assert_eq!(n.attach_cgroups, vec!["/"]);
         assert!(n.defaults.is_empty());
         // bpf-lsm takes it as it is.
         assert!(bpf_lsm::plan::NetworkPlan::default() != *n);
@@ -1313,7 +1326,7 @@ policies:
         assert_eq!(k.network.mechanism, NetMechanism::CgroupSock);
         // policy-lang: cgroup socket hooks cannot kill, the rule denies.
         assert_eq!(k.network.rules[0].action, Action::Deny);
-        assert_eq!(k.network.attach_cgroups, vec!["/a"]);
+        assert_eq!(k.network.attach_cgroups, vec!["/"]);
 
         let plan = compile_without_lsm(&policy_p(
             "{cgroups: [/a]}",

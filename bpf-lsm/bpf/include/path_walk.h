@@ -54,6 +54,10 @@ static __always_inline void enf_hit(struct enf_match_ctx *m, const struct enf_ru
 			m->sets |= 1ULL << slot;
 		return;
 	}
+	/* Only the hooks' walks record hits; the check keeps a verifier that no
+	 * longer knows the class (6.1, in bpf_loop callbacks) off the NULL. */
+	if (!m->hits)
+		return;
 	if (!(m->slots & (1ULL << slot)))
 		return;
 	if (m->class == ENF_CLASS_FILE && !(r->ops & m->access))
