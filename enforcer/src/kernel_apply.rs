@@ -263,34 +263,25 @@ fn selected(sel: &PlanSelector, path: &str, namespace: Option<&str>) -> bool {
             .iter()
             .any(|p| sel.cgroups.iter().any(|pat| pat.matches(p)))
         || in_namespaces(&sel.namespaces);
-    let excluded = chain
+    included && !excluded(sel, path, namespace)
+}
+
+/// Whether the selector's exclusions take the cgroup (or a cgroup above it) out.
+fn excluded(sel: &PlanSelector, path: &str, namespace: Option<&str>) -> bool {
+    self_and_ancestors(path)
         .iter()
         .any(|p| sel.exclude_cgroups.iter().any(|pat| pat.matches(p)))
-        || in_namespaces(&sel.exclude_namespaces);
-    included && !excluded
+        || namespace.is_some_and(|ns| sel.exclude_namespaces.iter().any(|n| n == ns))
 }
 
 /// What the kernel needs to select the cgroups created after the load: the selectors'
 /// patterns, and the existing cgroups' exclusions (which their new children inherit).
-fn cgroup_selectors(plan: &Plan, tree: &[CgroupNode]) -> CgroupSelectors {
-    let excluded = tree
-        .iter()
-        .filter_map(|node| {
-            let chain = self_and_ancestors(&node.path);
-            let policies: Vec<u32> = plan
-                .policies
-                .iter()
-                .filter(|p| {
-                    chain
-                        .iter()
-                        .any(|c| p.select.exclude_cgroups.iter().any(|pat| pat.matches(c)))
-                })
-                .map(|p| p.id)
-                .collect();
-            (!policies.is_empty()).then_some(CgroupPolicies {
-                cgroup_id: node.id,
-                policies,
-            })
+fn cgroup_selectors(plan: &Plan, excluded_by: BTreeMap<u64, Vec<u32>>) -> CgroupSelectors {
+    let excluded = excluded_by
+        .into_iter()
+        .map(|(cgroup_id, policies)| CgroupPolicies {
+            cgroup_id,
+            policies,
         })
         .collect();
     CgroupSelectors {
@@ -516,6 +507,7 @@ pub fn kernel_plan_with_pods(
         })
         .collect();
     let mut by_cgroup: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut excluded_by: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
     for node in tree {
         let namespace = pods.and_then(|d| {
             enforcer::enrich::cgroup_path::parse(&node.path)
@@ -526,11 +518,14 @@ pub fn kernel_plan_with_pods(
             if selected(&p.select, &node.path, namespace.as_deref()) {
                 by_cgroup.entry(node.id).or_default().push(p.id);
             }
+            if excluded(&p.select, &node.path, namespace.as_deref()) {
+                excluded_by.entry(node.id).or_default().push(p.id);
+            }
         }
     }
     let network = network_plan(plan, &by_cgroup, tree);
     let mut k = KernelPlan {
-        cgroup_selectors: cgroup_selectors(plan, tree),
+        cgroup_selectors: cgroup_selectors(plan, excluded_by),
         policies,
         cgroups: by_cgroup
             .into_iter()

@@ -181,8 +181,10 @@ static __always_inline void enf_pod_classify(struct inode *dir, struct dentry *d
 	}
 	id = *cgroup_id;
 	cur = bpf_map_lookup_elem(&enf_cgroup_policies, &id);
-	next.excluded = cur ? cur->excluded : 0;
-	next.slots = ((cur ? cur->slots : 0) | ns->add) & ~ns->remove & ~next.excluded;
+	/* The namespace's exclusions hold for the containers' cgroups made below
+	 * too, whatever cgroup pattern matches them. */
+	next.excluded = (cur ? cur->excluded : 0) | ns->remove;
+	next.slots = ((cur ? cur->slots : 0) | ns->add) & ~next.excluded;
 	if (next.slots || next.excluded) {
 		if (bpf_map_update_elem(&enf_cgroup_policies, &id, &next, BPF_ANY))
 			enf_count(ENF_STAT_INHERIT_FAILED);

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::net::{IpAddr, TcpListener};
+
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -216,24 +216,8 @@ fn prepare_once(replays: &[Replay]) -> Result<()> {
         }
     }
     for &(ip, port) in &listeners {
-        serve(ip, port)?;
+        super::rules_library::serve(&ip.to_string(), port)?;
     }
-    Ok(())
-}
-
-/// Accepts connections on `ip:port` and closes them, for the rest of the run.
-fn serve(ip: IpAddr, port: u16) -> Result<()> {
-    let listener = match TcpListener::bind((ip, port)) {
-        Ok(l) => l,
-        // Another test of this run listens there already.
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("listening on {ip}:{port}")),
-    };
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            drop(stream);
-        }
-    });
     Ok(())
 }
 

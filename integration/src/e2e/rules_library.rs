@@ -1427,9 +1427,14 @@ fn ip_addr_add(ip: &str) -> Result<()> {
     Ok(())
 }
 
-/// Accepts connections on `ip:port` and closes them, for the rest of the run.
-fn serve(ip: &str, port: u16) -> Result<()> {
-    let l = TcpListener::bind((ip, port)).with_context(|| format!("listening on {ip}:{port}"))?;
+/// Accepts connections on `ip:port` and closes them, for the rest of the run (a listener an
+/// earlier test of the run left there does the same).
+pub(super) fn serve(ip: &str, port: u16) -> Result<()> {
+    let l = match TcpListener::bind((ip, port)) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("listening on {ip}:{port}")),
+    };
     std::thread::spawn(move || {
         for stream in l.incoming() {
             drop(stream);
