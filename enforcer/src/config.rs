@@ -36,8 +36,9 @@ pub struct Config<S = SinkConfig> {
     /// one sent carries how many were suppressed. Default 100; 0: no limit.
     pub event_rate_limit: u32,
     /// Self-protection: tasks under enforcement may not signal or ptrace the daemon, reach BPF
-    /// objects by pin or id, or touch the state directory and the pin root. Default off: it
-    /// attaches the file and path programs to every plan (`--self-protection` turns it on).
+    /// objects by pin or id, or touch the state directory and the pin root. Default on (it
+    /// attaches the file and path programs to every plan); `--no-self-protection` or
+    /// `self_protection = false` turns it off.
     pub self_protection: bool,
     /// The kubelet's pod log directory (its `podLogsDir`), which Kubernetes namespace
     /// selectors read and watch. Default `/var/log/pods`.
@@ -181,7 +182,7 @@ impl<S> Default for Config<S> {
             metrics: MetricsConfig::default(),
             pin_root: PathBuf::from(crate::pinning::DEFAULT_PIN_ROOT),
             event_rate_limit: crate::kernel_settings::DEFAULT_EVENT_RATE_LIMIT,
-            self_protection: false,
+            self_protection: true,
             pod_logs_dir: PathBuf::from(enforcer::pod_logs::DEFAULT_POD_LOGS_DIR),
         }
     }

@@ -68,11 +68,14 @@ pub struct RunArgs {
     /// /sys/fs/bpf/enforcer.
     #[arg(long, value_name = "DIR", env = pinning::PIN_ROOT_ENV)]
     pub pin_root: Option<String>,
-    /// Turn self-protection on (the config's `self_protection`): tasks under enforcement may
-    /// not signal or ptrace the daemon, reach BPF objects by pin or id, or touch its state
-    /// directory and pin root.
-    #[arg(long)]
+    /// Self-protection on, whatever the config says (it is on by default): tasks under
+    /// enforcement may not signal or ptrace the daemon, reach BPF objects by pin or id, or
+    /// touch its state directory and pin root.
+    #[arg(long, conflicts_with = "no_self_protection")]
     pub self_protection: bool,
+    /// Self-protection off, whatever the config says.
+    #[arg(long)]
+    pub no_self_protection: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -303,7 +306,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             state_dir: state_dir.clone(),
         });
     let guard = match &compiler {
-        Some(_) if !(args.self_protection || config.self_protection) => None,
+        Some(_) if args.no_self_protection || !(args.self_protection || config.self_protection) => {
+            tracing::warn!(
+                "self-protection is off: tasks under enforcement may signal the daemon and \
+                 touch its state directory and pins"
+            );
+            None
+        }
         Some(c) if c.bpf_lsm() => Some(crate::self_guard::of_daemon(
             &state_dir,
             pins.as_ref().map(|p| p.root.as_path()),

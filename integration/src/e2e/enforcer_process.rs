@@ -15,9 +15,9 @@ use crate::guest_rootfs::GUEST_ENFORCER;
 
 /// The line (part) the enforcer prints once its programs are attached and it enforces.
 pub const READY_TEXT: &str = "enforcer ready";
-/// Generous for TCG emulation: loading and verifying BPF programs is slow there (with
-/// self-protection's programs, about 70 s on 6.12, and over 120 s while a restart adopts a
-/// pinned plan on a loaded machine).
+/// Generous for TCG emulation: loading and verifying BPF programs is slow there (the whole
+/// rule library with self-protection's programs takes tens of seconds on 6.12, more while a
+/// restart adopts a pinned plan on a loaded machine).
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long the enforcer has to exit after SIGTERM.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
