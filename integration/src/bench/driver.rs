@@ -268,8 +268,12 @@ fn measure_config(
                 policy::enforcer_policy(CGROUP, &format!("{DIR}/denied"), rules),
             )
             .with_context(|| format!("writing {path}"))?;
-            let enforcer =
-                Enforcer::start_with_timeout(&["--policy", &path], ENFORCER_READY_TIMEOUT)?;
+            // Not pinned: a pinned plan would outlive the daemon and enforce during the next
+            // configurations (the hooks a plan runs are the same pinned or not).
+            let enforcer = Enforcer::start_with_timeout(
+                &["--policy", &path, "--pin-root", ""],
+                ENFORCER_READY_TIMEOUT,
+            )?;
             result.bpf_lsm_programs = loaded_programs()?;
             let output = run_worker(args, cgroup, start, result, false);
             let log = enforcer.log().unwrap_or_default();
