@@ -148,44 +148,29 @@ pub fn replay(vector: &TestVector, index: usize) -> Result<Replay, String> {
                     uid,
                 }),
             }
-            match op {
-                FileOp::Read => vec!["read".into(), path],
-                FileOp::Write => vec!["write".into(), path],
-                FileOp::Append => vec!["append".into(), path],
-                FileOp::Create => vec!["create".into(), path],
-                FileOp::Delete => vec!["delete".into(), path],
-                FileOp::Truncate => vec!["truncate".into(), path],
-                FileOp::Chown => vec!["chown".into(), path],
-                FileOp::Chmod => vec!["chmod".into(), path, "644".into()],
-                FileOp::ChmodSetuid => vec!["chmod".into(), path, "4755".into()],
-                FileOp::ChmodSetgid => vec!["chmod".into(), path, "2755".into()],
-                FileOp::Exec => vec!["exec".into(), path],
-                FileOp::MmapExec => vec!["mmap_exec".into(), path],
-                FileOp::Rename => {
-                    let to = format!("{path}.replayed");
-                    setup.push(Setup::Absent {
-                        path: to.clone(),
-                        uid,
-                    });
-                    vec!["rename".into(), path, to]
-                }
-                FileOp::Link => {
-                    let to = format!("{path}.replay-link");
-                    setup.push(Setup::Absent {
-                        path: to.clone(),
-                        uid,
-                    });
-                    vec!["link".into(), path, to]
-                }
-                FileOp::SymlinkTo => {
-                    let at = format!("{SCRATCH}/links/{index}");
-                    setup.push(Setup::Absent {
-                        path: at.clone(),
-                        uid,
-                    });
-                    vec!["symlink_to".into(), path, at]
-                }
+            // The second name a rename, link or symlink makes: nothing may be there.
+            let second = match op {
+                FileOp::Rename => Some(format!("{path}.replayed")),
+                FileOp::Link => Some(format!("{path}.replay-link")),
+                FileOp::SymlinkTo => Some(format!("{SCRATCH}/links/{index}")),
+                _ => None,
+            };
+            if let Some(to) = &second {
+                setup.push(Setup::Absent {
+                    path: to.clone(),
+                    uid,
+                });
             }
+            let (name, mode) = match op {
+                FileOp::Chmod => ("chmod", Some("644")),
+                FileOp::ChmodSetuid => ("chmod", Some("4755")),
+                FileOp::ChmodSetgid => ("chmod", Some("2755")),
+                other => (other.name(), None),
+            };
+            let mut args = vec![name.to_owned(), path];
+            args.extend(mode.map(str::to_owned));
+            args.extend(second);
+            args
         }
         Operation::Network {
             op,
@@ -194,10 +179,7 @@ pub fn replay(vector: &TestVector, index: usize) -> Result<Replay, String> {
             protocol,
         } => {
             // An IPv4-mapped IPv6 address reaches the IPv4 address.
-            let local = match addr {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
-                IpAddr::V4(_) => *addr,
-            };
+            let local = policy_lang::net::canonical(*addr);
             if !local.is_loopback() && !local.is_unspecified() {
                 setup.push(Setup::LocalAddress(local));
             }
